@@ -1,0 +1,49 @@
+"""Helpers shared by benchmarks: percentiles and the one-line JSON report."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import click
+import numpy as np
+
+
+def percentiles_ms(samples_s: Sequence[float]) -> dict[str, float]:
+    """p50/p90/p99/max of durations given in seconds, reported in milliseconds."""
+    arr = np.asarray(samples_s, dtype=float) * 1000.0
+    if arr.size == 0:
+        return {
+            "p50_ms": float("nan"),
+            "p90_ms": float("nan"),
+            "p99_ms": float("nan"),
+            "max_ms": float("nan"),
+        }
+    p50, p90, p99 = np.percentile(arr, [50, 90, 99])
+    return {
+        "p50_ms": round(float(p50), 3),
+        "p90_ms": round(float(p90), 3),
+        "p99_ms": round(float(p99), 3),
+        "max_ms": round(float(arr.max()), 3),
+    }
+
+
+def emit(bench: str, figures: dict[str, Any]) -> dict[str, Any]:
+    """Print the benchmark's single JSON line (with machine context) and return it."""
+    report = {
+        "bench": bench,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"python": platform.python_version(), "cpu_count": _cpus()},
+        **figures,
+    }
+    click.echo(json.dumps(report, sort_keys=False))
+    return report
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
