@@ -1,0 +1,1 @@
+"""Policies: how observations become actions (scripted baselines and learned model families)."""

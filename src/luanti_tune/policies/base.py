@@ -1,0 +1,63 @@
+"""The contract between model families, the registry, the trainers and the inference engine.
+
+A learned model family is split in three so that the engine can batch and swap runtimes:
+
+* :class:`FamilyAdapter.featurize` turns a batch of observations (plus bounded per-agent
+  memory, e.g. a target's recent trajectory) into named float32 numpy arrays;
+* a forward function (a ``torch.nn.Module`` or its ONNX Runtime export) maps those arrays to
+  named output arrays, one row per agent;
+* :class:`FamilyAdapter.decode` turns output rows back into typed actions with a confidence.
+
+Scripted policies implement :class:`Policy` directly and serve as baselines and as the
+fallback when no model exists, the model errors, or its confidence is low.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import MutableMapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from luanti_tune.schemas.agent import Action, Observation
+
+#: Per-agent memory handed to adapters: ``memory[agent_id]`` is a dict the adapter owns.
+#: The engine bounds it (LRU/TTL); adapters must tolerate a missing or fresh entry.
+AgentMemory = MutableMapping[str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One agent's action and how confident the deciding policy is in it (0..1)."""
+
+    action: Action
+    confidence: float = 1.0
+
+
+class Policy(abc.ABC):
+    """Anything that decides actions for a batch of observations (all of one kind)."""
+
+    name: str = "policy"
+    version: str = "0"
+
+    @abc.abstractmethod
+    def decide(self, observations: Sequence[Observation], memory: AgentMemory) -> list[Decision]:
+        """One decision per observation, in order."""
+
+
+class FamilyAdapter(abc.ABC):
+    """Observation <-> tensor translation of one learned model family."""
+
+    family: str
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+
+    @abc.abstractmethod
+    def featurize(self, observations: Sequence[Observation], memory: AgentMemory) -> dict[str, np.ndarray]:
+        """Named float32 arrays with a leading batch dimension ``len(observations)``."""
+
+    @abc.abstractmethod
+    def decode(self, observations: Sequence[Observation], outputs: dict[str, np.ndarray]) -> list[Decision]:
+        """One decision per observation from the forward outputs."""
