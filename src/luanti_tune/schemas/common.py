@@ -6,6 +6,7 @@ import math
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import Strict as StrictMode
 
 #: Luanti's map is limited to +-31000 nodes on each axis; anything beyond is garbage.
 MAP_LIMIT = 31_000.0
@@ -36,37 +37,16 @@ def _as_int(value: Any) -> Any:
     raise ValueError(f"expected an integer, got {type(value).__name__}")
 
 
-def _as_float(value: Any) -> Any:
-    if isinstance(value, bool):
-        raise ValueError("expected a number, got a boolean")
-    if isinstance(value, int | float):
-        f = float(value)
-        if not math.isfinite(f):
-            raise ValueError("expected a finite number (NaN/Infinity are refused)")
-        return f
-    raise ValueError(f"expected a number, got {type(value).__name__}")
-
-
-def _as_bool(value: Any) -> Any:
-    if isinstance(value, bool):
-        return value
-    raise ValueError(f"expected a boolean, got {type(value).__name__}")
-
-
-def _as_str(value: Any) -> Any:
-    if isinstance(value, str):
-        return value
-    raise ValueError(f"expected a string, got {type(value).__name__}")
-
-
 Int = Annotated[int, BeforeValidator(_as_int)]
-Float = Annotated[float, BeforeValidator(_as_float)]
-Bool = Annotated[bool, BeforeValidator(_as_bool)]
-Str = Annotated[str, BeforeValidator(_as_str)]
+# Floats, booleans and strings use pydantic's strict mode (validated in Rust, fast): ints are
+# accepted as floats, strings/booleans are refused, NaN/Infinity refused by ``allow_inf_nan``.
+Float = Annotated[float, StrictMode()]
+Bool = Annotated[bool, StrictMode()]
+Str = Annotated[str, StrictMode()]
 NonNegInt = Annotated[int, BeforeValidator(_as_int), Field(ge=0)]
-Coord = Annotated[float, BeforeValidator(_as_float), Field(ge=-MAP_LIMIT, le=MAP_LIMIT)]
-Name = Annotated[str, BeforeValidator(_as_str), Field(pattern=NAME_PATTERN)]
-ItemName = Annotated[str, BeforeValidator(_as_str), Field(max_length=128)]
+Coord = Annotated[float, StrictMode(), Field(ge=-MAP_LIMIT, le=MAP_LIMIT)]
+Name = Annotated[str, StrictMode(), Field(pattern=NAME_PATTERN)]
+ItemName = Annotated[str, StrictMode(), Field(max_length=128)]
 
 
 class Vec3(Strict):
@@ -94,7 +74,7 @@ NODE_CODES: dict[str, int] = {
 
 def float_in(lo: float, hi: float) -> Any:
     """A finite float within ``[lo, hi]`` (strings and booleans refused)."""
-    return Annotated[float, BeforeValidator(_as_float), Field(ge=lo, le=hi)]
+    return Annotated[float, StrictMode(), Field(ge=lo, le=hi)]
 
 
 def int_in(lo: int, hi: int) -> Any:
