@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from pgcluster import pg_url  # noqa: F401  (session-scoped throwaway PostgreSQL cluster)
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 

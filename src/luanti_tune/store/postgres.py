@@ -1,0 +1,187 @@
+"""PostgreSQL backend (psycopg 3): for several writers or big data.
+
+A batch (or a group of batches) is one transaction. Each batch is one ``INSERT ... SELECT FROM
+unnest(arrays) ON CONFLICT (source, seq) DO NOTHING RETURNING type`` statement, so the server
+gets a handful of round trips per commit. Writers take a transaction-scoped advisory lock, so ids
+become visible in increasing order and an ``id > cursor`` reader never skips a late commit.
+A lost connection (server stopped or restarted) raises :class:`StoreUnavailable`; the next call
+reconnects.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from luanti_tune.errors import StoreUnavailable
+from luanti_tune.store.base import EventQuery, StoreStats
+from luanti_tune.store.rows import COLUMNS, BatchResult, EventRow, RowStore, paged, where_clause
+
+log = logging.getLogger(__name__)
+
+#: Advisory lock key serialising writers (and schema creation) across processes.
+LOCK_KEY = 0x4C54_0001
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    source TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    type TEXT NOT NULL,
+    wall_us BIGINT NOT NULL,
+    actor_kind TEXT NOT NULL,
+    actor_name TEXT NOT NULL,
+    episode_id TEXT,
+    body TEXT NOT NULL,
+    UNIQUE (source, seq)
+);
+CREATE INDEX IF NOT EXISTS events_type ON events (type, id);
+CREATE INDEX IF NOT EXISTS events_episode ON events (episode_id, id) WHERE episode_id IS NOT NULL;
+"""
+
+_ARRAY_TYPES = ("text", "bigint", "text", "bigint", "text", "text", "text", "text")
+INSERT = (
+    f"INSERT INTO events ({', '.join(COLUMNS)}) "
+    f"SELECT * FROM unnest({', '.join(f'%s::{t}[]' for t in _ARRAY_TYPES)}) "
+    "ON CONFLICT (source, seq) DO NOTHING RETURNING type"
+)
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}@{host}"
+
+
+class PostgresStore(RowStore):
+    """Append-only events in a PostgreSQL table ``events``."""
+
+    def __init__(self, url: str, *, connect_timeout: float = 5.0) -> None:
+        import psycopg  # lazy: only PostgreSQL users need it
+
+        self._psycopg = psycopg
+        self.url = url
+        self._connect_timeout = connect_timeout
+        self._wlock = threading.Lock()
+        self._rlock = threading.Lock()
+        self._w: Any = None
+        self._r: Any = None
+        self._closed = False
+        with self._wlock:
+            conn = self._writer()
+            try:
+                with conn.transaction():
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+                    conn.execute(SCHEMA)
+            except psycopg.Error as exc:
+                self._drop_writer()
+                raise StoreUnavailable(f"PostgreSQL store {_redact(url)}: cannot create schema: {exc}") from exc
+
+    # ------------------------------------------------------------------ connections
+
+    def _connect(self, autocommit: bool) -> Any:
+        if self._closed:
+            raise StoreUnavailable(f"PostgreSQL store {_redact(self.url)} is closed")
+        url = self.url.replace("postgres://", "postgresql://", 1)
+        try:
+            return self._psycopg.connect(url, autocommit=autocommit, connect_timeout=max(1, int(self._connect_timeout)))
+        except self._psycopg.Error as exc:
+            raise StoreUnavailable(f"PostgreSQL store {_redact(self.url)} is unreachable: {exc}") from exc
+
+    def _writer(self) -> Any:
+        if self._w is None or self._w.closed:
+            self._w = self._connect(autocommit=False)
+        return self._w
+
+    def _drop_writer(self) -> None:
+        if self._w is not None:
+            try:
+                self._w.close()
+            except self._psycopg.Error:
+                pass
+            self._w = None
+
+    # ------------------------------------------------------------------ writes
+
+    def append_batches(self, batches: Sequence[Sequence[EventRow]]) -> list[BatchResult]:
+        results: list[BatchResult] = []
+        with self._wlock:
+            conn = self._writer()
+            try:
+                with conn.transaction(), conn.cursor() as cur:
+                    cur.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+                    for rows in batches:
+                        if not rows:
+                            results.append(BatchResult(0, 0, {}))
+                            continue
+                        cur.execute(INSERT, [list(col) for col in zip(*rows, strict=True)])
+                        by_type: dict[str, int] = {}
+                        for (t,) in cur.fetchall():
+                            by_type[t] = by_type.get(t, 0) + 1
+                        accepted = sum(by_type.values())
+                        results.append(BatchResult(accepted, len(rows) - accepted, by_type))
+            except self._psycopg.Error as exc:
+                broken = conn.closed or conn.broken
+                if broken:
+                    self._drop_writer()
+                raise StoreUnavailable(f"PostgreSQL store {_redact(self.url)} failed to commit: {exc}") from exc
+        return results
+
+    # ------------------------------------------------------------------ reads
+
+    def _read(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        with self._rlock:
+            if self._r is None or self._r.closed:
+                self._r = self._connect(autocommit=True)
+            try:
+                rows: list[tuple[Any, ...]] = self._r.execute(sql, params).fetchall()
+                return rows
+            except self._psycopg.Error as exc:
+                try:
+                    self._r.close()
+                except self._psycopg.Error:
+                    pass
+                self._r = None
+                raise StoreUnavailable(f"PostgreSQL store {_redact(self.url)} failed to read: {exc}") from exc
+
+    def iter_rows(self, query: EventQuery | None = None, batch_size: int = 5000) -> Iterator[tuple[int, str]]:
+        query = query or EventQuery()
+        where, params = where_clause(query, "%s")
+        sql = "SELECT id, body FROM events WHERE id > %s" + (f" AND {where}" if where else "") + " ORDER BY id LIMIT %s"
+
+        def fetch(after: int, n: int) -> list[tuple[int, str]]:
+            return [(int(i), b) for i, b in self._read(sql, [after, *params, n])]
+
+        return paged(fetch, query, batch_size)
+
+    def stats(self) -> StoreStats:
+        by_type = {t: int(n) for t, n in self._read("SELECT type, count(*) FROM events GROUP BY type ORDER BY type")}
+        sources = {
+            s: int(n) for s, n in self._read("SELECT source, count(*) FROM events GROUP BY source ORDER BY source")
+        }
+        return StoreStats(events=sum(by_type.values()), by_type=by_type, sources=sources, max_id=self.max_id())
+
+    def max_id(self) -> int:
+        return int(self._read("SELECT coalesce(max(id), 0) FROM events")[0][0])
+
+    def ping(self) -> None:
+        self._read("SELECT 1")
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with self._wlock, self._rlock:
+            for conn in (self._w, self._r):
+                if conn is not None:
+                    try:
+                        conn.close()
+                    except self._psycopg.Error:
+                        log.exception("closing PostgreSQL connection failed")
+            self._w = self._r = None
