@@ -72,6 +72,22 @@ class Settings(BaseSettings):
     max_payload_bytes: int = Field(default=64 * 1024, ge=64, description="Largest accepted single event.")
     torch_threads: int = Field(default=1, ge=1, description="Torch threads of the training worker.")
     seed: int = Field(default=0, description="Seed of training and simulation runs.")
+    # inference (/v1/act)
+    act_max_agents: int = Field(default=4096, ge=1, description="Most observations accepted in one /v1/act call.")
+    act_batch_window_ms: float = Field(
+        default=0.5, ge=0, le=50, description="Concurrent /v1/act calls within this window share one batch."
+    )
+    act_min_confidence: float = Field(
+        default=0.0, ge=0, le=1, description="Below this model confidence the scripted policy decides."
+    )
+    act_log_sample_rate: float = Field(
+        default=0.01, ge=0, le=1, description="Fraction of decisions logged back as agent.act events."
+    )
+    act_session_max_agents: int = Field(default=50_000, ge=1, description="Per-agent memories kept (LRU).")
+    act_session_ttl_s: float = Field(default=600.0, gt=0, description="Per-agent memory expires after this idle time.")
+    act_onnx: bool = Field(default=True, description="Serve champions with ONNX Runtime when the export checks out.")
+    act_threads: int = Field(default=1, ge=1, description="Threads of one inference forward pass.")
+    act_poll_s: float = Field(default=1.0, gt=0, description="How often the engine checks for a new champion.")
 
     @field_validator("db_url")
     @classmethod
