@@ -1,0 +1,132 @@
+"""Micro-batching of concurrent ``/v1/act`` requests into one engine batch.
+
+Requests arriving within ``window_s`` of the first waiting one (or while the engine is busy with
+the previous batch) are concatenated, decided in one engine call on a dedicated thread, and
+split back. Every request of a merged batch is therefore answered by the same model set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from luanti_tune.inference.engine import BatchResult, InferenceEngine, ModelRef
+from luanti_tune.schemas.agent import Observation
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Pending:
+    observations: Sequence[Observation]
+    future: asyncio.Future[BatchResult]
+
+
+def _slice(result: BatchResult, start: int, stop: int) -> BatchResult:
+    refs: list[ModelRef | None] = result.refs[start:stop]
+    return BatchResult(
+        actions=result.actions[start:stop],
+        refs=refs,
+        fallback={i - start: r for i, r in result.fallback.items() if start <= i < stop},
+        errors={
+            i - start: {**e, "loc": f"observations[{i - start}]"} for i, e in result.errors.items() if start <= i < stop
+        },
+        generation=result.generation,
+        versions=result.versions,
+        seconds=result.seconds,
+    )
+
+
+class MicroBatcher:
+    """Async front of an :class:`InferenceEngine`; bind it to one event loop (lazily on first use)."""
+
+    def __init__(self, engine: InferenceEngine, window_s: float = 0.0005, max_agents: int = 8192) -> None:
+        self.engine = engine
+        self.window_s = max(0.0, window_s)
+        self.max_agents = max_agents
+        self._queue: asyncio.Queue[_Pending] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="act-engine")
+        self.batches = 0
+        self.merged_requests = 0
+
+    async def decide(self, observations: Sequence[Observation]) -> BatchResult:
+        loop = asyncio.get_running_loop()
+        if self._queue is None or self._task is None or self._task.done():
+            self._queue = asyncio.Queue()
+            self._task = loop.create_task(self._worker(), name="act-micro-batcher")
+        fut: asyncio.Future[BatchResult] = loop.create_future()
+        self._queue.put_nowait(_Pending(observations, fut))
+        return await fut
+
+    async def _collect(self, first: _Pending) -> list[_Pending]:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        items = [first]
+        n = len(first.observations)
+        deadline = loop.time() + self.window_s
+        while n < self.max_agents:
+            try:
+                item = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    item = await asyncio.wait_for(self._queue.get(), remaining)
+                except TimeoutError:
+                    break
+            items.append(item)
+            n += len(item.observations)
+        return items
+
+    async def _worker(self) -> None:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            first = await self._queue.get()
+            items = await self._collect(first)
+            if len(items) == 1:
+                obs: Sequence[Observation] = first.observations
+            else:
+                merged: list[Observation] = []
+                for it in items:
+                    merged.extend(it.observations)
+                obs = merged
+            try:
+                result = await loop.run_in_executor(self._executor, self.engine.decide, obs)
+            except BaseException as exc:  # noqa: BLE001 - hand the failure to every waiter
+                for it in items:
+                    if not it.future.done():
+                        it.future.set_exception(exc if isinstance(exc, Exception) else RuntimeError(str(exc)))
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                continue
+            self.batches += 1
+            self.merged_requests += len(items)
+            if len(items) == 1:
+                if not first.future.done():
+                    first.future.set_result(result)
+                continue
+            start = 0
+            for it in items:
+                stop = start + len(it.observations)
+                if not it.future.done():
+                    it.future.set_result(_slice(result, start, stop))
+                start = stop
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                pass
+            self._task = None
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,160 @@
+"""Log served decisions back into the store as sampled ``agent.act`` events.
+
+The hot path only samples and enqueues plain tuples; a daemon thread builds and validates the
+events and appends them in batches, so a slow store never delays a decision. A full queue drops
+(counted in ``act_log_dropped_total``) instead of growing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import random
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from luanti_tune.inference.metrics import metrics
+from luanti_tune.store.base import Store
+
+log = logging.getLogger(__name__)
+
+#: (agent, tick, pos dict, action dict, model, version, fallback reason)
+LogItem = tuple[str, int, dict[str, float], dict[str, Any], str | None, str | None, str | None]
+
+
+class DecisionLogger:
+    """Sampled, asynchronous ``agent.act`` writer."""
+
+    def __init__(
+        self,
+        store: Store,
+        sample_rate: float = 0.01,
+        *,
+        source: str | None = None,
+        max_queue: int = 10_000,
+        flush_every_s: float = 0.5,
+        seed: int | None = None,
+    ) -> None:
+        if not 0.0 <= sample_rate <= 1.0:
+            raise ValueError("sample_rate must be within [0, 1]")
+        self.store = store
+        self.sample_rate = sample_rate
+        host = socket.gethostname().replace(" ", "_")[:40] or "host"
+        self.source = source or f"act.{host}.{os.getpid()}"
+        # Sequence numbers start at the wall clock in microseconds so a restarted process never
+        # reuses a (source, seq) key of its previous life.
+        self._seq = time.time_ns() // 1000
+        self._queue: queue.Queue[LogItem | None] = queue.Queue(maxsize=max_queue)
+        self._flush_every_s = flush_every_s
+        self._rng = random.Random(seed)
+        self._thread: threading.Thread | None = None
+        self._stopped = threading.Event()
+        self.written = 0
+        self.dropped = 0
+
+    def sample(self, n: int) -> list[int]:
+        """Indices (of ``n`` decisions) to log."""
+        rate = self.sample_rate
+        if rate <= 0.0 or n == 0:
+            return []
+        if rate >= 1.0:
+            return list(range(n))
+        k = sum(1 for _ in range(n) if self._rng.random() < rate) if n < 64 else self._binomial(n, rate)
+        return sorted(self._rng.sample(range(n), k)) if k else []
+
+    def _binomial(self, n: int, p: float) -> int:
+        import numpy as np
+
+        return int(np.random.default_rng(self._rng.getrandbits(63)).binomial(n, p))
+
+    def offer(self, items: Sequence[LogItem]) -> None:
+        if not items:
+            return
+        self._ensure_thread()
+        for item in items:
+            try:
+                self._queue.put_nowait(item)
+            except queue.Full:
+                self.dropped += 1
+                metrics().log_dropped.inc()
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="act-decision-log", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        pending: list[LogItem] = []
+        last = time.monotonic()
+        while True:
+            try:
+                item = self._queue.get(timeout=self._flush_every_s)
+            except queue.Empty:
+                item = None
+                if self._stopped.is_set():
+                    break
+            else:
+                if item is None:
+                    self._write(pending)
+                    return
+                pending.append(item)
+            if pending and (len(pending) >= 500 or time.monotonic() - last >= self._flush_every_s):
+                self._write(pending)
+                pending = []
+                last = time.monotonic()
+        self._write(pending)
+
+    def _write(self, items: list[LogItem]) -> None:
+        if not items:
+            return
+        from luanti_tune.schemas.event import parse_event
+
+        events = []
+        wall = time.time_ns() // 1000
+        for agent, tick, pos, action, model, version, fallback in items:
+            self._seq += 1
+            payload: dict[str, Any] = {"action": action}
+            if model is not None:
+                payload["model"] = model
+            if version is not None:
+                payload["version"] = version
+            if fallback is not None:
+                payload["fallback"] = fallback
+            raw = {
+                "schema": "luanti.event/1",
+                "source": self.source,
+                "seq": self._seq,
+                "type": "agent.act",
+                "time": {"wall_us": wall, "game_s": 0.0, "tick": tick},
+                "actor": {"kind": "agent", "name": agent},
+                "pos": pos,
+                "payload": payload,
+            }
+            try:
+                events.append(parse_event(raw))
+            except Exception as exc:  # noqa: BLE001 - a bad decision must not kill the logger
+                log.warning("dropping unloggable decision of %s: %s", agent, exc)
+                self.dropped += 1
+        try:
+            result = self.store.append(events)
+            self.written += result.accepted
+        except Exception as exc:  # noqa: BLE001 - store down: count and move on
+            log.warning("could not log %d agent.act events: %s", len(events), exc)
+            self.dropped += len(events)
+            metrics().log_dropped.inc(len(events))
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Flush what is queued and stop the writer thread."""
+        if self._thread is None:
+            return
+        self._stopped.set()
+        try:
+            self._queue.put(None, timeout=timeout)
+        except queue.Full:
+            pass
+        self._thread.join(timeout)
+        self._thread = None

@@ -1,0 +1,486 @@
+"""The inference engine: one forward pass per model family for a whole batch of agents.
+
+``decide(observations)`` groups observations by kind, runs each group through its family's
+featurize -> forward (ONNX Runtime or eager PyTorch) -> decode, and answers agents the model
+cannot (no model, model error, low confidence) with a scripted fallback policy. A batch reads the
+served model set once, so it never mixes versions; a hot swap replaces that set atomically while
+batches in flight finish on the old one.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from luanti_tune.inference.decision_log import DecisionLogger, LogItem
+from luanti_tune.inference.fallback import ChaseOrWait, default_fallbacks
+from luanti_tune.inference.metrics import metrics
+from luanti_tune.inference.runtime import ExportReport, Runner, checked_runner
+from luanti_tune.inference.sessions import SessionStore
+from luanti_tune.inference.source import ModelCandidate, ModelSource
+from luanti_tune.policies.base import Decision, FamilyAdapter, Policy
+from luanti_tune.schemas.agent import Observation
+
+log = logging.getLogger(__name__)
+
+#: ``(name, version)`` of whatever decided an agent (a model or ``scripted:<policy>``).
+ModelRef = tuple[str, str]
+
+NO_MODEL = "no_model"
+MODEL_ERROR = "model_error"
+LOW_CONFIDENCE = "low_confidence"
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    min_confidence: float = 0.0
+    session_max_agents: int = 10_000
+    session_ttl_s: float = 300.0
+    onnx: bool = True
+    threads: int = 1
+    atol: float = 1e-4
+    rtol: float = 1e-3
+    check_samples: int = 256
+    poll_interval_s: float = 1.0
+    seed: int = 0
+    #: Move everything alive after a model load into the GC's permanent generation: with torch
+    #: and onnxruntime imported, a full collection otherwise stalls a batch for ~100 ms.
+    freeze_gc: bool = True
+    #: Prepared (exported, checked) models kept for instant swaps back, e.g. on rollback.
+    keep_prepared: int = 4
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    family: str
+    name: str
+    version: str
+    adapter: FamilyAdapter
+    runner: Runner
+    report: ExportReport
+    min_confidence: float
+    kinds: tuple[str, ...]
+    module: Any = None
+
+    @property
+    def ref(self) -> ModelRef:
+        return (self.name, self.version)
+
+
+@dataclass(frozen=True)
+class ModelSet:
+    """An immutable snapshot of the served models; replaced as a whole on every swap."""
+
+    generation: int
+    revision: Hashable
+    by_kind: Mapping[str, ServedModel]
+    by_family: Mapping[str, ServedModel]
+
+
+@dataclass
+class BatchResult:
+    """Per-agent outcome of one batch, as parallel lists (cheap for 1000s of agents).
+
+    ``actions[i]`` is ``None`` exactly when ``errors`` has ``i``; ``fallback[i]`` is the reason
+    when a fallback policy decided agent ``i``.
+    """
+
+    actions: list[Any]
+    refs: list[ModelRef | None]
+    fallback: dict[int, str] = field(default_factory=dict)
+    errors: dict[int, dict[str, str]] = field(default_factory=dict)
+    generation: int = 0
+    versions: dict[str, ModelRef] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def main_ref(self) -> ModelRef | None:
+        """The model that decided most agents (the response's top-level ``model``)."""
+        counts: dict[ModelRef, int] = {}
+        for r in self.refs:
+            if r is not None:
+                counts[r] = counts.get(r, 0) + 1
+        return max(counts, key=lambda r: counts[r]) if counts else None
+
+
+def _row_finite(outputs: Mapping[str, np.ndarray], n: int) -> np.ndarray:
+    ok = np.ones(n, dtype=bool)
+    for arr in outputs.values():
+        a = np.asarray(arr)
+        if a.shape[:1] != (n,):
+            raise ValueError(f"model output has shape {a.shape}, expected leading dimension {n}")
+        ok &= np.isfinite(a.reshape(n, -1)).all(axis=1) if a.size else ok
+    return ok
+
+
+def _close(a: Any, b: Any, tol: float) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k], tol) for k in a)
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_close(x, y, tol) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float | int) and isinstance(b, float | int) and not isinstance(a, bool):
+        return math.isclose(a, b, rel_tol=tol, abs_tol=tol)
+    return bool(a == b)
+
+
+def same_actions(a: Sequence[Decision], b: Sequence[Decision], tol: float = 1e-3) -> bool:
+    """Whether two decision lists pick the same actions (numbers equal within ``tol``)."""
+    if len(a) != len(b):
+        return False
+    return all(
+        x.action.type == y.action.type and _close(x.action.model_dump(), y.action.model_dump(), tol)
+        for x, y in zip(a, b, strict=True)
+    )
+
+
+class InferenceEngine:
+    """Batched decisions with hot swap and fallback. Thread-safe; batches run one at a time."""
+
+    def __init__(
+        self,
+        source: ModelSource | None = None,
+        *,
+        config: EngineConfig | None = None,
+        fallbacks: Mapping[str, Policy] | None = None,
+        decision_log: DecisionLogger | None = None,
+    ) -> None:
+        self.source = source
+        self.config = config or EngineConfig()
+        self.fallbacks: dict[str, Policy] = dict(default_fallbacks() if fallbacks is None else fallbacks)
+        self.last_resort: Policy = ChaseOrWait()
+        self.decision_log = decision_log
+        self._models = ModelSet(0, None, {}, {})
+        self._run_lock = threading.Lock()
+        self._build_lock = threading.Lock()
+        self._sessions: dict[str, SessionStore] = {}
+        self._fb_sessions: dict[str, SessionStore] = {}
+        self._recent: dict[str, list[Observation]] = {}
+        self._prepared: OrderedDict[tuple[str, str, str, int], ServedModel] = OrderedDict()
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
+        self.stats: dict[str, int] = {"batches": 0, "agents": 0, "swaps": 0, "errors": 0}
+        self.fallback_counts: dict[str, int] = {}
+        self.load_errors: dict[str, str] = {}
+        self._m = metrics()
+        if source is not None:
+            self.refresh(force=True)
+
+    # ------------------------------------------------------------------ model set / hot swap
+    @property
+    def models(self) -> ModelSet:
+        return self._models
+
+    def refresh(self, force: bool = False) -> bool:
+        """Reload champions if the source changed; swap atomically. Returns whether it swapped."""
+        if self.source is None:
+            return False
+        with self._build_lock:
+            current = self._models
+            revision = self.source.revision()
+            if not force and revision == current.revision:
+                return False
+            by_family: dict[str, ServedModel] = {}
+            for family in self.source.families():
+                try:
+                    cand = self.source.load(family)
+                except Exception as exc:  # noqa: BLE001 - keep serving what we have
+                    self.load_errors[family] = f"{type(exc).__name__}: {exc}"
+                    log.error("could not load champion of %s, keeping the served one: %s", family, exc)
+                    if family in current.by_family:
+                        by_family[family] = current.by_family[family]
+                    continue
+                if cand is None:
+                    continue
+                old = current.by_family.get(family)
+                key = (family, cand.name, cand.version, id(cand.module))
+                cached = self._prepared.get(key)
+                if cached is not None and cached.module is cand.module:
+                    # e.g. a rollback to a recently served version: no re-export needed
+                    self._prepared.move_to_end(key)
+                    by_family[family] = cached
+                    continue
+                try:
+                    by_family[family] = self._prepared[key] = self._prepare(cand)
+                    while len(self._prepared) > self.config.keep_prepared:
+                        self._prepared.popitem(last=False)
+                except Exception as exc:  # noqa: BLE001
+                    self.load_errors[family] = f"{type(exc).__name__}: {exc}"
+                    log.error("could not prepare %s %s: %s", family, cand.version, exc)
+                    if old is not None:
+                        by_family[family] = old
+            by_kind = {k: s for s in by_family.values() for k in s.kinds}
+            new = ModelSet(current.generation + 1, revision, by_kind, by_family)
+            changed = [
+                f for f in set(by_family) | set(current.by_family) if by_family.get(f) is not current.by_family.get(f)
+            ]
+            self._models = new  # the atomic swap: batches read self._models once
+            if self.config.freeze_gc:
+                gc.freeze()
+            for f in changed:
+                self._m.swaps.labels(family=f).inc()
+            self.stats["swaps"] += len(changed)
+            if changed:
+                log.info("serving %s", {f: s.ref for f, s in by_family.items()})
+            return True
+
+    def _prepare(self, cand: ModelCandidate) -> ServedModel:
+        adapter = cand.adapter
+        kinds = cand.served_kinds
+        obs_samples = list(cand.sample_observations) or self._recent.get(kinds[0], [])
+        rng = np.random.default_rng(self.config.seed)
+        if not obs_samples:
+            from luanti_tune.inference.synthetic import synthetic_observations
+
+            obs_samples = synthetic_observations(kinds[0], 64, rng, adapter)
+        obs_samples = obs_samples[: self.config.check_samples]
+        samples: list[dict[str, np.ndarray]] = []
+        sample_obs: list[Sequence[Observation]] = []
+        if obs_samples:
+            feats = adapter.featurize(obs_samples, {})
+            samples.append(feats)
+            sample_obs.append(obs_samples)
+            samples.append({k: v[:1] for k, v in feats.items()})
+            sample_obs.append(obs_samples[:1])
+            noisy = {k: (v + rng.normal(0, 1, v.shape)).astype(np.float32) for k, v in feats.items()}
+            samples.append(noisy)
+            sample_obs.append(obs_samples)
+        example = getattr(adapter, "example_inputs", None)
+        if callable(example):
+            try:
+                samples.append({k: np.asarray(v, dtype=np.float32) for k, v in example(32).items()})
+                sample_obs.append([])
+            except Exception as exc:  # noqa: BLE001 - optional extra check data
+                log.debug("example_inputs of %s failed: %s", cand.family, exc)
+
+        def decisions_match(i: int, ref: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> bool:
+            obs = sample_obs[i]
+            if not obs:
+                return True
+            return same_actions(adapter.decode(obs, ref), adapter.decode(obs, got))
+
+        runner, report = checked_runner(
+            cand.module,
+            samples,
+            adapter.input_names,
+            adapter.output_names,
+            atol=self.config.atol,
+            rtol=self.config.rtol,
+            threads=self.config.threads,
+            same_decisions=decisions_match,
+            prefer_onnx=self.config.onnx,
+        )
+        log.info(
+            "prepared %s %s %s: runtime=%s (%s)", cand.family, cand.name, cand.version, report.runtime, report.reason
+        )
+        thr = self.config.min_confidence if cand.min_confidence is None else cand.min_confidence
+        return ServedModel(cand.family, cand.name, cand.version, adapter, runner, report, thr, kinds, cand.module)
+
+    def start(self) -> None:
+        """Poll the source for promotions/rollbacks every ``poll_interval_s`` in a daemon thread."""
+        if self._poller is not None or self.source is None:
+            return
+        self._stop.clear()
+
+        def loop() -> None:
+            while not self._stop.wait(self.config.poll_interval_s):
+                try:
+                    self.refresh()
+                except Exception:  # noqa: BLE001
+                    log.exception("model refresh failed")
+
+        self._poller = threading.Thread(target=loop, name="act-model-poll", daemon=True)
+        self._poller.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._poller is not None:
+            self._poller.join(5)
+            self._poller = None
+        if self.decision_log is not None:
+            self.decision_log.close()
+
+    # ------------------------------------------------------------------ deciding
+    def _session(self, table: dict[str, SessionStore], kind: str) -> SessionStore:
+        s = table.get(kind)
+        if s is None:
+            s = table[kind] = SessionStore(self.config.session_max_agents, self.config.session_ttl_s)
+        return s
+
+    def session_sizes(self) -> dict[str, int]:
+        return {f"model:{k}": len(v) for k, v in self._sessions.items()} | {
+            f"fallback:{k}": len(v) for k, v in self._fb_sessions.items()
+        }
+
+    def decide(self, observations: Sequence[Observation]) -> BatchResult:
+        """One decision per observation, in order; see :class:`BatchResult`."""
+        t0 = time.perf_counter()
+        n = len(observations)
+        models = self._models  # one snapshot for the whole batch: never mixes versions
+        result = BatchResult(actions=[None] * n, refs=[None] * n, generation=models.generation)
+        if n == 0:
+            return result
+        first = observations[0].kind
+        groups: dict[str, list[int]]
+        if all(o.kind == first for o in observations):
+            groups = {first: list(range(n))}
+        else:
+            groups = {}
+            for i, o in enumerate(observations):
+                groups.setdefault(o.kind, []).append(i)
+        with self._run_lock:
+            for kind, idxs in groups.items():
+                obs = observations if len(idxs) == n else [observations[i] for i in idxs]
+                served = models.by_kind.get(kind)
+                if served is None:
+                    self._fallback(kind, idxs, obs, NO_MODEL, result)
+                else:
+                    self._run_model(served, kind, idxs, obs, result)
+                    result.versions[kind] = served.ref
+                if len(obs) >= 1:
+                    self._recent[kind] = list(obs[:64])
+        result.seconds = time.perf_counter() - t0
+        self.stats["batches"] += 1
+        self.stats["agents"] += n
+        self._m.batch_seconds.observe(result.seconds)
+        self._m.batch_agents.observe(n)
+        if self.decision_log is not None:
+            self._log(observations, result)
+        return result
+
+    def _run_model(
+        self, served: ServedModel, kind: str, idxs: list[int], obs: Sequence[Observation], result: BatchResult
+    ) -> None:
+        sessions = self._session(self._sessions, kind)
+        sessions.touch(o.agent for o in obs)
+        try:
+            try:
+                feats = served.adapter.featurize(obs, sessions)
+            except Exception as exc:  # noqa: BLE001 - find the agents whose observation is bad
+                idxs, obs, feats = self._isolate(served, idxs, obs, sessions, result, exc)
+                if not idxs:
+                    return
+            try:
+                outputs = served.runner(feats)
+                finite = _row_finite(outputs, len(obs))
+                decisions = served.adapter.decode(obs, outputs)
+                if len(decisions) != len(obs):
+                    raise ValueError(f"decode returned {len(decisions)} decisions for {len(obs)} observations")
+            except Exception as exc:  # noqa: BLE001 - the model errored: scripted policy answers
+                log.warning("model %s %s failed on %d agents: %s", served.name, served.version, len(obs), exc)
+                self._fallback(kind, idxs, obs, MODEL_ERROR, result)
+                return
+            ref = served.ref
+            thr = served.min_confidence
+            actions, refs = result.actions, result.refs
+            redo: dict[str, list[int]] = {}
+            for j, (i, d) in enumerate(zip(idxs, decisions, strict=True)):
+                if thr > 0.0 and not d.confidence >= thr:
+                    redo.setdefault(LOW_CONFIDENCE, []).append(j)
+                    continue
+                actions[i] = d.action
+                refs[i] = ref
+            if not finite.all():
+                bad = set(np.flatnonzero(~finite).tolist())
+                redo[MODEL_ERROR] = sorted(bad)
+                if LOW_CONFIDENCE in redo:
+                    redo[LOW_CONFIDENCE] = [j for j in redo[LOW_CONFIDENCE] if j not in bad]
+            served_n = len(obs) - sum(len(v) for v in redo.values())
+            self._m.decisions.labels(family=served.family, runtime=served.runner.kind).inc(served_n)
+            for reason, js in redo.items():
+                if js:
+                    self._fallback(kind, [idxs[j] for j in js], [obs[j] for j in js], reason, result)
+        finally:
+            sessions.enforce()
+
+    def _isolate(
+        self,
+        served: ServedModel,
+        idxs: list[int],
+        obs: Sequence[Observation],
+        sessions: SessionStore,
+        result: BatchResult,
+        exc: Exception,
+    ) -> tuple[list[int], list[Observation], dict[str, np.ndarray]]:
+        """Featurize failed for the batch: answer the agents whose own observation fails with an error."""
+        good_i: list[int] = []
+        good_o: list[Observation] = []
+        for i, o in zip(idxs, obs, strict=True):
+            try:
+                served.adapter.featurize([o], {})
+            except Exception as one:  # noqa: BLE001
+                self._error(result, i, served.family, f"{served.family} cannot use this observation: {one}")
+            else:
+                good_i.append(i)
+                good_o.append(o)
+        if not good_i:
+            return [], [], {}
+        if len(good_i) == len(idxs):  # no single agent is to blame: the batch path is broken
+            raise exc
+        return good_i, good_o, served.adapter.featurize(good_o, sessions)
+
+    def _error(self, result: BatchResult, i: int, family: str, msg: str) -> None:
+        result.errors[i] = {"loc": f"observations[{i}]", "msg": msg[:300]}
+        result.actions[i] = None
+        result.refs[i] = None
+        self.stats["errors"] += 1
+        self._m.agent_errors.labels(family=family).inc()
+
+    def _fallback(
+        self, kind: str, idxs: list[int], obs: Sequence[Observation], reason: str, result: BatchResult
+    ) -> None:
+        policy = self.fallbacks.get(kind, self.last_resort)
+        sessions = self._session(self._fb_sessions, kind)
+        sessions.touch(o.agent for o in obs)
+        try:
+            try:
+                decisions = policy.decide(obs, sessions)
+            except Exception as exc:  # noqa: BLE001 - last resort, agent by agent
+                if policy is self.last_resort:
+                    raise
+                log.warning("fallback policy %s failed: %s", policy.name, exc)
+                policy = self.last_resort
+                decisions = policy.decide(obs, sessions)
+        except Exception as exc:  # noqa: BLE001
+            for i in idxs:
+                self._error(result, i, kind, f"no policy could decide: {exc}")
+            return
+        finally:
+            sessions.enforce()
+        ref = (f"scripted:{policy.name}", str(policy.version))
+        for i, d in zip(idxs, decisions, strict=True):
+            result.actions[i] = d.action
+            result.refs[i] = ref
+            result.fallback[i] = reason
+        self.fallback_counts[reason] = self.fallback_counts.get(reason, 0) + len(idxs)
+        self._m.fallback.labels(reason=reason, family=kind).inc(len(idxs))
+
+    def _log(self, observations: Sequence[Observation], result: BatchResult) -> None:
+        assert self.decision_log is not None
+        picks = self.decision_log.sample(len(observations))
+        items: list[LogItem] = []
+        for i in picks:
+            action = result.actions[i]
+            if action is None:
+                continue
+            o = observations[i]
+            ref = result.refs[i]
+            items.append(
+                (
+                    o.agent,
+                    o.tick,
+                    o.pos.model_dump(),
+                    action.model_dump(mode="json"),
+                    ref[0] if ref else None,
+                    ref[1] if ref else None,
+                    result.fallback.get(i),
+                )
+            )
+        self.decision_log.offer(items)

@@ -1,0 +1,270 @@
+"""``POST /v1/act``: every agent's observation of one server step in, one action per agent out.
+
+Request ``{"observations": [...]}`` (JSON; ``application/msgpack`` accepted too). Response::
+
+    {"actions": [{"agent", "type", "args", ...}, ...], "model": {"name", "version"}}
+
+``actions[i]`` answers ``observations[i]``. The top-level ``model`` decided most agents; an entry
+decided by something else (another family's model or a scripted fallback) carries its own
+``"model"`` and ``"version"``, and a fallback entry its ``"fallback"`` reason. An agent the
+engine could not answer gets ``{"agent", "error": {"loc", "msg"}}`` while the rest are answered.
+
+A malformed request is refused whole with 422 and every offending field named
+(``observations[3].pos.x``); with ``?partial=1`` invalid observations become per-agent errors
+instead. More than ``act_max_agents`` observations or ``max_batch_bytes`` bytes -> 413.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Request, Response
+from pydantic import Field, TypeAdapter, ValidationError, create_model
+
+from luanti_tune.config.settings import Settings
+from luanti_tune.inference.batcher import MicroBatcher
+from luanti_tune.inference.engine import BatchResult, EngineConfig, InferenceEngine
+from luanti_tune.schemas.agent import Action, Observation
+from luanti_tune.schemas.common import Strict
+from luanti_tune.store.base import Store
+
+log = logging.getLogger(__name__)
+
+_ACTIONS: TypeAdapter[list[Any]] = TypeAdapter(list[Action])
+_OBS: TypeAdapter[Observation] = TypeAdapter(Observation)
+MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack", "application/vnd.msgpack")
+
+
+def format_loc(loc: Sequence[int | str]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "body"
+
+
+def validation_errors(exc: ValidationError, prefix: Sequence[int | str] = ()) -> list[dict[str, str]]:
+    return [
+        {"loc": format_loc([*prefix, *e["loc"]]), "msg": e["msg"], "type": e["type"]}
+        for e in exc.errors(include_url=False, include_input=False)
+    ]
+
+
+class Rejected(Exception):
+    def __init__(self, status: int, message: str, errors: list[dict[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.errors = errors or []
+
+    def body(self) -> bytes:
+        return orjson.dumps({"error": str(self), "errors": self.errors})
+
+
+class ActService:
+    """The engine, its micro-batcher and request parsing/rendering for ``/v1/act``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store | None = None,
+        *,
+        engine: InferenceEngine | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self._engine = engine
+        self._lock = threading.Lock()
+        self._batcher: MicroBatcher | None = None
+        self.max_agents = settings.act_max_agents
+        self.request_model: Any = create_model(
+            "ActRequest",
+            __base__=Strict,
+            observations=(Annotated[list[Observation], Field(max_length=self.max_agents)], ...),
+        )
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def engine(self) -> InferenceEngine:
+        with self._lock:
+            if self._engine is None:
+                self._engine = build_engine(self.settings, self.store)
+            return self._engine
+
+    @property
+    def batcher(self) -> MicroBatcher:
+        engine = self.engine
+        with self._lock:
+            if self._batcher is None:
+                self._batcher = MicroBatcher(
+                    engine, window_s=self.settings.act_batch_window_ms / 1000.0, max_agents=self.max_agents
+                )
+            return self._batcher
+
+    def start(self) -> None:
+        """Build the engine (load, export and check champions) and start polling for swaps."""
+        self.engine.start()
+
+    def close(self) -> None:
+        if self._batcher is not None:
+            self._batcher.close()
+        if self._engine is not None:
+            self._engine.close()
+
+    # ------------------------------------------------------------------ parsing
+    def parse(self, body: bytes, content_type: str, partial: bool) -> tuple[list[Any], dict[int, dict[str, str]]]:
+        """``(observations, errors)``; in partial mode invalid observations are ``None`` + an error."""
+        is_msgpack = content_type.split(";")[0].strip().lower() in MSGPACK_TYPES
+        try:
+            if is_msgpack:
+                req = self.request_model.model_validate(self._unpack(body))
+            else:
+                req = self.request_model.model_validate_json(body)
+            return list(req.observations), {}
+        except ValidationError as exc:
+            errors = validation_errors(exc)
+            if any(e["type"] == "too_long" and e["loc"] == "observations" for e in errors):
+                raise Rejected(413, f"too many observations: at most {self.max_agents} per request") from None
+            if not partial or any(not e["loc"].startswith("observations[") for e in errors):
+                raise Rejected(422, "invalid act request", errors) from None
+        raw = self._unpack(body) if is_msgpack else self._loads(body)
+        items = raw["observations"]
+        obs: list[Any] = []
+        bad: dict[int, dict[str, str]] = {}
+        for i, item in enumerate(items):
+            try:
+                obs.append(_OBS.validate_python(item))
+            except ValidationError as one:
+                errs = validation_errors(one, ("observations", i))
+                bad[i] = {"loc": errs[0]["loc"], "msg": "; ".join(f"{e['loc']}: {e['msg']}" for e in errs)[:500]}
+                obs.append(None)
+        return obs, bad
+
+    @staticmethod
+    def _loads(body: bytes) -> Any:
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise Rejected(400, f"body is not valid JSON: {exc}") from None
+
+    @staticmethod
+    def _unpack(body: bytes) -> Any:
+        import msgpack
+
+        try:
+            return msgpack.unpackb(body, raw=False, strict_map_key=True)
+        except Exception as exc:  # noqa: BLE001 - any unpack error is a client error
+            raise Rejected(400, f"body is not valid msgpack: {exc}") from None
+
+    # ------------------------------------------------------------------ answering
+    async def act(self, body: bytes, content_type: str, partial: bool) -> dict[str, Any]:
+        if len(body) > self.settings.max_batch_bytes:
+            raise Rejected(413, f"request body larger than {self.settings.max_batch_bytes} bytes")
+        obs, bad = self.parse(body, content_type, partial)
+        if not bad:
+            result = await self.batcher.decide(obs)
+            return render(result, obs)
+        good = [o for o in obs if o is not None]
+        result = await self.batcher.decide(good) if good else BatchResult(actions=[], refs=[])
+        return render(_widen(result, obs, bad), obs)
+
+
+def _widen(result: BatchResult, obs: Sequence[Any], bad: dict[int, dict[str, str]]) -> BatchResult:
+    """Re-insert the agents refused in partial mode as error entries (indices of the request)."""
+    n = len(obs)
+    out = BatchResult(actions=[None] * n, refs=[None] * n, generation=result.generation, versions=result.versions)
+    j = 0
+    for i in range(n):
+        if i in bad:
+            out.errors[i] = bad[i]
+            continue
+        out.actions[i] = result.actions[j]
+        out.refs[i] = result.refs[j]
+        if j in result.fallback:
+            out.fallback[i] = result.fallback[j]
+        if j in result.errors:
+            out.errors[i] = {**result.errors[j], "loc": f"observations[{i}]"}
+        j += 1
+    return out
+
+
+def render(result: BatchResult, obs: Sequence[Any]) -> dict[str, Any]:
+    main = result.main_ref()
+    dumped = _ACTIONS.dump_python([a for a in result.actions if a is not None], mode="json", warnings=False)
+    entries: list[dict[str, Any]] = []
+    it = iter(dumped)
+    fallback = result.fallback
+    for i, (action, ref) in enumerate(zip(result.actions, result.refs, strict=True)):
+        if action is None:
+            o = obs[i]
+            entries.append({"agent": o.agent if o is not None else None, "error": result.errors.get(i)})
+            continue
+        d = next(it)
+        if ref != main and ref is not None:
+            d["model"] = ref[0]
+            d["version"] = ref[1]
+        if fallback and i in fallback:
+            d["fallback"] = fallback[i]
+        entries.append(d)
+    return {"actions": entries, "model": {"name": main[0], "version": main[1]} if main else None}
+
+
+def build_engine(settings: Settings, store: Store | None) -> InferenceEngine:
+    """The engine over the settings' model registry, logging decisions into ``store``."""
+    from luanti_tune.inference.decision_log import DecisionLogger
+    from luanti_tune.inference.registry_source import RegistrySource
+    from luanti_tune.registry import Registry
+
+    config = EngineConfig(
+        min_confidence=settings.act_min_confidence,
+        session_max_agents=settings.act_session_max_agents,
+        session_ttl_s=settings.act_session_ttl_s,
+        onnx=settings.act_onnx,
+        threads=settings.act_threads,
+        poll_interval_s=settings.act_poll_s,
+        seed=settings.seed,
+    )
+    logger = DecisionLogger(store, settings.act_log_sample_rate) if store is not None else None
+    source = RegistrySource(Registry(settings.resolved_model_path))
+    return InferenceEngine(source, config=config, decision_log=logger)
+
+
+def act_router(service: ActService) -> APIRouter:
+    router = APIRouter()
+
+    @router.post("/v1/act")
+    async def act(request: Request) -> Response:
+        body = await request.body()
+        partial = request.query_params.get("partial", "").lower() in ("1", "true", "yes")
+        try:
+            payload = await service.act(body, request.headers.get("content-type", ""), partial)
+        except Rejected as exc:
+            return Response(exc.body(), status_code=exc.status, media_type="application/json")
+        accept = request.headers.get("accept", "")
+        if any(t in accept for t in MSGPACK_TYPES):
+            import msgpack
+
+            return Response(msgpack.packb(payload), media_type="application/msgpack")
+        return Response(orjson.dumps(payload), media_type="application/json")
+
+    return router
+
+
+def install_act(
+    app: Any, settings: Settings, store: Store | None, *, engine: InferenceEngine | None = None
+) -> ActService:
+    """Mount ``/v1/act`` on ``app``; the service is kept at ``app.state.act``.
+
+    The engine is built on first use; call ``service.start()`` at startup (lifespan) to load and
+    check the champions before the first request and to poll for promotions/rollbacks, and
+    ``service.close()`` at shutdown.
+    """
+    service = ActService(settings, store, engine=engine)
+    app.state.act = service
+    app.include_router(act_router(service))
+    return service
