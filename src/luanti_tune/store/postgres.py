@@ -62,7 +62,9 @@ def _redact(url: str) -> str:
 class PostgresStore(RowStore):
     """Append-only events in a PostgreSQL table ``events``."""
 
-    def __init__(self, url: str, *, connect_timeout: float = 5.0) -> None:
+    def __init__(self, url: str, *, connect_timeout: float = 5.0, require_connection: bool = True) -> None:
+        """Connect and create the schema; with ``require_connection=False`` an unreachable server
+        is only logged and every call raises :class:`StoreUnavailable` until it is back."""
         import psycopg  # lazy: only PostgreSQL users need it
 
         self._psycopg = psycopg
@@ -73,15 +75,14 @@ class PostgresStore(RowStore):
         self._w: Any = None
         self._r: Any = None
         self._closed = False
-        with self._wlock:
-            conn = self._writer()
-            try:
-                with conn.transaction():
-                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
-                    conn.execute(SCHEMA)
-            except psycopg.Error as exc:
-                self._drop_writer()
-                raise StoreUnavailable(f"PostgreSQL store {_redact(url)}: cannot create schema: {exc}") from exc
+        self._schema_ready = False
+        try:
+            with self._wlock:
+                self._writer()
+        except StoreUnavailable as exc:
+            if require_connection:
+                raise
+            log.warning("%s; will retry on each request", exc)
 
     # ------------------------------------------------------------------ connections
 
@@ -95,8 +96,21 @@ class PostgresStore(RowStore):
             raise StoreUnavailable(f"PostgreSQL store {_redact(self.url)} is unreachable: {exc}") from exc
 
     def _writer(self) -> Any:
+        """The write connection (caller holds ``_wlock``); (re)connects and ensures the schema."""
         if self._w is None or self._w.closed:
-            self._w = self._connect(autocommit=False)
+            conn = self._connect(autocommit=False)
+            if not self._schema_ready:
+                try:
+                    with conn.transaction():
+                        conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+                        conn.execute(SCHEMA)
+                except self._psycopg.Error as exc:
+                    conn.close()
+                    raise StoreUnavailable(
+                        f"PostgreSQL store {_redact(self.url)}: cannot create schema: {exc}"
+                    ) from exc
+                self._schema_ready = True
+            self._w = conn
         return self._w
 
     def _drop_writer(self) -> None:
@@ -136,6 +150,9 @@ class PostgresStore(RowStore):
     # ------------------------------------------------------------------ reads
 
     def _read(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        if not self._schema_ready:
+            with self._wlock:
+                self._writer()
         with self._rlock:
             if self._r is None or self._r.closed:
                 self._r = self._connect(autocommit=True)

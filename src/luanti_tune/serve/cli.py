@@ -1,0 +1,57 @@
+"""``luanti-tune serve``: run the HTTP service with uvicorn."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from luanti_tune.config import load_settings
+
+log = logging.getLogger(__name__)
+
+#: Listen backlog: the Luanti mod and many agents connect in bursts.
+BACKLOG = 2048
+
+
+@click.command()
+@click.option("--db", "db_url", default=None, help="Store URL: sqlite:///PATH or postgresql://... [default: data dir]")
+@click.option("--host", default=None, help="Bind address [default 127.0.0.1]; off loopback a token is required.")
+@click.option("--port", type=int, default=None, help="Port [default 8765].")
+@click.option(
+    "--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="TOML config file."
+)
+@click.option(
+    "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True
+)
+def serve(db_url: str | None, host: str | None, port: int | None, config_file: Path | None, log_level: str) -> None:
+    """Run the service: POST /v1/events, GET /v1/events/stats, /healthz, /metrics and more.
+
+    The token comes from LUANTI_TUNE_TOKEN or the config file (never a flag: flags show in ps).
+    """
+    import uvicorn
+
+    from luanti_tune.serve.app import create_app
+
+    settings = load_settings(config_file, db_url=db_url, host=host, port=port)
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        backlog=BACKLOG,
+        loop="auto",
+        http="auto",
+        access_log=False,
+        log_level=log_level,
+        timeout_keep_alive=30,
+        server_header=False,
+    )
+    store_kind = settings.resolved_db_url.split(":", 1)[0]
+    click.echo(
+        f"luanti-tune serving on http://{settings.host}:{settings.port} (store: {store_kind}, "
+        f"auth: {'bearer token' if settings.token else 'none, loopback only'})",
+        err=True,
+    )
+    uvicorn.Server(config).run()
