@@ -76,7 +76,7 @@ class InterceptPolicy(Policy):
     name = "scripted-intercept"
     version = "1"
 
-    def __init__(self, own_speed: float = 4.4, max_lead_s: float = 3.0) -> None:
+    def __init__(self, own_speed: float = 4.0, max_lead_s: float = 2.5) -> None:
         self.own_speed = own_speed
         self.max_lead_s = max_lead_s
 
@@ -90,6 +90,48 @@ class InterceptPolicy(Policy):
             v = t.velocity or Vec3(x=0, y=0, z=0)
             lead = intercept_time(t.rel.x, t.rel.z, v.x, v.z, self.own_speed, self.max_lead_s)
             out.append(Decision(move_action(obs.agent, t.rel.x + v.x * lead, t.rel.z + v.z * lead), 1.0))
+        return out
+
+
+class TrajectoryInterceptPolicy(Policy):
+    """Lead pursuit with the target's *average* velocity over a window (from per-agent memory).
+
+    A constant-velocity lead is fooled by strafing and zig-zagging; averaging the observed
+    trajectory (relative positions corrected for the enemy's own motion) predicts the drift.
+    """
+
+    name = "scripted-trajectory-intercept"
+    version = "1"
+
+    def __init__(self, own_speed: float = 4.0, window: int = 10, max_lead_s: float = 2.5, dt: float = 0.09) -> None:
+        self.own_speed = own_speed
+        self.window = window
+        self.max_lead_s = max_lead_s
+        self.dt = dt
+
+    def decide(self, observations: Sequence[Observation], memory: AgentMemory) -> list[Decision]:
+        out = []
+        for obs in observations:
+            t = pick_target(obs)
+            if t is None:
+                out.append(Decision(WaitAction(agent=obs.agent, type="wait", args=WaitArgs(ticks=1)), 1.0))
+                continue
+            mem = memory.setdefault(obs.agent, {})
+            hist: list[tuple[float, float]] = mem.setdefault("hist", [])
+            if mem.get("target") != t.name:
+                hist.clear()
+                mem["target"] = t.name
+            hist.append((obs.pos.x + t.rel.x, obs.pos.z + t.rel.z))
+            del hist[: -self.window]
+            if len(hist) >= 2:
+                span = (len(hist) - 1) * self.dt
+                vx = (hist[-1][0] - hist[0][0]) / span
+                vz = (hist[-1][1] - hist[0][1]) / span
+            else:
+                v = t.velocity or Vec3(x=0, y=0, z=0)
+                vx, vz = v.x, v.z
+            lead = intercept_time(t.rel.x, t.rel.z, vx, vz, self.own_speed, self.max_lead_s)
+            out.append(Decision(move_action(obs.agent, t.rel.x + vx * lead, t.rel.z + vz * lead), 1.0))
         return out
 
 

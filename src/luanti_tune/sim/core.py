@@ -487,6 +487,7 @@ class Simulation:
     def _drive_players(self) -> None:
         b = self.bodies
         threats = self._threat_positions()
+        bounds = (float(self.world.shape[0] - 1), float(self.world.shape[2] - 1))
         for actor in self.order:
             if actor.controller is None or not b.alive[actor.idx]:
                 continue
@@ -495,7 +496,7 @@ class Simulation:
             if threats is not None:
                 d = np.linalg.norm(threats - pos, axis=1)
                 threat = threats[int(np.argmin(d))]
-            move, jump, yaw, intents = actor.controller.decide(pos, self.dt, actor.blocked, threat)
+            move, jump, yaw, intents = actor.controller.decide(pos, self.dt, actor.blocked, threat, bounds)
             if self._looks_dangerous(pos, move):
                 # people see lava and cliffs: stop and let the controller pick another way
                 move = np.zeros(2)

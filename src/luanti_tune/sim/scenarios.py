@@ -22,10 +22,10 @@ from luanti_tune.sim.styles import MOBILE_STYLES, PlayerStyle, get_style
 from luanti_tune.sim.world import World, WorldConfig
 
 CATCH_RADIUS = 1.0
-ENEMY_SPEED = 1.1
+ENEMY_SPEED = 1.0
 GOAL_RADIUS = 1.0
 
-PURSUIT_WORLD = WorldConfig(size_x=30, size_y=12, size_z=30, terrain="flat", base_height=3, river=False)
+PURSUIT_WORLD = WorldConfig(size_x=40, size_y=12, size_z=40, terrain="flat", base_height=3, river=False)
 NAV_WORLD = WorldConfig(size_x=32, size_y=20, size_z=32, terrain="hills", lava_pools=4, walls=6)
 TEAM_WORLD = WorldConfig(
     size_x=32, size_y=16, size_z=32, terrain="hills", relief=2.0, lava_pools=0, walls=3, river=False
@@ -58,7 +58,9 @@ class PursuitScenario:
         self.sim = Simulation(world, seed=seed, source=source, episode_id=f"{source}-{seed}", record=record)
         c = PURSUIT_WORLD.size_x / 2.0
         center = np.array([c, 0.0, c])
-        ppos = world.spawn_point(int(rng.integers(8, PURSUIT_WORLD.size_x - 8)), int(rng.integers(8, 22)))
+        ppos = world.spawn_point(
+            int(rng.integers(10, PURSUIT_WORLD.size_x - 10)), int(rng.integers(10, PURSUIT_WORLD.size_z - 10))
+        )
         self.player = f"target-{self.style.name}"
         self.sim.add_player(self.player, self.style, pos=ppos, anchor=center)
         for _ in range(100):

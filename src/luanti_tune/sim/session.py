@@ -79,7 +79,7 @@ def build_session(config: SessionConfig) -> Simulation:
         style = styles[i % len(styles)]
         sim.add_player(player_name(i, style), style)
     if config.enemy and config.players > 0:
-        enemy = sim.add_agent(ENEMY_NAME, "pursuit", speed_mul=1.1, hostile=True)
+        enemy = sim.add_agent(ENEMY_NAME, "pursuit", speed_mul=1.0, hostile=True)
         enemy.targets = [a.name for a in sim.order if a.kind == "player"]
     return sim
 

@@ -39,7 +39,7 @@ class PlayerStyle:
     chat_rate: float = 0.01
     noise: float = 0.15  # direction noise (rad, AR(1) smoothed)
     flee: float = 0.0  # weight of "run away from the threat" added to the pattern
-    awareness: float = 14.0  # a threat closer than this is noticed (nodes)
+    awareness: float = 24.0  # a threat closer than this is noticed (nodes)
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -48,12 +48,12 @@ class PlayerStyle:
 STYLES: dict[str, PlayerStyle] = {
     s.name: s
     for s in (
-        PlayerStyle("strafer", "strafe", period_s=0.9, back_bias=0.3, flee=0.2, noise=0.12),
-        PlayerStyle("circler", "circle", radius=7.0, noise=0.08, flee=0.0),
-        PlayerStyle("zigzag", "zigzag", period_s=0.7, angle=0.9, flee=0.6, noise=0.1),
+        PlayerStyle("strafer", "strafe", period_s=0.9, back_bias=0.6, flee=0.4, noise=0.12),
+        PlayerStyle("circler", "circle", radius=9.0, noise=0.08, flee=0.0),
+        PlayerStyle("zigzag", "zigzag", period_s=0.7, angle=0.75, flee=0.6, noise=0.1),
         PlayerStyle("camper", "camp", speed=0.4, pause_rate=0.5, pause_s=3.0, jump_rate=0.02, noise=0.3),
         PlayerStyle("builder", "build", speed=0.6, dig_rate=0.25, place_rate=0.35, pause_rate=0.3, chat_rate=0.02),
-        PlayerStyle("explorer", "explore", speed=1.0, turn_rate=0.5, jump_rate=0.15, flee=0.3, noise=0.1),
+        PlayerStyle("explorer", "explore", speed=1.0, turn_rate=0.5, jump_rate=0.15, flee=0.8, noise=0.1),
         PlayerStyle("chatter", "chat", speed=0.35, chat_rate=0.25, pause_rate=0.4, pause_s=2.0, noise=0.4),
         # held out: never used for training data, only for evaluation
         PlayerStyle("spiral", "spiral", radius=8.0, period_s=6.0, noise=0.08),
@@ -165,6 +165,7 @@ class StyleController:
         dt: float,
         blocked: bool,
         threat: np.ndarray | None = None,
+        bounds: tuple[float, float] | None = None,
     ) -> tuple[np.ndarray, bool, float | None, list[Intent]]:
         s, rng = self.style, self.rng
         self.t += dt
@@ -182,7 +183,8 @@ class StyleController:
         if self.phase_t >= self.next_switch:
             self.phase_t = 0.0
             self.next_switch = self._period()
-            self.sign = -self.sign
+            if s.pattern in ("strafe", "zigzag", "stopgo"):
+                self.sign = -self.sign
         if blocked:
             self.heading += math.pi * float(rng.uniform(0.5, 1.5))
             self.sign = -self.sign
@@ -197,6 +199,17 @@ class StyleController:
         direction = self._pattern_dir(pos, rel, away, intents)
         if away is not None and s.flee > 0:
             direction = direction + s.flee * away
+        if away is not None and bounds is not None:
+            # a fleeing player does not run into a wall: it turns along it
+            x, z = float(pos[0]), float(pos[2])
+            margin = 6.0
+            push = np.array(
+                [
+                    max(0.0, margin - x) - max(0.0, x - (bounds[0] - margin)),
+                    max(0.0, margin - z) - max(0.0, z - (bounds[1] - margin)),
+                ]
+            )
+            direction = _unit(direction) + push / margin * 1.5
         n = float(np.hypot(*direction))
         if n > 1e-9:
             direction = direction / n
