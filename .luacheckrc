@@ -8,4 +8,4 @@ read_globals = {
 	string = { fields = { "split", "trim" } },
 	math = { fields = { "hypot", "sign", "factorial", "round" } },
 }
-files["mods/*/spec/**"] = { std = "+busted" }
+files["mods/*/spec/**"] = { std = "+busted", globals = { "core", "luanti_tune" } }

@@ -130,7 +130,7 @@ local function encode_table(t, out, depth)
 		if type(k) ~= "string" then
 			error("json: object key must be a string, got " .. type(k))
 		end
-		if v ~= nil and type(v) ~= "function" then
+		if v ~= nil then
 			keys[#keys + 1] = k
 		end
 	end

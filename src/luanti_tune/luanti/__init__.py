@@ -1,0 +1,1 @@
+"""Real Luanti (Minetest) integration: install the mod, run ``minetestserver`` and the service."""
