@@ -131,14 +131,16 @@ def _close(a: Any, b: Any, tol: float) -> bool:
     return bool(a == b)
 
 
-def same_actions(a: Sequence[Decision], b: Sequence[Decision], tol: float = 1e-3) -> bool:
-    """Whether two decision lists pick the same actions (numbers equal within ``tol``)."""
+def actions_match(a: Sequence[Any], b: Sequence[Any], tol: float = 1e-3) -> bool:
+    """Whether two action lists are the same actions (numbers equal within ``tol``)."""
     if len(a) != len(b):
         return False
-    return all(
-        x.action.type == y.action.type and _close(x.action.model_dump(), y.action.model_dump(), tol)
-        for x, y in zip(a, b, strict=True)
-    )
+    return all(x.type == y.type and _close(x.model_dump(), y.model_dump(), tol) for x, y in zip(a, b, strict=True))
+
+
+def same_actions(a: Sequence[Decision], b: Sequence[Decision], tol: float = 1e-3) -> bool:
+    """Whether two decision lists pick the same actions (numbers equal within ``tol``)."""
+    return actions_match([d.action for d in a], [d.action for d in b], tol)
 
 
 class InferenceEngine:
@@ -163,7 +165,7 @@ class InferenceEngine:
         self._sessions: dict[str, SessionStore] = {}
         self._fb_sessions: dict[str, SessionStore] = {}
         self._recent: dict[str, list[Observation]] = {}
-        self._prepared: OrderedDict[tuple[str, str, str, int], ServedModel] = OrderedDict()
+        self._prepared: OrderedDict[tuple[str, str, str, str], ServedModel] = OrderedDict()
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
         self.stats: dict[str, int] = {"batches": 0, "agents": 0, "swaps": 0, "errors": 0}
@@ -200,9 +202,9 @@ class InferenceEngine:
                 if cand is None:
                     continue
                 old = current.by_family.get(family)
-                key = (family, cand.name, cand.version, id(cand.module))
+                key = (family, cand.name, cand.version, cand.identity or f"id:{id(cand.module)}")
                 cached = self._prepared.get(key)
-                if cached is not None and cached.module is cand.module:
+                if cached is not None and (cand.identity is not None or cached.module is cand.module):
                     # e.g. a rollback to a recently served version: no re-export needed
                     self._prepared.move_to_end(key)
                     by_family[family] = cached

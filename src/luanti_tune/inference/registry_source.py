@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Hashable, Sequence
 from typing import Any
@@ -43,6 +45,8 @@ class RegistrySource(ModelSource):
         m = self.registry.load(family, "champion")
         serving = (m.manifest or {}).get("serving") or {}
         min_conf = serving.get("min_confidence")
+        files = (m.manifest or {}).get("files") or {}
+        identity = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest() if files else None
         return ModelCandidate(
             family=family,
             name=str(m.name),
@@ -50,5 +54,6 @@ class RegistrySource(ModelSource):
             module=m.module,
             adapter=m.adapter,
             min_confidence=float(min_conf) if min_conf is not None else None,
+            identity=identity,
             meta={"path": str(m.path)},
         )

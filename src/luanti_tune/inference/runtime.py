@@ -112,7 +112,7 @@ def export_onnx(module: Any, sample: Arrays, input_names: Sequence[str], output_
             torch.onnx.export(
                 module,
                 args,
-                buf,
+                buf,  # type: ignore[arg-type]  # file-like objects are accepted at run time
                 input_names=list(input_names),
                 output_names=list(output_names),
                 dynamic_axes=dyn,
@@ -126,7 +126,7 @@ def export_onnx(module: Any, sample: Arrays, input_names: Sequence[str], output_
             torch.onnx.export(
                 module,
                 args,
-                buf,
+                buf,  # type: ignore[arg-type]  # file-like objects are accepted at run time
                 input_names=list(input_names),
                 output_names=list(output_names),
                 dynamo=True,

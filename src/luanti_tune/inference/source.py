@@ -34,6 +34,9 @@ class ModelCandidate:
     kinds: tuple[str, ...] = ()
     sample_observations: Sequence[Observation] = ()
     min_confidence: float | None = None
+    #: Content identity (e.g. the weights' sha256): a version prepared before is reused on a swap
+    #: back (rollback) without re-export. ``None``: identity of the module object.
+    identity: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property

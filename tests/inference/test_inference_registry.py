@@ -1,0 +1,99 @@
+"""The engine over the real model registry and the real pursuit family: promote, swap, rollback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from toyfamily import obs_dict
+
+from luanti_tune.inference.engine import InferenceEngine, actions_match, same_actions
+from luanti_tune.inference.registry_source import RegistrySource
+from luanti_tune.inference.runtime import TorchRunner
+from luanti_tune.policies.pursuit import architecture, build_module
+from luanti_tune.registry import Registry
+from luanti_tune.schemas.agent import Observation
+
+
+def steps(n_agents: int, n_steps: int, seed: int) -> list[list[Observation]]:
+    """Observations of the same agents over consecutive ticks (targets moving), for memory-based features."""
+    rng = np.random.default_rng(seed)
+    base = [obs_dict(i, rng) for i in range(n_agents)]
+    out = []
+    for t in range(n_steps):
+        batch = []
+        for o in base:
+            e = o["entities"][0]
+            rel = {k: e["rel"][k] + 0.3 * t * e["velocity"][k] for k in "xyz"}
+            batch.append(Observation.model_validate({**o, "tick": 100 + 2 * t, "entities": [{**e, "rel": rel}]}))
+        out.append(batch)
+    return out
+
+
+def save(reg: Registry, seed: int) -> str:
+    torch.manual_seed(seed)
+    arch = architecture(hidden=32)
+    return reg.save("pursuit", module=build_module(arch), architecture=arch, name="pursuit-mlp")
+
+
+def test_registry_champion_is_served_swapped_and_rolled_back(tmp_path: Path) -> None:
+    reg = Registry(tmp_path / "models")
+    v1, v2 = save(reg, 1), save(reg, 2)
+    reg.promote("pursuit", v1, force=True)
+    engine = InferenceEngine(RegistrySource(reg), fallbacks={})
+    served = engine.models.by_family["pursuit"]
+    assert served.ref == ("pursuit-mlp", v1) and served.report.runtime == "onnx", served.report
+
+    # engine == the registry model's own offline prediction, step after step (per-agent tracks)
+    offline = reg.load("pursuit", "champion")
+    memory: dict = {}
+    for obs in steps(64, 4, seed=1):
+        got = engine.decide(obs)
+        want = offline.decide(obs, memory)
+        assert not got.errors and not got.fallback
+        # ONNX vs eager float rounding (~1e-7) is the only allowed difference
+        assert actions_match(got.actions, [d.action for d in want], tol=1e-5)
+
+    # ONNX Runtime and PyTorch pick the same actions for the real family on a test set
+    adapter = offline.adapter
+    test = steps(500, 3, seed=7)
+    mem: dict = {}
+    for obs in test:
+        feats = adapter.featurize(obs, mem)
+        ref = TorchRunner(offline.module, adapter.input_names, adapter.output_names)(feats)
+        got = served.runner(feats)
+        assert same_actions(adapter.decode(obs, ref), adapter.decode(obs, got))
+
+    assert engine.refresh() is False  # nothing changed: cheap no-op
+    reg.promote("pursuit", v2, force=True)
+    assert engine.refresh() is True
+    assert engine.decide(steps(3, 1, seed=2)[0]).main_ref() == ("pursuit-mlp", v2)
+    prepared = engine.models.by_family["pursuit"]
+    reg.rollback("pursuit", reason="test")
+    assert engine.refresh() is True
+    back = engine.models.by_family["pursuit"]
+    assert back.ref == ("pursuit-mlp", v1) and back is served  # recently served: swapped back without re-export
+    assert prepared is not back
+
+
+def test_unloadable_champion_keeps_serving_the_previous_one(tmp_path: Path) -> None:
+    reg = Registry(tmp_path / "models")
+    v1, v2 = save(reg, 1), save(reg, 2)
+    reg.promote("pursuit", v1, force=True)
+    engine = InferenceEngine(RegistrySource(reg), fallbacks={})
+    reg.promote("pursuit", v2, force=True)
+    (tmp_path / "models" / "pursuit" / v2 / "weights.safetensors").write_bytes(b"tampered")
+    engine.refresh()
+    assert engine.models.by_family["pursuit"].version == v1
+    assert "sha256" in engine.load_errors["pursuit"]
+    obs = steps(5, 1, seed=3)[0]
+    assert engine.decide(obs).main_ref() == ("pursuit-mlp", v1)
+
+
+def test_no_champion_means_scripted_fallback(tmp_path: Path) -> None:
+    reg = Registry(tmp_path / "models")
+    save(reg, 1)  # a candidate only
+    engine = InferenceEngine(RegistrySource(reg))
+    r = engine.decide(steps(10, 1, seed=4)[0])
+    assert set(r.fallback.values()) == {"no_model"} and r.main_ref()[0].startswith("scripted:")
