@@ -8,14 +8,14 @@ from typing import Any
 import httpx
 import numpy as np
 import torch
-from fastapi import FastAPI
 from toyfamily import ToyAdapter, make_candidate, make_module, obs_dict
 
 from luanti_tune.config.settings import Settings
 from luanti_tune.inference.engine import BatchResult, EngineConfig, InferenceEngine
 from luanti_tune.inference.source import StaticModelSource
 from luanti_tune.schemas.agent import Observation
-from luanti_tune.serve.act import install_act
+from luanti_tune.serve.act import ActService, attach_service
+from luanti_tune.serve.app import create_app
 
 SEEDS = {"v1": 1, "v2": 2, "v3": 3}
 
@@ -48,8 +48,8 @@ def test_hundred_swaps_under_concurrent_load(serve: Any) -> None:
         return result
 
     engine.decide = recording  # type: ignore[method-assign]
-    app = FastAPI()
-    service = install_act(app, Settings(act_batch_window_ms=2.0), None, engine=engine)
+    app = create_app(Settings(act_batch_window_ms=2.0))
+    service = attach_service(app, ActService(app.state.luanti.settings, app.state.luanti.store, engine=engine))
     srv = serve(app)
 
     done = threading.Event()

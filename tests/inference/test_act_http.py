@@ -17,7 +17,8 @@ from luanti_tune.config.settings import Settings
 from luanti_tune.inference.engine import EngineConfig, InferenceEngine
 from luanti_tune.inference.source import StaticModelSource
 from luanti_tune.schemas.agent import Observation
-from luanti_tune.serve.act import install_act
+from luanti_tune.serve.act import ActService, attach_service
+from luanti_tune.serve.app import create_app
 
 DESIGN_OBS = {
     "agent": "enemy-1",
@@ -41,8 +42,8 @@ def engine() -> InferenceEngine:
 
 
 def make_app(engine: InferenceEngine, **settings: Any) -> FastAPI:
-    app = FastAPI()
-    install_act(app, Settings(**settings), None, engine=engine)
+    app = create_app(Settings(**settings))
+    attach_service(app, ActService(app.state.luanti.settings, app.state.luanti.store, engine=engine))
     return app
 
 

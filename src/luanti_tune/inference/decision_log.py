@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from luanti_tune.inference.metrics import metrics
+from luanti_tune.inference.metrics import Metrics, metrics
 from luanti_tune.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,7 @@ class DecisionLogger:
         self._stopped = threading.Event()
         self.written = 0
         self.dropped = 0
+        self.metrics: Metrics | None = None  # set by the engine (its registry)
 
     def sample(self, n: int) -> list[int]:
         """Indices (of ``n`` decisions) to log."""
@@ -80,7 +81,7 @@ class DecisionLogger:
                 self._queue.put_nowait(item)
             except queue.Full:
                 self.dropped += 1
-                metrics().log_dropped.inc()
+                (self.metrics or metrics()).log_dropped.inc()
 
     def _ensure_thread(self) -> None:
         if self._thread is None:
@@ -145,7 +146,7 @@ class DecisionLogger:
         except Exception as exc:  # noqa: BLE001 - store down: count and move on
             log.warning("could not log %d agent.act events: %s", len(events), exc)
             self.dropped += len(events)
-            metrics().log_dropped.inc(len(events))
+            (self.metrics or metrics()).log_dropped.inc(len(events))
 
     def close(self, timeout: float = 5.0) -> None:
         """Flush what is queued and stop the writer thread."""

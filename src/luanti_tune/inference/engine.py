@@ -153,7 +153,9 @@ class InferenceEngine:
         config: EngineConfig | None = None,
         fallbacks: Mapping[str, Policy] | None = None,
         decision_log: DecisionLogger | None = None,
+        registry: Any = None,
     ) -> None:
+        """``registry``: the Prometheus registry for the engine's metrics (default: process-wide)."""
         self.source = source
         self.config = config or EngineConfig()
         self.fallbacks: dict[str, Policy] = dict(default_fallbacks() if fallbacks is None else fallbacks)
@@ -171,7 +173,9 @@ class InferenceEngine:
         self.stats: dict[str, int] = {"batches": 0, "agents": 0, "swaps": 0, "errors": 0}
         self.fallback_counts: dict[str, int] = {}
         self.load_errors: dict[str, str] = {}
-        self._m = metrics()
+        self._m = metrics(registry)
+        if decision_log is not None:
+            decision_log.metrics = self._m
         if source is not None:
             self.refresh(force=True)
 

@@ -1,4 +1,8 @@
-"""Prometheus metrics of the inference engine (registered once in the default registry)."""
+"""Prometheus metrics of the inference engine, registered once per Prometheus registry.
+
+The service passes its own registry (one per app instance); without one the process-wide
+default registry is used.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 _lock = threading.Lock()
-_metrics: Metrics | None = None
+_by_registry: dict[int, tuple[Any, Metrics]] = {}
 
 
 @dataclass(frozen=True)
@@ -21,28 +25,37 @@ class Metrics:
     log_dropped: Any  # Counter act_log_dropped_total
 
 
-def metrics() -> Metrics:
-    """The process-wide metric objects (created on first use)."""
-    global _metrics
-    with _lock:
-        if _metrics is None:
-            from prometheus_client import Counter, Histogram
+def metrics(registry: Any = None) -> Metrics:
+    """The metric objects of ``registry`` (default: the process-wide registry), created on first use."""
+    from prometheus_client import REGISTRY, Counter, Histogram
 
-            _metrics = Metrics(
-                fallback=Counter(
-                    "fallback", "Decisions answered by the scripted fallback policy.", ["reason", "family"]
-                ),
-                decisions=Counter("act_decisions", "Agent decisions served.", ["family", "runtime"]),
-                agent_errors=Counter("act_agent_errors", "Agents answered with an error entry.", ["family"]),
-                swaps=Counter("act_model_swaps", "Hot swaps of a served model.", ["family"]),
-                batch_seconds=Histogram(
-                    "act_batch_seconds",
-                    "Engine time per batch (featurize, forward, decode, fallback).",
-                    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5),
-                ),
-                batch_agents=Histogram(
-                    "act_batch_agents", "Agents per engine batch.", buckets=(1, 10, 100, 500, 1000, 2000, 5000)
-                ),
-                log_dropped=Counter("act_log_dropped", "Sampled agent.act events dropped (queue full/store error)."),
-            )
-        return _metrics
+    reg = REGISTRY if registry is None else registry
+    with _lock:
+        found = _by_registry.get(id(reg))
+        if found is not None and found[0] is reg:
+            return found[1]
+        m = Metrics(
+            fallback=Counter(
+                "fallback", "Decisions answered by the scripted fallback policy.", ["reason", "family"], registry=reg
+            ),
+            decisions=Counter("act_decisions", "Agent decisions served.", ["family", "runtime"], registry=reg),
+            agent_errors=Counter("act_agent_errors", "Agents answered with an error entry.", ["family"], registry=reg),
+            swaps=Counter("act_model_swaps", "Hot swaps of a served model.", ["family"], registry=reg),
+            batch_seconds=Histogram(
+                "act_batch_seconds",
+                "Engine time per batch (featurize, forward, decode, fallback).",
+                buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5),
+                registry=reg,
+            ),
+            batch_agents=Histogram(
+                "act_batch_agents",
+                "Agents per engine batch.",
+                buckets=(1, 10, 100, 500, 1000, 2000, 5000),
+                registry=reg,
+            ),
+            log_dropped=Counter(
+                "act_log_dropped", "Sampled agent.act events dropped (queue full/store error).", registry=reg
+            ),
+        )
+        _by_registry[id(reg)] = (reg, m)
+        return m

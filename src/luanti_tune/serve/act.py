@@ -23,6 +23,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from pydantic import Field, TypeAdapter, ValidationError, create_model
 
 from luanti_tune.config.settings import Settings
@@ -30,6 +31,7 @@ from luanti_tune.inference.batcher import MicroBatcher
 from luanti_tune.inference.engine import BatchResult, EngineConfig, InferenceEngine
 from luanti_tune.schemas.agent import Action, Observation
 from luanti_tune.schemas.common import Strict
+from luanti_tune.serve.state import get_state
 from luanti_tune.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -75,10 +77,13 @@ class ActService:
         store: Store | None = None,
         *,
         engine: InferenceEngine | None = None,
+        registry: Any = None,
     ) -> None:
         self.settings = settings
         self.store = store
+        self.registry = registry
         self._engine = engine
+        self.started = False
         self._lock = threading.Lock()
         self._batcher: MicroBatcher | None = None
         self.max_agents = settings.act_max_agents
@@ -93,7 +98,7 @@ class ActService:
     def engine(self) -> InferenceEngine:
         with self._lock:
             if self._engine is None:
-                self._engine = build_engine(self.settings, self.store)
+                self._engine = build_engine(self.settings, self.store, self.registry)
             return self._engine
 
     @property
@@ -109,6 +114,7 @@ class ActService:
     def start(self) -> None:
         """Build the engine (load, export and check champions) and start polling for swaps."""
         self.engine.start()
+        self.started = True
 
     def close(self) -> None:
         if self._batcher is not None:
@@ -214,7 +220,7 @@ def render(result: BatchResult, obs: Sequence[Any]) -> dict[str, Any]:
     return {"actions": entries, "model": {"name": main[0], "version": main[1]} if main else None}
 
 
-def build_engine(settings: Settings, store: Store | None) -> InferenceEngine:
+def build_engine(settings: Settings, store: Store | None, registry: Any = None) -> InferenceEngine:
     """The engine over the settings' model registry, logging decisions into ``store``."""
     from luanti_tune.inference.decision_log import DecisionLogger
     from luanti_tune.inference.registry_source import RegistrySource
@@ -231,40 +237,50 @@ def build_engine(settings: Settings, store: Store | None) -> InferenceEngine:
     )
     logger = DecisionLogger(store, settings.act_log_sample_rate) if store is not None else None
     source = RegistrySource(Registry(settings.resolved_model_path))
-    return InferenceEngine(source, config=config, decision_log=logger)
+    return InferenceEngine(source, config=config, decision_log=logger, registry=registry)
 
 
-def act_router(service: ActService) -> APIRouter:
-    router = APIRouter()
-
-    @router.post("/v1/act")
-    async def act(request: Request) -> Response:
-        body = await request.body()
-        partial = request.query_params.get("partial", "").lower() in ("1", "true", "yes")
-        try:
-            payload = await service.act(body, request.headers.get("content-type", ""), partial)
-        except Rejected as exc:
-            return Response(exc.body(), status_code=exc.status, media_type="application/json")
-        accept = request.headers.get("accept", "")
-        if any(t in accept for t in MSGPACK_TYPES):
-            import msgpack
-
-            return Response(msgpack.packb(payload), media_type="application/msgpack")
-        return Response(orjson.dumps(payload), media_type="application/json")
-
-    return router
+router = APIRouter(tags=["act"])
+_create_lock = threading.Lock()
 
 
-def install_act(
-    app: Any, settings: Settings, store: Store | None, *, engine: InferenceEngine | None = None
-) -> ActService:
-    """Mount ``/v1/act`` on ``app``; the service is kept at ``app.state.act``.
-
-    The engine is built on first use; call ``service.start()`` at startup (lifespan) to load and
-    check the champions before the first request and to poll for promotions/rollbacks, and
-    ``service.close()`` at shutdown.
-    """
-    service = ActService(settings, store, engine=engine)
-    app.state.act = service
-    app.include_router(act_router(service))
+def attach_service(app: Any, service: ActService) -> ActService:
+    """Use ``service`` (e.g. around an engine built elsewhere) for ``/v1/act`` of ``app``."""
+    state = app.state.luanti
+    state.components["act"] = service
+    state.shutdown_hooks.append(service.close)
     return service
+
+
+async def get_service(request: Request) -> ActService:
+    """The app's :class:`ActService`, created and started (models loaded) on first use."""
+    state = get_state(request)
+    service: ActService | None = state.components.get("act")
+    if service is None:
+        with _create_lock:
+            service = state.components.get("act")
+            if service is None:
+                service = ActService(state.settings, state.store, registry=state.registry)
+                state.components["act"] = service
+                state.shutdown_hooks.append(service.close)
+    if not service.started:
+        await run_in_threadpool(service.start)
+    return service
+
+
+@router.post("/v1/act")
+async def act(request: Request) -> Response:
+    """Decide one action per observation (see the module documentation)."""
+    service = await get_service(request)
+    body = await request.body()
+    partial = request.query_params.get("partial", "").lower() in ("1", "true", "yes")
+    try:
+        payload = await service.act(body, request.headers.get("content-type", ""), partial)
+    except Rejected as exc:
+        return Response(exc.body(), status_code=exc.status, media_type="application/json")
+    accept = request.headers.get("accept", "")
+    if any(t in accept for t in MSGPACK_TYPES):
+        import msgpack
+
+        return Response(msgpack.packb(payload), media_type="application/msgpack")
+    return Response(orjson.dumps(payload), media_type="application/json")

@@ -33,7 +33,7 @@ from luanti_tune.store.rows import RowStore
 log = logging.getLogger(__name__)
 
 #: Routers of the service, ``"module:attribute"``; add yours with one line.
-ROUTERS: tuple[str, ...] = ("luanti_tune.serve.events:router",)
+ROUTERS: tuple[str, ...] = ("luanti_tune.serve.events:router", "luanti_tune.serve.act:router")
 
 core = APIRouter(tags=["service"])
 
