@@ -161,7 +161,7 @@ function act:step()
 	end
 	self.inflight = true
 	self.stats.requests = self.stats.requests + 1
-	self.c.fetch({ url = self.c.cfg.service_url .. "/v1/act", method = "POST",
+	self.c.fetch({ url = self.c.cfg.act_url, method = "POST",
 		data = json.encode({ observations = obs }), timeout = self.c.cfg.act_timeout,
 		extra_headers = self.headers }, function(res)
 		self.inflight = false

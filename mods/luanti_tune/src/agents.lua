@@ -23,24 +23,41 @@ local function same_block(a, b)
 	return a and b and a.x == b.x and a.y == b.y and a.z == b.z
 end
 
---- Keeps the agent's map block loaded (agents must act without any player nearby).
+-- Forceloaded blocks become active only at the engine's next active-block update (every ~2 s), and
+-- an entity that enters an inactive block is unloaded. So each agent keeps the 3x3 blocks around
+-- it (horizontally) loaded: it can never walk into an inactive block before it became active.
+local function each_block_around(bp, fn)
+	for dx = -1, 1 do
+		for dz = -1, 1 do
+			fn({ x = (bp.x + dx) * 16, y = bp.y * 16, z = (bp.z + dz) * 16 })
+		end
+	end
+end
+
+local function forceload(p)
+	core.forceload_block(p, true)
+end
+
+local function forceload_free(p)
+	core.forceload_free_block(p, true)
+end
+
+--- Keeps the agent's surroundings loaded (agents must act without any player nearby).
 local function keep_loaded(self, pos)
 	local bp = blockpos(pos)
 	if same_block(bp, self._block) then
 		return
 	end
-	core.forceload_block({ x = bp.x * 16, y = bp.y * 16, z = bp.z * 16 }, true)
+	each_block_around(bp, forceload)
 	if self._block then
-		local b = self._block
-		core.forceload_free_block({ x = b.x * 16, y = b.y * 16, z = b.z * 16 }, true)
+		each_block_around(self._block, forceload_free)
 	end
 	self._block = bp
 end
 
 local function release_block(self)
 	if self._block then
-		local b = self._block
-		core.forceload_free_block({ x = b.x * 16, y = b.y * 16, z = b.z * 16 }, true)
+		each_block_around(self._block, forceload_free)
 		self._block = nil
 	end
 end

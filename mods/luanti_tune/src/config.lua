@@ -5,6 +5,7 @@ local config = {}
 config.SPEC = {
 	-- name, type, default, min, max
 	{ "service_url", "string", "http://127.0.0.1:8765" },
+	{ "act_url", "string", "" },
 	{ "token", "string", "" },
 	{ "source", "string", "" },
 	{ "batch_size", "int", 256, 1, 10000 },
@@ -55,6 +56,9 @@ function config.read(settings)
 		out[name] = value
 	end
 	out.service_url = out.service_url:gsub("/+$", "")
+	if out.act_url == "" then
+		out.act_url = out.service_url .. "/v1/act"
+	end
 	return out
 end
 

@@ -1,0 +1,208 @@
+"""Integration tests against a real minetestserver, the real service and a real headless client.
+
+The tests of this module share one server (see conftest.harness) and run in file order.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from luanti_harness import Harness, HeadlessClient
+
+from luanti_tune.schemas import Observation
+
+pytestmark = pytest.mark.luanti
+
+DIG_LINE = re.compile(r"ACTION\[Server\]: (\w+) digs ([\w:]+) at \((-?\d+),(-?\d+),(-?\d+)\)")
+
+
+def _by_actor(events: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    return [e for e in events if e["actor"]["name"] == name]
+
+
+def test_real_client_join_move_dig_become_stored_events(
+    harness: Harness, client_factory: Callable[..., HeadlessClient]
+) -> None:
+    client = client_factory(harness.server.port, "alice")
+    # wait for a join, movement and at least two digs by alice, as stored by the real service
+    harness.wait_events(
+        lambda evs: (
+            len(_by_actor([e for e in evs if e["type"] == "node.dig"], "alice")) >= 2
+            and any(e["type"] == "player.move" and e["actor"]["name"] == "alice" for e in evs)
+        ),
+        "node.dig",
+        "player.move",
+        "player.join",
+        timeout=60,
+    )
+    client.stop()
+    joins = _by_actor(harness.events("player.join"), "alice")
+    assert len(joins) == 1 and joins[0]["actor"]["kind"] == "player"
+    assert joins[0]["payload"]["new_player"] is True
+    moves = _by_actor(harness.events("player.move"), "alice")
+    assert moves, "no player.move events"
+    assert all(set(m["payload"]) >= {"velocity", "yaw"} for m in moves)
+    # flat world: the player walks on the ground (y = 8.5), not somewhere random
+    assert any(abs(m["pos"]["y"] - 8.5) < 3 for m in moves)
+    # every dig the server logged is a stored node.dig with the same node name and position
+    time.sleep(1.5)  # the last batch
+    logged = {
+        (m.group(2), int(m.group(3)), int(m.group(4)), int(m.group(5)))
+        for m in DIG_LINE.finditer(harness.server.log_text())
+        if m.group(1) == "alice"
+    }
+    stored = {
+        (e["payload"]["node"], int(e["pos"]["x"]), int(e["pos"]["y"]), int(e["pos"]["z"]))
+        for e in _by_actor(harness.events("node.dig"), "alice")
+    }
+    assert logged, "the server logged no digs"
+    assert logged <= stored, f"logged digs missing from the store: {sorted(logged - stored)[:5]}"
+    assert all(name.startswith("basenodes:") for name, *_ in stored)
+
+
+def test_agent_moves_as_the_policy_decides(harness: Harness) -> None:
+    harness.policy.mode = "plus_x"
+    # far away from any player: the mod must keep the agent's area loaded by itself
+    harness.server.ctl("spawn navigation 300 9 300")
+    state = harness.server.wait_state(lambda s: any(k.startswith("navigation") for k in s.get("agents", {})))
+    agent_id = next(k for k in state["agents"] if k.startswith("navigation"))
+    start = state["agents"][agent_id]["pos"]
+    state = harness.server.wait_state(lambda s: s["agents"][agent_id]["pos"]["x"] > start["x"] + 6, timeout=20)
+    end = state["agents"][agent_id]["pos"]
+    dx, dz = end["x"] - start["x"], end["z"] - start["z"]
+    assert dx > 6 and abs(dz) < 0.2 * dx, (start, end)
+    # the observations the mod sent are valid Observations, and outcomes are stored as agent.result
+    obs = [o for r in harness.policy.requests for o in r["observations"] if o["agent"] == agent_id]
+    assert obs and all(Observation.model_validate(o) for o in obs[:20])
+    results = harness.wait_events(
+        lambda evs: any(e["actor"]["name"] == agent_id and e["payload"]["ok"] for e in evs), "agent.result"
+    )
+    assert all(e["payload"]["action"] == "move" for e in results if e["actor"]["name"] == agent_id)
+    harness.policy.mode = "none"
+    harness.server.ctl("clear")
+
+
+def test_invalid_actions_are_refused_with_reason(harness: Harness) -> None:
+    harness.server.ctl("spawn pursuit -300 9 -300", "protect -305 0 -305 -295 20 -295")
+    state = harness.server.wait_state(lambda s: any(k.startswith("pursuit") for k in s.get("agents", {})))
+    agent_id = next(k for k in state["agents"] if k.startswith("pursuit"))
+    pos = state["agents"][agent_id]["pos"]
+    harness.policy.protected = {"x": round(pos["x"]), "y": 8, "z": round(pos["z"])}
+    before = len(harness.events("agent.result"))
+    harness.policy.mode = "invalid"
+    expected = {
+        "unknown agent": "ghost-404",
+        "unknown action type": agent_id,
+        "args.speed": agent_id,
+        "nodes away": agent_id,
+        "args.yaw": agent_id,
+        "args.message": agent_id,
+        "protected": agent_id,
+    }
+
+    def all_refused(evs: list[dict[str, Any]]) -> bool:
+        reasons = [(e["actor"]["name"], e["payload"].get("reason") or "") for e in evs[before:]]
+        return all(any(k in r and n == who for n, r in reasons) for k, who in expected.items())
+
+    evs = harness.wait_events(all_refused, "agent.result", timeout=20)
+    harness.policy.mode = "none"
+    assert not any(e["payload"]["ok"] for e in evs[before:] if e["actor"]["name"] in (agent_id, "ghost-404"))
+    log = harness.server.log_text()
+    assert "refused action" in log
+    assert "Runtime error" not in log and "ERROR[Main]" not in log
+    assert harness.server.running()
+    # nothing happened: the protected node is still there, the agent did not teleport or move away
+    state = harness.server.ctl_state()
+    end = state["agents"][agent_id]["pos"]
+    assert abs(end["x"] - pos["x"]) < 0.5 and abs(end["y"] - pos["y"]) < 1
+    harness.server.ctl("clear")
+
+
+def _rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def test_service_outage_is_survived_without_loss_accounting_errors(harness: Harness) -> None:
+    h = harness
+    bound = 60
+    h.policy.mode = "plus_x"  # the agents keep acting (and producing events) during the outage
+    h.server.ctl("spawn_many navigation 3 500 9 500")
+    h.server.wait_state(lambda s: s["status"]["agents"] >= 3 and s["status"]["delivery"]["sent"] > 0)
+    h.server.wait_state(lambda s: s["status"]["pending"] < bound // 2)
+    assert h.server.proc is not None
+    rss_before = _rss_kb(h.server.proc.pid)
+    log_offset = len(h.server.log_text())
+    s0 = h.server.ctl_state()
+    h.service.stop()
+    t_stop = time.time()
+    max_pending = 0
+    while time.time() - t_stop < 30:
+        time.sleep(1)
+        st = h.status()
+        max_pending = max(max_pending, st.get("pending", 0))
+    s1 = h.server.ctl_state()
+    rss_during = _rss_kb(h.server.proc.pid)
+    h.service.start()
+    assert s1["status"]["service_down"] is True
+    # bounded: never more than the queue bound plus one batch in flight
+    assert max_pending <= bound + 64
+    assert s1["status"]["delivery"]["dropped"] > 0
+    assert rss_during < rss_before * 1.5 + 20_000
+    # no stalled steps: the server kept stepping at its normal pace (ratio, generous margin)
+    steps = s1["steps"] - s0["steps"]
+    assert steps > 0.5 * 30 / 0.09 * 0.5
+    worst = max(v for t, v in s1["status"]["steps"]["dtime_max_per_second"] if t >= t_stop)
+    assert worst < 1.0, f"a server step took {worst:.2f} s during the outage"
+    # no error spam: the mod warns once, the engine's failed fetches are limited by the backoff
+    outage_log = h.server.log_text()[log_offset:]
+    assert outage_log.count("[luanti_tune]") <= 6, outage_log[-2000:]
+    assert outage_log.count("ERROR[") <= 40
+    # after it returns: events flow again, the drops are reported once as system.dropped
+    dropped_evs = h.wait_events(lambda evs: len(evs) >= 1, "system.dropped", timeout=30)
+    h.server.ctl("clear")
+    h.policy.mode = "none"
+    st = h.server.wait_state(lambda s: s["status"]["agents"] == 0 and s["status"]["pending"] == 0, timeout=30)
+    time.sleep(1)
+    st = h.server.wait_state(lambda s: s["status"]["pending"] == 0, timeout=30)
+    # accounting: every seq of this run is either stored exactly once or reported as dropped
+    source = st["status"]["source"]
+    run_start = max(e["seq"] for e in h.events("system.start") if e["source"] == source)
+    seqs = [e["seq"] for e in h.events(sources=(source,)) if e["seq"] >= run_start]
+    assert len(seqs) == len(set(seqs))
+    dropped = sum(e["payload"]["dropped"] for e in dropped_evs if e["source"] == source)
+    assigned = st["status"]["next_seq"] - run_start
+    assert len(seqs) + dropped == assigned, (len(seqs), dropped, assigned)
+
+
+def test_server_restart_and_crash_never_reuse_seq(harness: Harness) -> None:
+    h = harness
+    source = h.status()["source"]
+
+    def stored_max() -> int:
+        return max(e["seq"] for e in h.events(sources=(source,)))
+
+    h.wait_events(lambda evs: True, "system.start")
+    before = stored_max()
+    h.server.stop()
+    h.server.start()
+    starts = h.wait_events(lambda evs: len([e for e in evs if e["source"] == source]) >= 2, "system.start")
+    assert max(e["seq"] for e in starts) > before
+    # a crash: SIGKILL right after some activity, no shutdown callbacks run
+    h.server.ctl("spawn npc 0 9 0")
+    h.server.wait_state(lambda s: s["status"]["agents"] >= 1)
+    time.sleep(1)
+    before = stored_max()
+    h.server.kill()
+    h.server.start()
+    starts = h.wait_events(lambda evs: len([e for e in evs if e["source"] == source]) >= 3, "system.start")
+    assert max(e["seq"] for e in starts) > before
+    seqs = [e["seq"] for e in h.events(sources=(source,))]
+    assert len(seqs) == len(set(seqs))
