@@ -138,19 +138,23 @@ def _free_port() -> int:
 
 
 def start_server(
-    db_url: str, data_dir: Path, extra_env: dict[str, str] | None = None
+    db_url: str, data_dir: Path, extra_env: dict[str, str] | None = None, host: str = "127.0.0.1"
 ) -> tuple[subprocess.Popen[bytes], int]:
-    """Run ``luanti-tune serve`` in a subprocess on a free loopback port; returns (process, port)."""
+    """Run ``luanti-tune serve`` in its own session on a free port; returns (process, port) once ready."""
     port = _free_port()
     env = dict(os.environ, LUANTI_TUNE_DATA_DIR=str(data_dir), **(extra_env or {}))
-    cmd = [sys.executable, "-m", "luanti_tune.cli.main", "serve", "--db", db_url, "--port", str(port)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    cmd = [sys.executable, "-c", "from luanti_tune.cli.main import main; main()", "serve", "--db", db_url]
+    cmd += ["--host", host, "--port", str(port), "--log-level", "warning"]
+    log_path = data_dir / f"serve-{port}.log"
+    with open(log_path, "ab") as log_file:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log_file, start_new_session=True)
     try:
         _wait_ready(port, proc)
-    except BaseException:
+    except BaseException as exc:
         proc.kill()
         proc.wait()
-        raise
+        tail = log_path.read_text(errors="replace")[-2000:]
+        raise click.ClickException(f"luanti-tune serve did not start: {exc}\n{tail}") from exc
     return proc, port
 
 

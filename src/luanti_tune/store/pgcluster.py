@@ -86,7 +86,7 @@ class PgCluster:
     def start(self) -> None:
         opts = (
             f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c fsync=on "
-            "-c max_connections=40 -c shared_buffers=64MB"
+            "-c max_connections=40 -c shared_buffers=128MB -c wal_buffers=16MB -c max_wal_size=2GB"
         )
         self._run([self.pg_ctl, "-D", str(self.data), "-o", opts, "-l", str(self.root / "postgres.log"), "-w", "start"])
         self.running = True

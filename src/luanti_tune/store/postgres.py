@@ -1,8 +1,8 @@
 """PostgreSQL backend (psycopg 3): for several writers or big data.
 
 A batch (or a group of batches) is one transaction. Each batch is one ``INSERT ... SELECT FROM
-unnest(arrays) ON CONFLICT (source, seq) DO NOTHING RETURNING type`` statement, so the server
-gets a handful of round trips per commit. Writers take a transaction-scoped advisory lock, so ids
+json_array_elements(rows) ON CONFLICT (source, seq) DO NOTHING RETURNING type`` statement, so the
+server gets a handful of round trips per commit. Writers take a transaction-scoped advisory lock, so ids
 become visible in increasing order and an ``id > cursor`` reader never skips a late commit.
 A lost connection (server stopped or restarted) raises :class:`StoreUnavailable`; the next call
 reconnects.
@@ -14,6 +14,8 @@ import logging
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
+
+import orjson
 
 from luanti_tune.errors import StoreUnavailable
 from luanti_tune.store.base import EventQuery, StoreStats
@@ -41,10 +43,12 @@ CREATE INDEX IF NOT EXISTS events_type ON events (type, id);
 CREATE INDEX IF NOT EXISTS events_episode ON events (episode_id, id) WHERE episode_id IS NOT NULL;
 """
 
-_ARRAY_TYPES = ("text", "bigint", "text", "bigint", "text", "text", "text", "text")
+# A batch travels as ONE JSON text parameter (rows as arrays, encoded by orjson in C) and is
+# unpacked server-side in order; binding per-row array parameters is ~10x slower in psycopg.
 INSERT = (
     f"INSERT INTO events ({', '.join(COLUMNS)}) "
-    f"SELECT * FROM unnest({', '.join(f'%s::{t}[]' for t in _ARRAY_TYPES)}) "
+    "SELECT r->>0, (r->>1)::bigint, r->>2, (r->>3)::bigint, r->>4, r->>5, r->>6, r->>7 "
+    "FROM json_array_elements(%s::json) WITH ORDINALITY AS t(r, ord) ORDER BY ord "
     "ON CONFLICT (source, seq) DO NOTHING RETURNING type"
 )
 
@@ -134,7 +138,7 @@ class PostgresStore(RowStore):
                         if not rows:
                             results.append(BatchResult(0, 0, {}))
                             continue
-                        cur.execute(INSERT, [list(col) for col in zip(*rows, strict=True)])
+                        cur.execute(INSERT, (orjson.dumps(rows, default=tuple).decode(),))
                         by_type: dict[str, int] = {}
                         for (t,) in cur.fetchall():
                             by_type[t] = by_type.get(t, 0) + 1
