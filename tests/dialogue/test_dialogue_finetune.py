@@ -15,26 +15,6 @@ from luanti_tune.dialogue.model import load_base
 from luanti_tune.errors import TrainingSkipped
 from luanti_tune.registry import Registry
 
-TRAIN_CFG = LoraTrainConfig(steps=200, lr=1e-2, batch_size=16, rank=16, alpha=32, seed=0)
-
-
-@pytest.fixture(scope="module")
-def first_cycle(tmp_path_factory: pytest.TempPathFactory, tiny_base: str, dialogue_split: Any) -> dict[str, Any]:
-    train, heldout = dialogue_split
-    registry = Registry(tmp_path_factory.mktemp("models"))
-    bm = load_base(tiny_base)
-    before = {name: (p, p.detach().clone()) for name, p in bm.model.named_parameters()}
-    report = run_cycle(
-        tiny_base,
-        train,
-        heldout,
-        registry,
-        dataset_manifest={"kind": "dialogue-sft", "rows": len(train)},
-        cfg=TRAIN_CFG,
-        base_model=bm,
-    )
-    return {"report": report, "registry": registry, "before": before, "bm": bm}
-
 
 def test_tuned_adapter_beats_base_on_heldout_loss_and_grounding(first_cycle: dict[str, Any]) -> None:
     rep = first_cycle["report"]
@@ -105,6 +85,6 @@ def test_too_small_dataset_skips_and_leaves_champion(
     champion = registry.champion_version("dialogue")
     train, heldout = dialogue_split
     with pytest.raises(TrainingSkipped):
-        run_cycle(tiny_base, train[:5], heldout, registry, cfg=TRAIN_CFG)
+        run_cycle(tiny_base, train[:5], heldout, registry, cfg=LoraTrainConfig(steps=1))
     assert registry.champion_version("dialogue") == champion
     assert registry.history("dialogue")[-1]["action"] == "skip"

@@ -142,7 +142,8 @@ def is_heldout(example_id: str, seed: int, fraction: float) -> bool:
 def split(
     examples: list[dict[str, Any]], *, seed: int = 0, heldout_fraction: float = 0.2
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    train, held = [], []
+    train: list[dict[str, Any]] = []
+    held: list[dict[str, Any]] = []
     for ex in examples:
         (held if is_heldout(ex["id"], seed, heldout_fraction) else train).append(ex)
     return train, held

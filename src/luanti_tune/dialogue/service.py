@@ -20,7 +20,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -383,7 +383,7 @@ class DialogueService:
 
     async def stream(
         self, messages: list[dict[str, str]], params: GenParams, *, use_adapter: bool
-    ) -> AsyncIterator[str | Completion]:
+    ) -> AsyncGenerator[str | Completion, None]:
         """Yield text deltas as they are generated, then the final :class:`Completion`."""
         self._acquire()
         cancel = threading.Event()

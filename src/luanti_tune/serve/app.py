@@ -33,7 +33,12 @@ from luanti_tune.store.rows import RowStore
 log = logging.getLogger(__name__)
 
 #: Routers of the service, ``"module:attribute"``; add yours with one line.
-ROUTERS: tuple[str, ...] = ("luanti_tune.serve.events:router", "luanti_tune.serve.act:router")
+ROUTERS: tuple[str, ...] = (
+    "luanti_tune.serve.events:router",
+    "luanti_tune.serve.chat:router",
+    "luanti_tune.serve.act:router",
+    "luanti_tune.serve.dashboard:router",
+)
 
 core = APIRouter(tags=["service"])
 
