@@ -32,7 +32,7 @@ class AppState:
     ingest_metrics: IngestMetrics
     committer: GroupCommitter | None
     owns_store: bool = False
-    public_paths: set[str] = field(default_factory=lambda: {"/healthz"})
+    public_paths: set[str] = field(default_factory=lambda: {"/healthz", "/"})
     components: dict[str, Any] = field(default_factory=dict)
     shutdown_hooks: list[Callable[[], Any]] = field(default_factory=list)
 
