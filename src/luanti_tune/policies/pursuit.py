@@ -2,7 +2,9 @@
 
 Model (:class:`PursuitNet`, built lazily with torch): inputs ``hist`` ``[B, K, 2]`` (the target's
 horizontal positions at ``t, t-dt, ..., t-(K-1)dt`` relative to its current position, world
-x/z) and ``vel`` ``[B, 2]`` (its current horizontal velocity). Inside, the window is rotated into
+x/z), ``vel`` ``[B, 2]`` (its current horizontal velocity) and ``threat`` ``[B, 3]`` (position of
+the nearest pursuer relative to the target, x/z, and a presence flag; players flee, so where
+the pursuer is matters; at inference the pursuer is the deciding agent itself). Inside, the window is rotated into
 the target's heading frame (so a style learned going north transfers to going east), an MLP
 predicts a residual on top of constant-velocity extrapolation, and the result is rotated back.
 Outputs ``mean`` ``[B, H, 2]`` (predicted displacement at each horizon, world x/z) and
@@ -44,6 +46,8 @@ DEFAULT_ARCH: dict[str, Any] = {
     "agent_speed": 4.0,
     "catch_radius": 1.0,
 }
+#: A pursuer farther than this (nodes) from the target is treated as absent.
+THREAT_RANGE = 20.0
 POS_SCALE = 4.0
 OUT_SCALE = 2.0
 LOG_STD_MIN, LOG_STD_MAX = -3.0, 3.0
@@ -121,7 +125,7 @@ def build_module(arch: Mapping[str, Any]) -> Any:
             self.horizons: torch.Tensor
             self.register_buffer("horizons", torch.tensor(a["horizons"], dtype=torch.float32), persistent=False)
             layers: list[nn.Module] = []
-            width = self.history * 2 + 3
+            width = self.history * 2 + 3 + 5
             for _ in range(a["layers"]):
                 layers += [nn.Linear(width, a["hidden"]), nn.SiLU()]
                 width = a["hidden"]
@@ -131,7 +135,9 @@ def build_module(arch: Mapping[str, Any]) -> Any:
             layers.append(head)
             self.mlp = nn.Sequential(*layers)
 
-        def forward(self, hist: torch.Tensor, vel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        def forward(
+            self, hist: torch.Tensor, vel: torch.Tensor, threat: torch.Tensor
+        ) -> tuple[torch.Tensor, torch.Tensor]:
             d = vel + (hist[:, 0] - hist[:, 1]) / self.hist_dt
             hx = d[:, 0] + 1e-3
             hz = d[:, 1]
@@ -143,7 +149,22 @@ def build_module(arch: Mapping[str, Any]) -> Any:
             vx = c[:, 0] * vel[:, 0] + s[:, 0] * vel[:, 1]
             vz = -s[:, 0] * vel[:, 0] + c[:, 0] * vel[:, 1]
             speed = torch.sqrt(vx * vx + vz * vz + 1e-6)
-            feats = torch.cat([lx / POS_SCALE, lz / POS_SCALE, torch.stack([vx, vz, speed], dim=1) / POS_SCALE], dim=1)
+            present = threat[:, 2]
+            tx = c[:, 0] * threat[:, 0] + s[:, 0] * threat[:, 1]
+            tz = -s[:, 0] * threat[:, 0] + c[:, 0] * threat[:, 1]
+            tdist = torch.sqrt(tx * tx + tz * tz + 1e-6)
+            tfeat = torch.stack(
+                [
+                    tx / tdist * present,
+                    tz / tdist * present,
+                    present,
+                    torch.exp(-tdist / 6.0) * present,
+                    tdist / THREAT_RANGE * present,
+                ],
+                dim=1,
+            )
+            motion = torch.stack([vx, vz, speed], dim=1) / POS_SCALE
+            feats = torch.cat([lx / POS_SCALE, lz / POS_SCALE, motion, tfeat], dim=1)
             out = self.mlp(feats).view(-1, self.n_h, 3)
             mx = vx[:, None] * self.horizons[None, :] + out[..., 0] * OUT_SCALE
             mz = vz[:, None] * self.horizons[None, :] + out[..., 1] * OUT_SCALE
@@ -154,6 +175,10 @@ def build_module(arch: Mapping[str, Any]) -> Any:
             return mean, log_std
 
     return PursuitNet()
+
+
+#: Model inputs, in calling order: ``module(hist, vel, threat)``.
+INPUTS = ("hist", "vel", "threat")
 
 
 def gaussian_nll(mean: Any, log_std: Any, target: Any) -> Any:
@@ -173,9 +198,7 @@ def evaluate(module: Any, data: Mapping[str, np.ndarray], batch_size: int = 8192
     module.eval()
     with torch.inference_mode():
         for i in range(0, n, batch_size):
-            m, s = module(
-                torch.from_numpy(data["hist"][i : i + batch_size]), torch.from_numpy(data["vel"][i : i + batch_size])
-            )
+            m, s = module(*[torch.from_numpy(data[k][i : i + batch_size]) for k in INPUTS])
             means.append(m.numpy())
             logs.append(s.numpy())
     mean = np.concatenate(means)
@@ -218,7 +241,7 @@ class PursuitAdapter(FamilyAdapter):
     """Observations + per-agent target tracks <-> ``hist``/``vel`` arrays; intercept decoding."""
 
     family = FAMILY
-    input_names = ("hist", "vel")
+    input_names = INPUTS
     output_names = ("mean", "log_std")
 
     def __init__(self, arch: Mapping[str, Any] | None = None) -> None:
@@ -234,16 +257,20 @@ class PursuitAdapter(FamilyAdapter):
         rng = np.random.default_rng(0)
         hist = np.cumsum(rng.normal(0, 0.5, (batch, self.history, 2)), axis=1).astype(np.float32)
         hist -= hist[:, :1]
-        return {"hist": hist, "vel": rng.normal(0, 2, (batch, 2)).astype(np.float32)}
+        threat = np.concatenate([rng.normal(0, 6, (batch, 2)), np.ones((batch, 1))], axis=1).astype(np.float32)
+        return {"hist": hist, "vel": rng.normal(0, 2, (batch, 2)).astype(np.float32), "threat": threat}
 
     def featurize(self, observations: Sequence[Observation], memory: AgentMemory) -> dict[str, np.ndarray]:
         n = len(observations)
         hist = np.zeros((n, self.history, 2), dtype=np.float32)
         vel = np.zeros((n, 2), dtype=np.float32)
+        threat = np.zeros((n, 3), dtype=np.float32)
         for i, obs in enumerate(observations):
             target = select_target(obs)
             if target is None:
                 continue
+            if target.rel.x**2 + target.rel.z**2 <= THREAT_RANGE**2:
+                threat[i] = (-target.rel.x, -target.rel.z, 1.0)
             t = obs.tick * TICK_S
             ax, az = obs.pos.x + target.rel.x, obs.pos.z + target.rel.z
             mem = memory.setdefault(obs.agent, {})
@@ -267,7 +294,7 @@ class PursuitAdapter(FamilyAdapter):
                 vel[i] = (target.velocity.x, target.velocity.z)
             elif len(arr) >= 2 and arr[-1, 0] > arr[-2, 0]:
                 vel[i] = (arr[-1, 1:] - arr[-2, 1:]) / (arr[-1, 0] - arr[-2, 0])
-        return {"hist": hist, "vel": vel}
+        return {"hist": hist, "vel": vel, "threat": threat}
 
     def intercept(self, rel: np.ndarray, mean: np.ndarray, log_std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Aim points ``[N, 2]`` (relative to the agent) and their std ``[N]``.

@@ -1,0 +1,311 @@
+"""Pursuit dataset: player trajectory windows -> future displacement at several horizons.
+
+From ``player.move`` events: group by ``(source, player, episode_id)``, order by ``game_s``, cut
+into segments at time gaps, resample on a fixed grid (:func:`luanti_tune.policies.pursuit.window_features`,
+the same code the adapter runs at inference), and emit one row per anchor time every
+``stride_s`` where the full history and the longest horizon lie inside the segment.
+
+Split: whole split units go to train or validation, the most recent units (by end time) to
+validation. A unit is an episode (``source`` + ``episode_id``); events without an episode id are
+cut into ``unit_s`` long chunks of their segment instead (a live server's endless session).
+Rows of one unit never appear on both sides.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from luanti_tune.datasets.common import Dataset, arrays_hash, base_manifest, split_by_group
+from luanti_tune.policies.pursuit import DEFAULT_ARCH, THREAT_RANGE, future_targets, window_features
+
+log = logging.getLogger(__name__)
+
+KIND = "pursuit"
+
+
+@dataclass(frozen=True)
+class PursuitSpec:
+    """Feature spec and filters of a pursuit dataset (recorded in the manifest)."""
+
+    history: int = int(DEFAULT_ARCH["history"])
+    hist_dt: float = float(DEFAULT_ARCH["hist_dt"])
+    horizons: tuple[float, ...] = tuple(DEFAULT_ARCH["horizons"])
+    stride_s: float = 0.25
+    max_gap_s: float = 1.0
+    unit_s: float = 60.0
+    val_fraction: float = 0.2
+    players: tuple[str, ...] = ()
+    exclude_players: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+    actor_kinds: tuple[str, ...] = ("player",)
+
+    @classmethod
+    def from_arch(cls, arch: Mapping[str, Any], **kw: Any) -> PursuitSpec:
+        return cls(
+            history=int(arch["history"]),
+            hist_dt=float(arch["hist_dt"]),
+            horizons=tuple(float(h) for h in arch["horizons"]),
+            **kw,
+        )
+
+
+@dataclass
+class _Track:
+    t: list[float] = field(default_factory=list)
+    x: list[float] = field(default_factory=list)
+    z: list[float] = field(default_factory=list)
+    vx: list[float] = field(default_factory=list)
+    vz: list[float] = field(default_factory=list)
+
+
+def _segments(track: _Track, max_gap: float) -> Iterator[np.ndarray]:
+    """``[M, 5]`` arrays (t, x, z, vx, vz) sorted by time, split at gaps, duplicates dropped."""
+    arr = np.column_stack([track.t, track.x, track.z, track.vx, track.vz]).astype(np.float64)
+    arr = arr[np.argsort(arr[:, 0], kind="stable")]
+    keep = np.concatenate([[True], np.diff(arr[:, 0]) > 1e-9])
+    arr = arr[keep]
+    cuts = np.nonzero(np.diff(arr[:, 0]) > max_gap)[0] + 1
+    yield from np.split(arr, cuts)
+
+
+THREAT_KINDS = ("agent", "mob")
+#: Event types read from the store: player trajectories + agent positions (pursuers).
+EVENT_TYPES = ("player.move", "agent.act")
+THREAT_MAX_GAP_S = 2.0
+
+
+def nearest_threat(here: np.ndarray, anchors: np.ndarray, segments: list[np.ndarray]) -> np.ndarray:
+    """``[N, 3]``: nearest agent/mob position relative to ``here`` at each anchor + presence flag."""
+    out = np.zeros((len(anchors), 3), dtype=np.float32)
+    best = np.full(len(anchors), THREAT_RANGE)
+    for seg in segments:
+        st = seg[:, 0]
+        valid = (anchors >= st[0] - 0.5) & (anchors <= st[-1] + 0.5)
+        if not valid.any():
+            continue
+        rx = np.interp(anchors, st, seg[:, 1]) - here[:, 0]
+        rz = np.interp(anchors, st, seg[:, 2]) - here[:, 1]
+        d = np.hypot(rx, rz)
+        take = valid & (d <= best)
+        best = np.where(take, d, best)
+        out[take, 0] = rx[take]
+        out[take, 1] = rz[take]
+        out[take, 2] = 1.0
+    return out
+
+
+@dataclass
+class _Collected:
+    tracks: dict[tuple[str, str, str], _Track] = field(default_factory=lambda: defaultdict(_Track))
+    threats: dict[tuple[str, str], _Track] = field(default_factory=lambda: defaultdict(_Track))
+    n_events: int = 0
+    first_id: int | None = None
+    last_id: int | None = None
+
+
+def _add_threat(threats: dict[tuple[str, str], _Track], ev: Mapping[str, Any]) -> None:
+    actor = ev.get("actor") or {}
+    pos = ev.get("pos")
+    if pos is not None and actor.get("kind") in THREAT_KINDS and ev.get("time"):
+        th = threats[(str(ev.get("source")), str(actor.get("name")))]
+        th.t.append(float(ev["time"]["game_s"]))
+        th.x.append(float(pos["x"]))
+        th.z.append(float(pos["z"]))
+        th.vx.append(0.0)
+        th.vz.append(0.0)
+
+
+def _collect(events: Iterable[Mapping[str, Any]], spec: PursuitSpec) -> _Collected:
+    """Player tracks (filtered by ``spec``) and agent/mob tracks from the event stream."""
+    players_in = set(spec.players)
+    players_out = set(spec.exclude_players)
+    sources = set(spec.sources)
+    kinds = set(spec.actor_kinds)
+    col = _Collected()
+    tracks, threats = col.tracks, col.threats
+    for ev in events:
+        if ev.get("type") != "player.move":
+            _add_threat(threats, ev)
+            continue
+        actor = ev.get("actor") or {}
+        name = actor.get("name")
+        if kinds and actor.get("kind") not in kinds:
+            continue
+        if (players_in and name not in players_in) or name in players_out:
+            continue
+        if sources and ev.get("source") not in sources:
+            continue
+        pos = ev.get("pos")
+        vel = (ev.get("payload") or {}).get("velocity")
+        if pos is None or vel is None:
+            continue
+        tr = tracks[(str(ev.get("source")), str(name), str(ev.get("episode_id") or ""))]
+        tr.t.append(float(ev["time"]["game_s"]))
+        tr.x.append(float(pos["x"]))
+        tr.z.append(float(pos["z"]))
+        tr.vx.append(float(vel["x"]))
+        tr.vz.append(float(vel["z"]))
+        col.n_events += 1
+        if "_id" in ev:
+            eid = int(ev["_id"])
+            col.first_id = eid if col.first_id is None else min(col.first_id, eid)
+            col.last_id = eid if col.last_id is None else max(col.last_id, eid)
+
+    return col
+
+
+def build_from_events(
+    events: Iterable[Mapping[str, Any]],
+    spec: PursuitSpec | None = None,
+    *,
+    event_range: Mapping[str, Any] | None = None,
+) -> Dataset:
+    """Build the dataset from wire event dicts (non-``player.move`` events are ignored)."""
+    spec = spec or PursuitSpec()
+    col = _collect(events, spec)
+    tracks, threats, n_events, first_id, last_id = col.tracks, col.threats, col.n_events, col.first_id, col.last_id
+
+    threat_segs: dict[str, list[np.ndarray]] = defaultdict(list)
+    for (source, _name), th in threats.items():
+        threat_segs[source].extend(s for s in _segments(th, THREAT_MAX_GAP_S) if len(s) >= 1)
+    span = (spec.history - 1) * spec.hist_dt
+    h_max = max(spec.horizons)
+    parts: dict[str, list[np.ndarray]] = defaultdict(list)
+    unit_index: dict[tuple[str, ...], int] = {}
+    unit_end: list[float] = []
+    player_index: dict[str, int] = {}
+    n_segments = 0
+    per_player: dict[str, int] = defaultdict(int)
+    for (source, name, episode), track in sorted(tracks.items()):
+        for seg_no, seg in enumerate(_segments(track, spec.max_gap_s)):
+            t = seg[:, 0]
+            if len(t) < 2 or t[-1] - t[0] < span + h_max:
+                continue
+            anchors = np.arange(t[0] + span, t[-1] - h_max + 1e-9, spec.stride_s)
+            if len(anchors) == 0:
+                continue
+            n_segments += 1
+            xz = seg[:, 1:3]
+            hist = window_features(t, xz, anchors, spec.history, spec.hist_dt)
+            target = future_targets(t, xz, anchors, spec.horizons)
+            vel = np.stack([np.interp(anchors, t, seg[:, 3]), np.interp(anchors, t, seg[:, 4])], axis=1)
+            here = np.stack([np.interp(anchors, t, xz[:, 0]), np.interp(anchors, t, xz[:, 1])], axis=1)
+            threat = nearest_threat(here, anchors, threat_segs.get(source, []))
+            if episode:
+                keys: list[tuple[str, ...]] = [(source, episode)] * len(anchors)
+            else:
+                chunk = ((anchors - t[0]) // spec.unit_s).astype(int)
+                keys = [(source, name, str(seg_no), str(c)) for c in chunk]
+            units = np.empty(len(anchors), dtype=np.int32)
+            for i, key in enumerate(keys):
+                u = unit_index.get(key)
+                if u is None:
+                    u = unit_index[key] = len(unit_end)
+                    unit_end.append(-np.inf)
+                units[i] = u
+                unit_end[u] = max(unit_end[u], float(anchors[i]))
+            pid = player_index.setdefault(name, len(player_index))
+            per_player[name] += len(anchors)
+            parts["hist"].append(hist)
+            parts["vel"].append(vel.astype(np.float32))
+            parts["threat"].append(threat)
+            parts["target"].append(target)
+            parts["t"].append(anchors.astype(np.float64))
+            parts["unit"].append(units)
+            parts["player"].append(np.full(len(anchors), pid, dtype=np.int32))
+
+    if parts:
+        arrays = {k: np.concatenate(v) for k, v in parts.items()}
+    else:
+        arrays = {
+            "hist": np.zeros((0, spec.history, 2), np.float32),
+            "vel": np.zeros((0, 2), np.float32),
+            "threat": np.zeros((0, 3), np.float32),
+            "target": np.zeros((0, len(spec.horizons), 2), np.float32),
+            "t": np.zeros(0, np.float64),
+            "unit": np.zeros(0, np.int32),
+            "player": np.zeros(0, np.int32),
+        }
+    finite = np.isfinite(arrays["hist"]).all((1, 2)) & np.isfinite(arrays["vel"]).all(1)
+    finite &= np.isfinite(arrays["target"]).all((1, 2))
+    if not finite.all():
+        log.warning("dropping %d non-finite pursuit windows", int((~finite).sum()))
+        arrays = {k: v[finite] for k, v in arrays.items()}
+    is_val, val_units = split_by_group(arrays["unit"], unit_end, spec.val_fraction)
+    arrays["is_val"] = is_val
+    names = sorted(player_index, key=player_index.__getitem__)
+    manifest = base_manifest(
+        KIND,
+        event_range={
+            **dict(event_range or {}),
+            "first_id": first_id,
+            "last_id": last_id,
+        },
+        filters={
+            "types": list(EVENT_TYPES),
+            "players": list(spec.players),
+            "exclude_players": list(spec.exclude_players),
+            "sources": list(spec.sources),
+            "actor_kinds": list(spec.actor_kinds),
+        },
+        feature_spec={
+            **{k: v for k, v in asdict(spec).items() if k in ("history", "hist_dt", "stride_s", "max_gap_s")},
+            "horizons": list(spec.horizons),
+            "inputs": {
+                "hist": "[N,history,2] past x/z rel. to now",
+                "vel": "[N,2] velocity x/z",
+                "threat": f"[N,3] nearest agent/mob x/z rel. to the player + present flag (within {THREAT_RANGE})",
+            },
+            "target": "[N,H,2] displacement x/z at each horizon",
+        },
+        split={
+            "unit": "episode (source, episode_id); else unit_s chunk of a segment",
+            "unit_s": spec.unit_s,
+            "val_fraction": spec.val_fraction,
+            "val_units": len(val_units),
+            "train_units": int(len(np.unique(arrays["unit"]))) - len(val_units),
+        },
+        counts={
+            "events": n_events,
+            "tracks": len(tracks),
+            "segments": n_segments,
+            "windows": int(len(is_val)),
+            "train": int((~is_val).sum()),
+            "val": int(is_val.sum()),
+            "per_player": dict(per_player),
+        },
+        players=names,
+    )
+    manifest["hash"] = arrays_hash(arrays)
+    return Dataset(arrays=arrays, manifest=manifest)
+
+
+def build_from_store(
+    store: Any,
+    spec: PursuitSpec | None = None,
+    *,
+    after_id: int = 0,
+    until_id: int | None = None,
+    limit: int | None = None,
+) -> Dataset:
+    """Build from ``store`` events with ``after_id < id <= until_id`` (a reproducible view)."""
+    from luanti_tune.store.base import EventQuery
+
+    spec = spec or PursuitSpec()
+    query = EventQuery(types=EVENT_TYPES, after_id=after_id, until_id=until_id, limit=limit)
+    rng = {"after_id": after_id, "until_id": until_id, "store": _redact(getattr(store, "url", ""))}
+    return build_from_events(store.iter_events(query), spec, event_range=rng)
+
+
+def _redact(url: str) -> str:
+    """Drop credentials from a database URL before it goes into a manifest."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url

@@ -1,0 +1,333 @@
+"""Pursuit trainer: base pre-training on simulated players, fine-tuning with replay, the gate, a cycle.
+
+* :func:`pretrain_base` / :func:`bootstrap_base`: a fresh model trained on simulated players of
+  the training styles (held-out styles never enter), saved and promoted as the first champion.
+* :func:`finetune`: continue from a module (the champion) on new windows, mixing in replay rows
+  from older events so the model adapts without forgetting.
+* :func:`gate`: candidate vs champion on held-out recent windows (strictly lower mean error, no
+  horizon worse beyond a tolerance, everything finite) and in simulator pursuit episodes (mean
+  time to catch and catch rate not worse beyond a tolerance; optionally strictly better).
+* :func:`run_cycle`: one worker cycle over new events ``(after_id, until_id]``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from luanti_tune.datasets.common import Dataset
+from luanti_tune.datasets.pursuit import PursuitSpec, build_from_events, build_from_store
+from luanti_tune.errors import ModelError, TrainingSkipped
+from luanti_tune.policies import pursuit as fam
+from luanti_tune.policies.families import ModelPolicy
+from luanti_tune.trainers.common import (
+    CycleContext,
+    CycleResult,
+    FitConfig,
+    GateCheck,
+    GateVerdict,
+    check_better,
+    check_finite,
+    check_no_regression,
+    clone_module,
+    finish_candidate,
+    fit,
+)
+
+log = logging.getLogger(__name__)
+
+FAMILY = fam.FAMILY
+BASE_FIT = FitConfig(steps=1500, batch_size=256, lr=3e-3, replay_fraction=0.0, time_budget_s=120.0)
+FINETUNE_FIT = FitConfig(steps=400, batch_size=256, lr=1.5e-3, replay_fraction=0.3, time_budget_s=20.0)
+
+
+def loss_fn(module: Any, batch: Mapping[str, Any]) -> Any:
+    mean, log_std = module(batch["hist"], batch["vel"], batch["threat"])
+    return fam.gaussian_nll(mean, log_std, batch["target"]).mean()
+
+
+KEYS = ("hist", "vel", "threat", "target")
+
+
+def pretrain_base(
+    data: Dataset | Mapping[str, np.ndarray], arch: Mapping[str, Any], cfg: FitConfig = BASE_FIT
+) -> tuple[Any, dict[str, Any]]:
+    """A fresh module trained on ``data`` (its train rows if a :class:`Dataset`)."""
+    import torch
+
+    torch.manual_seed(cfg.seed)
+    module = fam.build_module(arch)
+    train = data.train() if isinstance(data, Dataset) else data
+    info = fit(module, loss_fn, train, cfg, keys=KEYS)
+    return module, info
+
+
+def finetune(
+    module: Any,
+    new: Mapping[str, np.ndarray],
+    cfg: FitConfig = FINETUNE_FIT,
+    *,
+    replay: Mapping[str, np.ndarray] | None = None,
+) -> tuple[Any, dict[str, Any]]:
+    """A fine-tuned copy of ``module`` (the original is untouched)."""
+    cand = clone_module(module)
+    info = fit(cand, loss_fn, new, cfg, replay=replay, keys=KEYS)
+    return cand, info
+
+
+# ----------------------------------------------------------------------------- simulator evaluation
+
+
+@dataclass(frozen=True)
+class SimEvalConfig:
+    styles: tuple[str, ...] = ("strafer", "circler", "zigzag", "explorer")
+    episodes: int = 8
+    max_steps: int = 220
+    seed: int = 1000
+
+
+def simulate(policy: Any, cfg: SimEvalConfig) -> dict[str, float]:
+    """Pursuit episodes of ``policy`` against scripted players: catch rate and mean time.
+
+    ``mean_time`` counts uncaught episodes as the time limit (lower is better).
+    """
+    from luanti_tune.sim import run_pursuit_episodes
+
+    res = run_pursuit_episodes(policy, styles=list(cfg.styles), n=cfg.episodes, seed=cfg.seed, max_steps=cfg.max_steps)
+    return {
+        "episodes": float(res["episodes"]),
+        "catch_rate": float(res["catch_rate"]),
+        "mean_time": float(res["mean_time_censored_s"]),
+        "mean_time_to_catch": float(res["mean_time_to_catch_s"])
+        if res.get("mean_time_to_catch_s") is not None
+        else None,  # type: ignore[dict-item]
+    }
+
+
+# ----------------------------------------------------------------------------- gate
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    tolerance: float = 0.03  # allowed relative regression per horizon / in the simulator
+    min_improvement: float = 0.0  # candidate mean error must be < champion * (1 - this)
+    min_val_windows: int = 40
+    sim: bool = True
+    sim_must_improve: bool = False
+    sim_tolerance: float = 0.05
+    sim_catch_tolerance: float = 0.1
+
+
+def gate(
+    candidate: Any,
+    champion: Any,
+    val: Mapping[str, np.ndarray],
+    arch: Mapping[str, Any],
+    cfg: GateConfig = GateConfig(),
+    *,
+    sim_cfg: SimEvalConfig | None = None,
+    simulate_fn: Callable[[Any, SimEvalConfig], dict[str, float]] = simulate,
+) -> GateVerdict:
+    """Decide whether ``candidate`` may replace ``champion`` (both torch modules)."""
+    n_val = len(val["hist"])
+    if n_val < cfg.min_val_windows:
+        return GateVerdict.decide(
+            [GateCheck("heldout_size", False, f"{n_val} held-out windows < {cfg.min_val_windows}")],
+            {"val_windows": n_val},
+        )
+    cm = fam.evaluate(candidate, val)
+    hm = fam.evaluate(champion, val)
+    base = fam.baseline_metrics(val, arch["horizons"])
+    figures: dict[str, Any] = {"val_windows": n_val, "candidate": cm, "champion": hm, "constant_velocity": base}
+    checks = [check_finite("candidate_finite", cm)]
+    if checks[0].passed:
+        checks.append(check_better("heldout_error", cm["ade"], hm["ade"], min_rel=cfg.min_improvement))
+        for j in range(len(arch["horizons"])):
+            key = f"err_h{j}"
+            checks.append(check_no_regression(f"heldout_{key}", cm[key], hm[key], tolerance=cfg.tolerance))
+    if cfg.sim and all(c.passed for c in checks):
+        sc = sim_cfg or SimEvalConfig()
+        a = fam.PursuitAdapter(arch)
+        cs = simulate_fn(ModelPolicy(candidate, a, "candidate"), sc)
+        hs = simulate_fn(ModelPolicy(champion, fam.PursuitAdapter(arch), "champion"), sc)
+        figures["sim"] = {"styles": list(sc.styles), "candidate": cs, "champion": hs}
+        if cfg.sim_must_improve:
+            checks.append(check_better("sim_time", cs["mean_time"], hs["mean_time"]))
+        else:
+            checks.append(
+                check_no_regression("sim_time", cs["mean_time"], hs["mean_time"], tolerance=cfg.sim_tolerance)
+            )
+        ok = cs["catch_rate"] >= hs["catch_rate"] - cfg.sim_catch_tolerance
+        checks.append(
+            GateCheck("sim_catch_rate", ok, f"candidate {cs['catch_rate']:.3g} vs champion {hs['catch_rate']:.3g}")
+        )
+    return GateVerdict.decide(checks, figures)
+
+
+# ----------------------------------------------------------------------------- base model
+
+
+def simulated_events(
+    styles: Sequence[Any], *, minutes: float, seed: int, sessions: int = 1, solo: bool = True, agent_every: int = 1
+) -> list[dict[str, Any]]:
+    """Events of simulated players of ``styles`` chased by the scripted enemy (fixed seeds).
+
+    ``solo``: one session per style and seed, so the enemy always chases that player (as an
+    enemy would in the game); otherwise all styles share one world per seed.
+    """
+    from luanti_tune.sim.session import SessionConfig, generate_events
+    from luanti_tune.sim.world import WorldConfig
+
+    ARENA = WorldConfig(size_x=40, size_y=12, size_z=40, terrain="flat", base_height=3, river=False)
+
+    events: list[dict[str, Any]] = []
+    groups = [(s,) for s in styles] if solo else [tuple(styles)]
+    for i in range(sessions):
+        for j, group in enumerate(groups):
+            sd = seed + 1000 * i + j
+            cfg = SessionConfig(
+                players=len(group),
+                styles=group,
+                minutes=minutes,
+                seed=sd,
+                enemy=True,
+                agent_every=agent_every,
+                episode_id=f"sim-{sd}-ep{i}",
+                world=ARENA,
+                bridge_collapse_s=None,
+            )
+            events.extend(generate_events(cfg))
+    return events
+
+
+def bootstrap_base(
+    registry: Any,
+    *,
+    styles: Sequence[str] | None = None,
+    minutes: float = 3.0,
+    seed: int = 0,
+    arch: Mapping[str, Any] | None = None,
+    cfg: FitConfig = BASE_FIT,
+    sessions: int = 2,
+) -> str:
+    """Pre-train the base model on simulated players of the training styles; save + promote it."""
+    from luanti_tune.sim.styles import TRAIN_STYLES
+
+    styles = tuple(styles or TRAIN_STYLES)
+    arch = fam.architecture(**dict(arch or {}))
+    t0 = time.perf_counter()
+    events = simulated_events(styles, minutes=minutes, seed=seed, sessions=sessions)
+    data = build_from_events(events, PursuitSpec.from_arch(arch), event_range={"simulated": True, "seed": seed})
+    module, info = pretrain_base(data, arch, cfg)
+    metrics = {
+        "val": fam.evaluate(module, data.val()),
+        "constant_velocity": fam.baseline_metrics(data.val(), arch["horizons"]),
+    }
+    manifest_ds = {
+        **data.manifest,
+        "simulated": {"styles": list(styles), "minutes": minutes, "seed": seed, "sessions": sessions},
+    }
+    version = registry.save(
+        FAMILY,
+        module=module,
+        architecture=arch,
+        parent=None,
+        dataset=manifest_ds,
+        metrics=metrics,
+        gate={"passed": True, "reason": "base model: pre-trained on simulated training styles", "figures": metrics},
+        training={**cfg.to_dict(), **info, "seconds_total": round(time.perf_counter() - t0, 3)},
+    )
+    registry.promote(FAMILY, version, reason="base model")
+    return version
+
+
+# ----------------------------------------------------------------------------- cycle
+
+
+@dataclass(frozen=True)
+class CycleOptions:
+    min_train_windows: int = 200
+    replay_events: int = 50_000
+    fit: FitConfig = FINETUNE_FIT
+    gate: GateConfig = GateConfig()
+    sim: SimEvalConfig | None = None
+    players: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+_STYLE_RE = re.compile(r"^p\d+-([a-z]+)")
+
+
+def styles_from_players(names: Sequence[str]) -> tuple[str, ...]:
+    """Simulated player names ``pNN-<style>`` reveal their style; used to pick sim gate opponents."""
+    from luanti_tune.sim.styles import MOBILE_STYLES, STYLES
+
+    found = []
+    for n in names:
+        m = _STYLE_RE.match(n)
+        if m and m.group(1) in STYLES and m.group(1) not in found:
+            found.append(m.group(1))
+    return tuple(found) or tuple(MOBILE_STYLES)
+
+
+def run_cycle(ctx: CycleContext) -> CycleResult:
+    """Build datasets over the new events, fine-tune the champion with replay, gate, promote/reject."""
+    opts: CycleOptions = ctx.options.get("pursuit") or CycleOptions()
+    reg = ctx.registry
+    timings: dict[str, float] = {}
+    try:
+        champ = reg.load(FAMILY, "champion")
+    except ModelError as exc:
+        raise TrainingSkipped(
+            f"no usable pursuit champion to fine-tune ({exc}); run `luanti-tune train pursuit --base`"
+        ) from exc
+    arch = champ.manifest["architecture"]
+    spec = PursuitSpec.from_arch(arch, players=opts.players)
+    t = time.perf_counter()
+    new = build_from_store(ctx.store, spec, after_id=ctx.after_id, until_id=ctx.until_id)
+    counts = new.manifest["counts"]
+    if counts["train"] < opts.min_train_windows:
+        raise TrainingSkipped(
+            f"dataset too small: {counts['train']} training windows < {opts.min_train_windows} "
+            f"({counts['events']} player.move events in ids ({ctx.after_id}, {ctx.until_id}])"
+        )
+    if counts["val"] < opts.gate.min_val_windows:
+        raise TrainingSkipped(f"dataset too small: {counts['val']} held-out windows < {opts.gate.min_val_windows}")
+    replay_after = max(0, ctx.after_id - opts.replay_events)
+    replay = (
+        build_from_store(ctx.store, spec, after_id=replay_after, until_id=ctx.after_id) if ctx.after_id > 0 else None
+    )
+    timings["dataset_s"] = round(time.perf_counter() - t, 3)
+    t = time.perf_counter()
+    fit_cfg = FitConfig(**{**opts.fit.to_dict(), "seed": ctx.seed})
+    cand, info = finetune(
+        champ.module, new.train(), fit_cfg, replay=replay.arrays if replay is not None and len(replay) else None
+    )
+    timings["train_s"] = round(time.perf_counter() - t, 3)
+    t = time.perf_counter()
+    sim_cfg = opts.sim or SimEvalConfig(styles=styles_from_players(new.manifest["players"]), seed=ctx.seed + 1000)
+    verdict = gate(cand, champ.module, new.val(), arch, opts.gate, sim_cfg=sim_cfg)
+    timings["gate_s"] = round(time.perf_counter() - t, 3)
+    ds_manifest = {
+        "new": new.manifest,
+        "replay": replay.manifest if replay is not None else None,
+        "replay_fraction": fit_cfg.replay_fraction,
+    }
+    return finish_candidate(
+        ctx,
+        FAMILY,
+        cand,
+        arch,
+        verdict,
+        parent=champ.version,
+        dataset=ds_manifest,
+        metrics={"val": verdict.figures.get("candidate", {}), "champion_val": verdict.figures.get("champion", {})},
+        training={**fit_cfg.to_dict(), **info, "gate": asdict(opts.gate)},
+        timings=timings,
+    )
