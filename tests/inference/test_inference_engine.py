@@ -216,9 +216,9 @@ def test_memory_stays_bounded_with_churning_agents() -> None:
     cfg = EngineConfig(onnx=False, session_max_agents=500, session_ttl_s=3600)
     eng = InferenceEngine(StaticModelSource([make_candidate(1)]), config=cfg)
     sizes = []
+    base = observations(200, seed=0)
     for step in range(60):  # 60 x 200 = 12000 distinct agent ids, 24x the bound
-        raw = [o.model_dump() for o in observations(200, seed=step)]
-        obs = [Observation.model_validate({**r, "agent": f"churn-{step}-{i}"}) for i, r in enumerate(raw)]
+        obs = [o.model_copy(update={"agent": f"churn-{step}-{i}"}) for i, o in enumerate(base)]
         eng.decide(obs)
         sizes.append(eng.session_sizes()["model:pursuit"])
     assert max(sizes) <= 500 and sizes[-1] == 500
