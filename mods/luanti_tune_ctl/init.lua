@@ -1,7 +1,7 @@
 -- Test/benchmark helper for luanti-tune: lets an outside process drive a headless server.
 -- Reads new lines of WORLD/luanti_tune_ctl.txt every 0.2 s:
 --   spawn <kind> <x> <y> <z>       spawn an agent
---   spawn_many <kind> <n> <x> <y> <z>  spawn n agents on a grid
+--   spawn_many <kind> <n> <x> <y> <z> [<gx> <gy> <gz>]  spawn n agents on a grid (with a goal)
 --   clear                          remove all agents
 --   protect <x1> <y1> <z1> <x2> <y2> <z2>  mark a box as protected (core.is_protected)
 --   set_node <x> <y> <z> <name>
@@ -41,9 +41,10 @@ local function run(line)
 	elseif c == "spawn_many" then
 		local n = tonumber(w[3])
 		local side = math.ceil(math.sqrt(n))
+		local goal = w[9] and { x = tonumber(w[7]), y = tonumber(w[8]), z = tonumber(w[9]) } or nil
 		for i = 0, n - 1 do
 			luanti_tune.spawn_agent(w[2], { x = tonumber(w[4]) + (i % side) * 1.5, y = tonumber(w[5]),
-				z = tonumber(w[6]) + math.floor(i / side) * 1.5 })
+				z = tonumber(w[6]) + math.floor(i / side) * 1.5 }, { goal = goal })
 		end
 	elseif c == "clear" then
 		local ids = {}
@@ -98,6 +99,12 @@ core.register_globalstep(function(dtime)
 			agents[id] = { pos = { x = p.x, y = p.y, z = p.z }, kind = ent.kind, last_result = ent._last_result }
 		end
 	end
-	local state = { steps = steps, agents = luanti_tune.json.object(agents), status = luanti_tune.status() }
+	local players = {}
+	for _, player in ipairs(core.get_connected_players()) do
+		local p = player:get_pos()
+		players[player:get_player_name()] = { pos = { x = p.x, y = p.y, z = p.z } }
+	end
+	local state = { steps = steps, agents = luanti_tune.json.object(agents), players = luanti_tune.json.object(players),
+		status = luanti_tune.status() }
 	core.safe_file_write(state_path, luanti_tune.json.encode(state))
 end)

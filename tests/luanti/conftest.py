@@ -31,6 +31,14 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
         h.stop()
 
 
+@pytest.fixture(scope="module")
+def alice(harness: Harness, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HeadlessClient]:
+    """A real headless client with random input (moves and digs), connected to the shared server."""
+    c = HeadlessClient(tmp_path_factory.mktemp("alice"), harness.server.port, "alice", "pw", random_input=True)
+    yield c
+    c.stop()
+
+
 @pytest.fixture
 def client_factory(tmp_path: Path) -> Iterator[Callable[..., HeadlessClient]]:
     clients: list[HeadlessClient] = []

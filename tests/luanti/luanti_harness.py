@@ -11,6 +11,7 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -43,6 +44,7 @@ def invalid_actions(obs: dict[str, Any], protected: dict[str, float] | None) -> 
 class PolicyServer:
     def __init__(self) -> None:
         self.mode = "none"
+        self.proxy_to: str | None = None
         self.protected: dict[str, float] | None = None
         self.requests: list[dict[str, Any]] = []
         self.lock = threading.Lock()
@@ -57,6 +59,12 @@ class PolicyServer:
                 with outer.lock:
                     outer.requests.append(data)
                     mode = outer.mode
+                if mode == "proxy" and outer.proxy_to:
+                    headers = {"Content-Type": "application/json"}
+                    req = urllib.request.Request(outer.proxy_to, data=body, headers=headers)
+                    with urllib.request.urlopen(req, timeout=5) as resp:
+                        self._answer(resp.read())
+                    return
                 actions: list[dict[str, Any]] = []
                 for obs in data.get("observations", []):
                     if mode == "plus_x":
@@ -65,7 +73,10 @@ class PolicyServer:
                         )
                     elif mode == "invalid":
                         actions += invalid_actions(obs, outer.protected)
-                out = json.dumps({"actions": actions, "model": {"name": "test-policy", "version": mode}}).encode()
+                model = {"name": "test-policy", "version": mode}
+                self._answer(json.dumps({"actions": actions, "model": model}).encode())
+
+            def _answer(self, out: bytes) -> None:
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(out)))

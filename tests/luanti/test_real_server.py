@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +24,7 @@ def _by_actor(events: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
     return [e for e in events if e["actor"]["name"] == name]
 
 
-def test_real_client_join_move_dig_become_stored_events(
-    harness: Harness, client_factory: Callable[..., HeadlessClient]
-) -> None:
-    client = client_factory(harness.server.port, "alice")
+def test_real_client_join_move_dig_become_stored_events(harness: Harness, alice: HeadlessClient) -> None:
     # wait for a join, movement and at least two digs by alice, as stored by the real service
     harness.wait_events(
         lambda evs: (
@@ -40,7 +36,6 @@ def test_real_client_join_move_dig_become_stored_events(
         "player.join",
         timeout=60,
     )
-    client.stop()
     joins = _by_actor(harness.events("player.join"), "alice")
     assert len(joins) == 1 and joins[0]["actor"]["kind"] == "player"
     assert joins[0]["payload"]["new_player"] is True
@@ -63,6 +58,36 @@ def test_real_client_join_move_dig_become_stored_events(
     assert logged, "the server logged no digs"
     assert logged <= stored, f"logged digs missing from the store: {sorted(logged - stored)[:5]}"
     assert all(name.startswith("basenodes:") for name, *_ in stored)
+
+
+def _hdist(a: dict[str, float], b: dict[str, float]) -> float:
+    return float(((a["x"] - b["x"]) ** 2 + (a["z"] - b["z"]) ** 2) ** 0.5)
+
+
+def test_pursuit_agent_driven_by_the_real_service_closes_distance(harness: Harness, alice: HeadlessClient) -> None:
+    h = harness
+    h.policy.proxy_to = h.service.url + "/v1/act"
+    h.policy.mode = "proxy"  # decisions come from the real service's /v1/act (champion or its fallback)
+    state = h.server.wait_state(lambda s: "alice" in s.get("players", {}))
+    p = state["players"]["alice"]["pos"]
+    h.server.ctl(f"spawn pursuit {p['x'] + 10:.1f} 9 {p['z']:.1f}")
+    state = h.server.wait_state(lambda s: any(k.startswith("pursuit") for k in s.get("agents", {})))
+    agent_id = next(k for k in state["agents"] if k.startswith("pursuit"))
+    d0 = _hdist(state["agents"][agent_id]["pos"], state["players"]["alice"]["pos"])
+    closest = d0
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and closest > 2.0:
+        time.sleep(0.3)
+        st = h.server.ctl_state()
+        if agent_id in st["agents"] and "alice" in st["players"]:
+            closest = min(closest, _hdist(st["agents"][agent_id]["pos"], st["players"]["alice"]["pos"]))
+    h.policy.mode = "none"
+    h.server.ctl("clear")
+    alice.stop()
+    assert d0 > 7
+    assert closest < 0.5 * d0, f"pursuit agent did not close in: {d0:.1f} -> {closest:.1f}"
+    answered = [r for r in h.policy.requests if any(o["agent"] == agent_id for o in r["observations"])]
+    assert answered and any("alice" in o.get("targets", []) for r in answered for o in r["observations"])
 
 
 def test_agent_moves_as_the_policy_decides(harness: Harness) -> None:

@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 
 MOD_NAME = "luanti_tune"
 CTL_MOD_NAME = "luanti_tune_ctl"
+TIMING_MOD_NAME = "luanti_tune_timing"
+#: Helper mods for tests and benchmarks (never needed on a production server).
+HELPER_MODS = (TIMING_MOD_NAME,)
 GAMES = ("devtest", "minetest")
 _GAME_IDS = {"devtest": "devtest", "minetest": "minetest"}
 
@@ -117,6 +120,7 @@ class LuantiServer:
     token: str | None = None
     with_mod: bool = True
     with_ctl: bool = False
+    extra_mods: tuple[str, ...] = ()
     settings: dict[str, Any] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
 
@@ -152,10 +156,17 @@ class LuantiServer:
             install_mod(self.world, MOD_NAME)
         else:
             remove_mod(self.world, MOD_NAME)
+        for stale in (self.ctl_path, self.ctl_state_path):  # commands are for this run only
+            stale.unlink(missing_ok=True)
         if self.with_ctl:
             install_mod(self.world, CTL_MOD_NAME)
         else:
             remove_mod(self.world, CTL_MOD_NAME)
+        for name in HELPER_MODS:
+            if name not in self.extra_mods:
+                remove_mod(self.world, name)
+        for name in self.extra_mods:
+            install_mod(self.world, name)
         conf: dict[str, Any] = {
             "server_announce": False,
             "bind_address": self.bind,
