@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -217,6 +218,11 @@ def load_dataset(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
     return read_jsonl(path / "train.jsonl"), read_jsonl(path / "heldout.jsonl"), manifest
 
 
+def _redact(url: str) -> str:
+    """A store URL without its password (``postgresql://user:secret@host`` -> ``postgresql://user:***@host``)."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
 def build_from_store(
     store: Any,
     out_dir: Path,
@@ -239,5 +245,5 @@ def build_from_store(
         seed=seed,
         heldout_fraction=heldout_fraction,
         stats=stats,
-        source={"store": getattr(store, "url", None), "after_id": after_id, "until_id": until},
+        source={"store": _redact(str(getattr(store, "url", ""))), "after_id": after_id, "until_id": until},
     )

@@ -185,6 +185,11 @@ class DialogueService:
     def adapter_version(self) -> str | None:
         return self._adapter
 
+    @property
+    def base_model(self) -> Any:
+        """The loaded :class:`~luanti_tune.dialogue.model.BaseModel` (None until the first request)."""
+        return self._base
+
     # ------------------------------------------------------------------ lifecycle (worker thread)
 
     def start(self) -> None:
