@@ -12,11 +12,14 @@ from live_server import Server, launch
 
 @pytest.fixture
 def server_factory(tmp_path: Path) -> Iterator[Any]:
-    """``server_factory(db_url=None, env=None, host=...)`` starts a server; all are stopped at teardown."""
+    """``server_factory(db_url=None, env=None, host=..., workers=0)`` starts a server (``workers``
+    validation processes); all are stopped at teardown."""
     started: list[Server] = []
 
-    def make(db_url: str | None = None, env: dict[str, str] | None = None, host: str = "127.0.0.1") -> Server:
-        server = launch(db_url or f"sqlite:///{tmp_path / 'events.db'}", tmp_path, env, host)
+    def make(
+        db_url: str | None = None, env: dict[str, str] | None = None, host: str = "127.0.0.1", workers: int = 0
+    ) -> Server:
+        server = launch(db_url or f"sqlite:///{tmp_path / 'events.db'}", tmp_path, env, host, workers)
         started.append(server)
         return server
 

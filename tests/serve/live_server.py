@@ -57,6 +57,8 @@ class Server:
                 self.kill9()
 
 
-def launch(db_url: str, data_dir: Path, env: dict[str, str] | None = None, host: str = "127.0.0.1") -> Server:
-    proc, port = start_server(db_url, data_dir, env, host=host)
+def launch(
+    db_url: str, data_dir: Path, env: dict[str, str] | None = None, host: str = "127.0.0.1", workers: int = 0
+) -> Server:
+    proc, port = start_server(db_url, data_dir, env, host=host, validate_workers=workers)
     return Server(proc, port)

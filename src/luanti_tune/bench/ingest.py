@@ -138,13 +138,19 @@ def _free_port() -> int:
 
 
 def start_server(
-    db_url: str, data_dir: Path, extra_env: dict[str, str] | None = None, host: str = "127.0.0.1"
+    db_url: str,
+    data_dir: Path,
+    extra_env: dict[str, str] | None = None,
+    host: str = "127.0.0.1",
+    validate_workers: int | None = None,
 ) -> tuple[subprocess.Popen[bytes], int]:
     """Run ``luanti-tune serve`` in its own session on a free port; returns (process, port) once ready."""
     port = _free_port()
     env = dict(os.environ, LUANTI_TUNE_DATA_DIR=str(data_dir), **(extra_env or {}))
     cmd = [sys.executable, "-c", "from luanti_tune.cli.main import main; main()", "serve", "--db", db_url]
     cmd += ["--host", host, "--port", str(port), "--log-level", "warning"]
+    if validate_workers is not None:
+        cmd += ["--validate-workers", str(validate_workers)]
     log_path = data_dir / f"serve-{port}.log"
     with open(log_path, "ab") as log_file:
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log_file, start_new_session=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import click
@@ -25,7 +26,20 @@ BACKLOG = 2048
 @click.option(
     "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True
 )
-def serve(db_url: str | None, host: str | None, port: int | None, config_file: Path | None, log_level: str) -> None:
+@click.option(
+    "--validate-workers",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Processes validating big event batches (0 = in the server process) [default: CPUs if > 1].",
+)
+def serve(
+    db_url: str | None,
+    host: str | None,
+    port: int | None,
+    config_file: Path | None,
+    log_level: str,
+    validate_workers: int | None,
+) -> None:
     """Run the service: POST /v1/events, GET /v1/events/stats, /healthz, /metrics and more.
 
     The token comes from LUANTI_TUNE_TOKEN or the config file (never a flag: flags show in ps).
@@ -35,7 +49,13 @@ def serve(db_url: str | None, host: str | None, port: int | None, config_file: P
     from luanti_tune.serve.app import create_app
 
     settings = load_settings(config_file, db_url=db_url, host=host, port=port)
+    from luanti_tune.serve.events import configure_validation
+
     app = create_app(settings)
+    if validate_workers is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        validate_workers = min(cpus, 4) if cpus > 1 else 0
+    configure_validation(app.state.luanti, validate_workers).warm_up()
     config = uvicorn.Config(
         app,
         host=settings.host,

@@ -8,7 +8,11 @@ transaction holding it committed (group commit, see :mod:`luanti_tune.serve.comm
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
+import multiprocessing
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,7 +25,7 @@ from pydantic import ValidationError
 from luanti_tune.errors import StoreUnavailable
 from luanti_tune.schemas.agent import ACTION_TYPES
 from luanti_tune.schemas.event import EVENT_TYPES, EventBase, EventBatch
-from luanti_tune.serve.state import get_state
+from luanti_tune.serve.state import AppState, get_state
 from luanti_tune.store.rows import BatchResult, EventRow, RowStore, count_types, event_row
 
 log = logging.getLogger(__name__)
@@ -33,6 +37,9 @@ _ACTION_TYPES = frozenset(ACTION_TYPES)
 INT64_MAX = 2**63 - 1
 #: Bodies above this size are validated in a worker thread so the event loop stays responsive.
 _INLINE_VALIDATE_BYTES = 512 * 1024
+#: Bodies at least this big go to the validation worker processes when there are any.
+POOL_MIN_BYTES = 32 * 1024
+_VALIDATOR_KEY = "ingest.validator"
 
 
 class BadBatch(Exception):
@@ -128,6 +135,87 @@ def parse_batch(body: bytes, max_events: int, max_event_bytes: int) -> list[Even
     return _rows(events, max_event_bytes)
 
 
+def parse_outcome(body: bytes, max_events: int, max_event_bytes: int) -> tuple[Any, ...]:
+    """:func:`parse_batch` as a picklable value (for worker processes): ``("ok", rows)`` or
+    ``("bad", status, reason, detail, errors)``."""
+    try:
+        return ("ok", parse_batch(body, max_events, max_event_bytes))
+    except BadBatch as bad:
+        return ("bad", bad.status, bad.reason, bad.detail, bad.errors)
+
+
+def _warm(_: int = 0) -> int:
+    return os.getpid()
+
+
+class Validator:
+    """Validates bodies inline, or in ``workers`` processes for big bodies (the GIL-free path).
+
+    pydantic-core validation holds the GIL, so one process tops out at one core; big batches go
+    to a spawn-context process pool and the event loop only moves bytes and rows.
+    """
+
+    def __init__(self, workers: int = 0, min_pool_bytes: int = POOL_MIN_BYTES) -> None:
+        self.workers = workers
+        self.min_pool_bytes = min_pool_bytes
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+
+    def _ensure_pool(self) -> concurrent.futures.ProcessPoolExecutor:
+        if self._pool is None:
+            ctx = multiprocessing.get_context("spawn")
+            self._pool = concurrent.futures.ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
+        return self._pool
+
+    def warm_up(self) -> None:
+        """Start the worker processes now rather than on the first big batch."""
+        if self.workers:
+            pool = self._ensure_pool()
+            list(pool.map(_warm, range(self.workers)))
+
+    async def parse(self, body: bytes, max_events: int, max_event_bytes: int) -> list[EventRow]:
+        if self.workers and len(body) >= self.min_pool_bytes:
+            loop = asyncio.get_running_loop()
+            try:
+                outcome = await loop.run_in_executor(
+                    self._ensure_pool(), parse_outcome, body, max_events, max_event_bytes
+                )
+            except concurrent.futures.process.BrokenProcessPool:
+                log.warning("validation worker died; restarting the pool, validating this batch inline")
+                self.close()
+                outcome = parse_outcome(body, max_events, max_event_bytes)
+        elif len(body) > _INLINE_VALIDATE_BYTES:
+            outcome = await run_in_threadpool(parse_outcome, body, max_events, max_event_bytes)
+        else:
+            outcome = parse_outcome(body, max_events, max_event_bytes)
+        if outcome[0] == "bad":
+            raise BadBatch(*outcome[1:])
+        rows: list[EventRow] = outcome[1]
+        return rows
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+
+def configure_validation(state: AppState, workers: int) -> Validator:
+    """Use ``workers`` validation processes for big batches in this app (0 = validate inline)."""
+    old = state.components.get(_VALIDATOR_KEY)
+    if isinstance(old, Validator):
+        old.close()
+    validator = Validator(workers)
+    state.components[_VALIDATOR_KEY] = validator
+    state.shutdown_hooks.append(validator.close)
+    return validator
+
+
+def _validator(state: AppState) -> Validator:
+    validator = state.components.get(_VALIDATOR_KEY)
+    if not isinstance(validator, Validator):
+        validator = configure_validation(state, 0)
+    return validator
+
+
 def _err(loc: str, msg: str, type_: str) -> dict[str, str]:
     return {"loc": loc, "msg": msg, "type": type_}
 
@@ -188,10 +276,7 @@ async def post_events(request: Request) -> Response:
     body = b""
     try:
         body = await read_body(request, settings.max_batch_bytes)
-        if len(body) > _INLINE_VALIDATE_BYTES:
-            rows = await run_in_threadpool(parse_batch, body, settings.max_batch_events, settings.max_payload_bytes)
-        else:
-            rows = parse_batch(body, settings.max_batch_events, settings.max_payload_bytes)
+        rows = await _validator(state).parse(body, settings.max_batch_events, settings.max_payload_bytes)
     except BadBatch as bad:
         metrics.batches_rejected.labels(bad.reason).inc()
         metrics.add(metrics.rejected, _types_of_raw(body) if body else {"unknown": 1})
