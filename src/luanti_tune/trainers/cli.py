@@ -1,0 +1,79 @@
+"""``luanti-tune train pursuit``: pre-train the base model or run one fine-tuning cycle by hand."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from luanti_tune.config.settings import load_settings
+
+
+@click.group()
+def train() -> None:
+    """Run training by hand (the worker does the same in the background)."""
+
+
+@train.command("pursuit")
+@click.option("--config", type=click.Path(path_type=Path), default=None, help="TOML config file.")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="Data directory.")
+@click.option("--db", "db_url", default=None, help="Store URL (sqlite:///PATH or postgresql://...).")
+@click.option("--model-path", type=click.Path(path_type=Path), default=None, help="Model registry root.")
+@click.option("--base", is_flag=True, help="Pre-train the base model on simulated players and promote it.")
+@click.option("--minutes", type=float, default=2.0, show_default=True, help="--base: simulated minutes per style.")
+@click.option("--after-id", type=int, default=0, show_default=True, help="Cycle: learn from events with id > this.")
+@click.option("--until-id", type=int, default=None, help="Cycle: up to this id (default: current max).")
+@click.option("--player", "players", multiple=True, help="Adapt to these players only (repeatable).")
+@click.option("--per-player", is_flag=True, help="With --player: keep a separate champion pursuit@<player>.")
+@click.option("--steps", type=int, default=None, help="Fine-tune steps.")
+@click.option("--no-sim", is_flag=True, help="Gate on held-out data only (skip simulator episodes).")
+@click.option("--seed", type=int, default=None, help="Seed (default: settings.seed).")
+def train_pursuit(
+    config: Path | None,
+    data_dir: Path | None,
+    db_url: str | None,
+    model_path: Path | None,
+    base: bool,
+    minutes: float,
+    after_id: int,
+    until_id: int | None,
+    players: tuple[str, ...],
+    per_player: bool,
+    steps: int | None,
+    no_sim: bool,
+    seed: int | None,
+) -> None:
+    """Pre-train (--base) or fine-tune the pursuit model once: dataset, fit, gate, promote/reject."""
+    import dataclasses
+
+    from luanti_tune.registry import Registry
+    from luanti_tune.store.base import open_store
+    from luanti_tune.trainers import pursuit as tp
+    from luanti_tune.trainers.common import CycleContext, configure_torch, guarded_cycle
+
+    settings = load_settings(config, data_dir=data_dir, db_url=db_url, model_path=model_path, seed=seed)
+    configure_torch(settings.torch_threads)
+    reg = Registry(settings.resolved_model_path)
+    if base:
+        version = tp.bootstrap_base(reg, minutes=minutes, seed=settings.seed)
+        click.echo(
+            json.dumps(
+                {"status": "promoted", "version": version, "manifest": reg.manifest("pursuit", version)["metrics"]}
+            )
+        )
+        return
+    opts = tp.CycleOptions(players=players, per_player_scope=per_player)
+    if steps is not None:
+        opts = dataclasses.replace(opts, fit=dataclasses.replace(opts.fit, steps=steps))
+    if no_sim:
+        opts = dataclasses.replace(opts, gate=dataclasses.replace(opts.gate, sim=False))
+    with open_store(settings.resolved_db_url) as store:
+        until = store.max_id() if until_id is None else until_id
+        ctx = CycleContext(
+            store, reg, after_id, until, seed=settings.seed, settings=settings, options={"pursuit": opts}
+        )
+        result = guarded_cycle("pursuit", ctx, tp.run_cycle)
+    click.echo(json.dumps(result.to_dict()))
+    if result.status == "failed":
+        raise SystemExit(1)
