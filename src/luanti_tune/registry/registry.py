@@ -30,7 +30,15 @@ HISTORY = "history.jsonl"
 MANIFEST_SCHEMA = "luanti.model/1"
 ALIAS_NAMES = ("champion", "candidate")
 _VERSION_RE = re.compile(r"^v(\d{4,})$")
-_FAMILY_RE = re.compile(r"^[a-z][a-z0-9_\-]{0,63}$")
+#: ``family`` or ``family@scope`` (e.g. ``pursuit@alice``: a per-player model of family pursuit).
+_FAMILY_RE = re.compile(r"^[a-z][a-z0-9_\-]{0,63}(@[A-Za-z0-9_.:\-+]{1,64})?$")
+
+
+def base_family(family: str) -> str:
+    """``pursuit@alice`` -> ``pursuit`` (scopes share their family's spec)."""
+    return family.split("@", 1)[0]
+
+
 #: How many previous champions ``rollback`` can step back through.
 MAX_PREVIOUS = 16
 
@@ -289,7 +297,7 @@ class Registry:
         manifest = self.verify(family, ref)
         version = manifest["version"]
         vdir = self.version_dir(family, version)
-        spec = get_family(family)
+        spec = get_family(base_family(family))
         arch = manifest.get("architecture") or {}
         try:
             adapter = spec.adapter(arch)

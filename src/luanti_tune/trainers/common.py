@@ -36,6 +36,24 @@ class TrainingFailed(LuantiTuneError):
     """A training run went wrong (non-finite loss or weights, crash); the champion stays."""
 
 
+def configure_torch(threads: int, nice: int = 0) -> None:
+    """Bound torch threads (and optionally lower CPU priority) of a training process."""
+    import os
+
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set (interop threads can only be set once per process)
+        pass
+    if nice:
+        try:
+            os.nice(nice)
+        except OSError:
+            log.warning("could not lower the training process's CPU priority")
+
+
 # ----------------------------------------------------------------------------- fit loop
 
 

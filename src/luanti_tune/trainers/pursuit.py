@@ -258,7 +258,15 @@ class CycleOptions:
     gate: GateConfig = GateConfig()
     sim: SimEvalConfig | None = None
     players: tuple[str, ...] = ()
+    #: with ``players``: keep the adapted model in its own scope ``pursuit@<players>`` (per-player
+    #: champion, starting from the global champion) instead of replacing the global champion.
+    per_player_scope: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def scope_name(players: Sequence[str]) -> str:
+    """Registry family of a per-player model, e.g. ``pursuit@alice``."""
+    return f"{FAMILY}@{'+'.join(sorted(players))}"
 
 
 _STYLE_RE = re.compile(r"^p\d+-([a-z]+)")
@@ -281,8 +289,9 @@ def run_cycle(ctx: CycleContext) -> CycleResult:
     opts: CycleOptions = ctx.options.get("pursuit") or CycleOptions()
     reg = ctx.registry
     timings: dict[str, float] = {}
+    target = scope_name(opts.players) if opts.per_player_scope and opts.players else FAMILY
     try:
-        champ = reg.load(FAMILY, "champion")
+        champ = reg.load(target, "champion") if reg.champion_version(target) else reg.load(FAMILY, "champion")
     except ModelError as exc:
         raise TrainingSkipped(
             f"no usable pursuit champion to fine-tune ({exc}); run `luanti-tune train pursuit --base`"
@@ -321,11 +330,11 @@ def run_cycle(ctx: CycleContext) -> CycleResult:
     }
     return finish_candidate(
         ctx,
-        FAMILY,
+        target,
         cand,
         arch,
         verdict,
-        parent=champ.version,
+        parent=champ.version if champ.family == target else f"{champ.family}:{champ.version}",
         dataset=ds_manifest,
         metrics={"val": verdict.figures.get("candidate", {}), "champion_val": verdict.figures.get("champion", {})},
         training={**fit_cfg.to_dict(), **info, "gate": asdict(opts.gate)},

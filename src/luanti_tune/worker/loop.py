@@ -32,7 +32,7 @@ from typing import Any
 
 from luanti_tune.config.settings import Settings
 from luanti_tune.trainers import CYCLES
-from luanti_tune.trainers.common import CycleContext, CycleResult, guarded_cycle
+from luanti_tune.trainers.common import CycleContext, CycleResult, configure_torch, guarded_cycle
 from luanti_tune.worker.monitor import MonitorConfig, MonitorReport, PursuitMonitor
 
 log = logging.getLogger(__name__)
@@ -266,18 +266,7 @@ class Worker:
 
 def configure_process(settings: Settings, nice: int) -> None:
     """Bound torch threads and lower CPU priority of the current (worker) process."""
-    import torch
-
-    torch.set_num_threads(settings.torch_threads)
-    try:
-        torch.set_num_interop_threads(1)
-    except RuntimeError:
-        pass
-    if nice:
-        try:
-            os.nice(nice)
-        except OSError:
-            log.warning("could not lower the worker's CPU priority")
+    configure_torch(settings.torch_threads, nice)
 
 
 def worker_main(settings_json: str, cfg: WorkerConfig, stop: Any = None, families: Sequence[str] | None = None) -> None:
