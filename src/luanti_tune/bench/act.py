@@ -1,0 +1,340 @@
+"""``luanti-tune bench act``: latency of batched decisions for N agents (DESIGN.md "Inference").
+
+For each agent count (1, 100 and ``--agents``), with the real ``pursuit`` family (a randomly
+initialised champion in a temporary registry) served by a real ``luanti-tune serve`` subprocess:
+
+- ``http``: p50/p99 of one batched ``POST /v1/act`` (JSON, keep-alive connection);
+- ``engine``: p50/p99 of the in-process engine alone (validated observations -> actions), ONNX Runtime;
+- ``engine_torch``: the same with eager PyTorch; ``onnx_speedup`` = torch p50 / ONNX p50;
+- ``per_agent``: the same agents as separate one-agent HTTP calls; ``batched_speedup`` =
+  batched agents/s / per-agent agents/s;
+- ``training``: p99 of the batched HTTP call while a CPU-bound torch training loop runs in another
+  process (1 torch thread, like the worker), and its ratio to the idle p99;
+- ``breakdown``: where the time of the largest batch goes: JSON parse alone, parse + validation
+  (JSON and msgpack bodies), the family's featurize/decode, the forward pass, the engine's own
+  overhead and rendering the response.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+import orjson
+
+from luanti_tune.bench.common import emit, percentiles_ms
+
+TARGETS = {"engine_p99_ms": 2.0, "http_p99_ms": 10.0, "batched_speedup": 20.0, "training_ratio": 1.5}
+
+
+def make_observations(n: int, seed: int = 0, tick: int = 100) -> list[dict[str, Any]]:
+    """``n`` pursuit observations like the DESIGN.md example (a player in view, targeted)."""
+    rng = np.random.default_rng(seed)
+
+    def vec(scale: float) -> dict[str, float]:
+        x, y, z = rng.normal(0, scale, 3).round(3).tolist()
+        return {"x": x, "y": y, "z": z}
+
+    return [
+        {
+            "agent": f"enemy-{i}",
+            "kind": "pursuit",
+            "tick": tick,
+            "pos": vec(20),
+            "yaw": 0,
+            "pitch": 0,
+            "hp": 20,
+            "velocity": vec(1),
+            "entities": [{"kind": "player", "name": "alice", "rel": vec(6), "velocity": vec(2)}],
+            "targets": ["alice"],
+        }
+        for i in range(n)
+    ]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _post(conn: http.client.HTTPConnection, body: bytes) -> float:
+    t0 = time.perf_counter()
+    conn.request("POST", "/v1/act", body=body, headers={"content-type": "application/json"})
+    resp = conn.getresponse()
+    data = resp.read()
+    dt = time.perf_counter() - t0
+    if resp.status != 200:
+        raise click.ClickException(f"/v1/act answered {resp.status}: {data[:300]!r}")
+    return dt
+
+
+def _connect(port: int) -> http.client.HTTPConnection:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    conn.connect()
+    assert conn.sock is not None
+    conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return conn
+
+
+def _start_server(data_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = _free_port()
+    env = dict(
+        os.environ,
+        LUANTI_TUNE_DATA_DIR=str(data_dir),
+        LUANTI_TUNE_ACT_LOG_SAMPLE_RATE="0.01",
+        LUANTI_TUNE_ACT_MAX_AGENTS="8192",
+    )
+    cmd = [sys.executable, "-c", "from luanti_tune.cli.main import main; main()", "serve"]
+    cmd += ["--port", str(port), "--log-level", "warning"]
+    log_path = data_dir / "serve.log"
+    with open(log_path, "ab") as log_file:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log_file, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        try:
+            conn = _connect(port)
+            _post(conn, orjson.dumps({"observations": make_observations(1)}))  # loads the champion
+            conn.close()
+            return proc, port
+        except (OSError, click.ClickException):
+            time.sleep(0.2)
+    _stop(proc)
+    raise click.ClickException(f"luanti-tune serve did not start:\n{log_path.read_text(errors='replace')[-2000:]}")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+TRAIN_LOOP = textwrap.dedent(
+    """
+    import sys, torch
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(256, 512), torch.nn.ReLU(), torch.nn.Linear(512, 256))
+    opt = torch.optim.Adam(net.parameters(), 1e-3)
+    x, y = torch.randn(512, 256), torch.randn(512, 256)
+    print("ready", flush=True)
+    while True:
+        opt.zero_grad()
+        loss = ((net(x) - y) ** 2).mean()
+        loss.backward()
+        opt.step()
+    """
+)
+
+
+def _champion(data_dir: Path, seed: int) -> None:
+    import torch
+
+    from luanti_tune.policies.pursuit import architecture, build_module
+    from luanti_tune.registry import Registry
+
+    torch.manual_seed(seed)
+    arch = architecture()
+    reg = Registry(data_dir / "models")
+    version = reg.save("pursuit", module=build_module(arch), architecture=arch, name="pursuit-bench")
+    reg.promote("pursuit", version, reason="bench", force=True)
+
+
+def _engine(data_dir: Path, onnx: bool) -> Any:
+    from luanti_tune.inference.engine import EngineConfig, InferenceEngine
+    from luanti_tune.inference.registry_source import RegistrySource
+    from luanti_tune.registry import Registry
+
+    return InferenceEngine(RegistrySource(Registry(data_dir / "models")), config=EngineConfig(onnx=onnx))
+
+
+def _time_engine(engine: Any, obs: list[Any], reps: int) -> list[float]:
+    for _ in range(5):
+        engine.decide(obs)
+    out = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        engine.decide(obs)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def _time_http(port: int, body: bytes, reps: int) -> list[float]:
+    conn = _connect(port)
+    try:
+        for _ in range(5):
+            _post(conn, body)
+        return [_post(conn, body) for _ in range(reps)]
+    finally:
+        conn.close()
+
+
+def _breakdown(obs_raw: list[dict[str, Any]], engine: Any, reps: int = 30) -> dict[str, float]:
+    """Median cost of each step of one batched call (server side), largest batch."""
+    import msgpack
+
+    from luanti_tune.config.settings import Settings
+    from luanti_tune.serve.act import ActService, render
+
+    body = orjson.dumps({"observations": obs_raw})
+    packed = msgpack.packb({"observations": obs_raw})
+    service = ActService(Settings(act_max_agents=8192), None, engine=engine)
+    parsed = service.request_model.model_validate_json(body).observations
+    served = engine.models.by_family["pursuit"]
+    adapter, runner = served.adapter, served.runner
+
+    def med(fn: Any) -> float:
+        ts = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+        return round(float(np.median(ts)) * 1000, 3)
+
+    result = engine.decide(parsed)
+    feats = adapter.featurize(parsed, {})
+    outputs = runner(feats)
+    figures = {
+        "json_parse_only_ms": med(lambda: orjson.loads(body)),
+        "json_validate_ms": med(lambda: service.request_model.model_validate_json(body)),
+        "msgpack_validate_ms": med(lambda: service.request_model.model_validate(msgpack.unpackb(packed))),
+        "engine_ms": med(lambda: engine.decide(parsed)),
+        "family_featurize_ms": med(lambda: adapter.featurize(parsed, {})),
+        "forward_ms": med(lambda: runner(feats)),
+        "family_decode_ms": med(lambda: adapter.decode(parsed, outputs)),
+        "render_ms": med(lambda: orjson.dumps(render(result, parsed))),
+        "json_body_bytes": len(body),
+        "msgpack_body_bytes": len(packed),
+    }
+    family = figures["family_featurize_ms"] + figures["forward_ms"] + figures["family_decode_ms"]
+    figures["engine_overhead_ms"] = round(max(0.0, figures["engine_ms"] - family), 3)
+    return figures
+
+
+@click.command()
+@click.option("--agents", type=click.IntRange(min=2), default=1000, show_default=True, help="Largest agent count.")
+@click.option("--reps", type=click.IntRange(min=20), default=100, show_default=True, help="Timed calls per figure.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def act(agents: int, reps: int, seed: int) -> None:
+    """Batched /v1/act latency (HTTP and in-process), per-agent calls, ONNX vs PyTorch, under training."""
+    from rich.progress import Progress
+
+    from luanti_tune.schemas.agent import Observation
+
+    counts = sorted({1, 100, agents})
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-act-") as tmp, Progress(transient=True) as progress:
+        data_dir = Path(tmp)
+        task = progress.add_task("bench act", total=4 + 3 * len(counts))
+        _champion(data_dir, seed)
+        onnx_engine, torch_engine = _engine(data_dir, True), _engine(data_dir, False)
+        runtime = onnx_engine.models.by_family["pursuit"].report.runtime
+        progress.advance(task)
+        proc, port = _start_server(data_dir)
+        try:
+            progress.advance(task)
+            for n in counts:
+                raw = make_observations(n, seed)
+                obs = [Observation.model_validate(o) for o in raw]
+                body = orjson.dumps({"observations": raw})
+                eng = _time_engine(onnx_engine, obs, reps)
+                eng_t = _time_engine(torch_engine, obs, reps)
+                progress.advance(task)
+                http_t = _time_http(port, body, reps)
+                progress.advance(task)
+                # per-agent calls: every agent on its own request, one after the other
+                per_bodies = [orjson.dumps({"observations": [o]}) for o in raw]
+                conn = _connect(port)
+                t0 = time.perf_counter()
+                rounds = max(1, min(3, 300 // n))
+                for _ in range(rounds):
+                    for b in per_bodies:
+                        _post(conn, b)
+                per_agent_s = (time.perf_counter() - t0) / rounds
+                conn.close()
+                progress.advance(task)
+                h, e, et = percentiles_ms(http_t), percentiles_ms(eng), percentiles_ms(eng_t)
+                batched_aps = n / float(np.mean(http_t))
+                per_aps = n / per_agent_s
+                results[str(n)] = {
+                    "http": h,
+                    "engine": e,
+                    "engine_torch": et,
+                    "onnx_speedup": round(et["p50_ms"] / e["p50_ms"], 2) if e["p50_ms"] else None,
+                    "per_agent_calls_ms": round(per_agent_s * 1000, 3),
+                    "batched_agents_per_s": round(batched_aps, 1),
+                    "per_agent_agents_per_s": round(per_aps, 1),
+                    "batched_speedup": round(batched_aps / per_aps, 2),
+                }
+            # p99 while a training loop runs in another process
+            big = orjson.dumps({"observations": make_observations(agents, seed)})
+            idle = percentiles_ms(_time_http(port, big, reps))
+            trainer = subprocess.Popen(
+                [sys.executable, "-c", TRAIN_LOOP], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+            )
+            try:
+                assert trainer.stdout is not None
+                trainer.stdout.readline()
+                time.sleep(0.5)
+                busy = percentiles_ms(_time_http(port, big, reps))
+            finally:
+                trainer.kill()
+                trainer.wait()
+            progress.advance(task)
+            breakdown = _breakdown(make_observations(agents, seed), onnx_engine)
+            progress.advance(task)
+        finally:
+            _stop(proc)
+            onnx_engine.close()
+            torch_engine.close()
+    top = results[str(agents)]
+    training = {
+        "idle_p99_ms": idle["p99_ms"],
+        "training_p99_ms": busy["p99_ms"],
+        "ratio": round(busy["p99_ms"] / idle["p99_ms"], 2),
+        "idle": idle,
+        "training": busy,
+    }
+    summary = {
+        "engine_p99_ms": top["engine"]["p99_ms"],
+        "http_p99_ms": top["http"]["p99_ms"],
+        "batched_speedup": top["batched_speedup"],
+        "onnx_speedup": top["onnx_speedup"],
+        "training_ratio": training["ratio"],
+    }
+    met = {
+        "engine_p99_ms": summary["engine_p99_ms"] <= TARGETS["engine_p99_ms"],
+        "http_p99_ms": summary["http_p99_ms"] <= TARGETS["http_p99_ms"],
+        "batched_speedup": summary["batched_speedup"] >= TARGETS["batched_speedup"],
+        "training_ratio": summary["training_ratio"] <= TARGETS["training_ratio"],
+    }
+    emit(
+        "act",
+        {
+            "agents": agents,
+            "family": "pursuit",
+            "runtime": runtime,
+            "summary": summary,
+            "targets": TARGETS,
+            "targets_met": met,
+            "by_agents": results,
+            "training": training,
+            "breakdown": breakdown,
+            "load_avg": [round(x, 2) for x in os.getloadavg()],
+        },
+    )
