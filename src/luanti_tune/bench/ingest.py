@@ -220,7 +220,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 def _run_backend(tag: str, url: str, data_dir: Path, opts: dict[str, Any]) -> dict[str, float]:
     figures = bench_store(url, opts["store_events"], opts["batch"], opts["naive_events"], tag)
-    proc, port = start_server(url, data_dir)
+    proc, port = start_server(url, data_dir, validate_workers=opts["validate_workers"])
     try:
         figures |= bench_http(port, opts["clients"], opts["batch"], opts["seconds"], tag)
     finally:
@@ -236,8 +236,18 @@ def _run_backend(tag: str, url: str, data_dir: Path, opts: dict[str, Any]) -> di
 @click.option("--naive-events", type=click.IntRange(10), default=2_000, show_default=True)
 @click.option("--pg-url", default=None, help="Use this PostgreSQL database instead of a throwaway cluster.")
 @click.option("--no-pg", is_flag=True, help="Skip PostgreSQL.")
+@click.option(
+    "--validate-workers", type=click.IntRange(min=0), default=None, help="Server validation processes [default: auto]."
+)
 def ingest(
-    batch: int, clients: int, seconds: float, store_events: int, naive_events: int, pg_url: str | None, no_pg: bool
+    batch: int,
+    clients: int,
+    seconds: float,
+    store_events: int,
+    naive_events: int,
+    pg_url: str | None,
+    no_pg: bool,
+    validate_workers: int | None,
 ) -> None:
     """Durable ingest: HTTP end to end, store alone, naive one-commit-per-event baseline."""
     from luanti_tune.bench.common import emit
@@ -248,14 +258,21 @@ def ingest(
         "seconds": seconds,
         "store_events": store_events,
         "naive_events": naive_events,
+        "validate_workers": validate_workers,
     }
-    figures: dict[str, Any] = {"batch": batch, "clients": clients}
+    figures: dict[str, Any] = {
+        "batch": batch,
+        "clients": clients,
+        "validate_workers": "auto" if validate_workers is None else validate_workers,
+        "loadavg_1m_before": round(os.getloadavg()[0], 2),
+    }
     with tempfile.TemporaryDirectory(prefix="luanti-tune-bench-") as tmp:
         data_dir = Path(tmp)
         sq = _run_backend("sqlite", f"sqlite:///{data_dir / 'bench.db'}", data_dir, opts)
         figures |= _figures("sqlite", sq)
         if not no_pg:
             figures |= _pg_figures(pg_url, data_dir, opts)
+    figures["loadavg_1m_after"] = round(os.getloadavg()[0], 2)
     emit("ingest", figures)
 
 

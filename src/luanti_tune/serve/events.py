@@ -139,7 +139,8 @@ def parse_outcome(body: bytes, max_events: int, max_event_bytes: int) -> tuple[A
     """:func:`parse_batch` as a picklable value (for worker processes): ``("ok", rows)`` or
     ``("bad", status, reason, detail, errors)``."""
     try:
-        return ("ok", parse_batch(body, max_events, max_event_bytes))
+        # plain tuples pickle ~3x faster than NamedTuples; stores and count_types index positionally
+        return ("ok", [tuple(r) for r in parse_batch(body, max_events, max_event_bytes)])
     except BadBatch as bad:
         return ("bad", bad.status, bad.reason, bad.detail, bad.errors)
 
@@ -306,7 +307,7 @@ async def _commit(state: Any, rows: list[EventRow]) -> BatchResult:
     # a Store without batch support: one append per request, in a worker thread
     from luanti_tune.schemas.event import parse_event
 
-    events = [parse_event(orjson.loads(r.body)) for r in rows]
+    events = [parse_event(orjson.loads(r[7])) for r in rows]
     plain = await run_in_threadpool(state.store.append, events)
     return BatchResult(plain.accepted, plain.duplicates, count_types(rows) if not plain.duplicates else {})
 

@@ -61,8 +61,8 @@ class BatchResult(AppendResult):
 
 def count_types(rows: Sequence[EventRow]) -> dict[str, int]:
     counts: dict[str, int] = {}
-    for r in rows:
-        counts[r.type] = counts.get(r.type, 0) + 1
+    for r in rows:  # positional: rows may arrive as plain tuples (from a validation worker)
+        counts[r[2]] = counts.get(r[2], 0) + 1
     return counts
 
 
