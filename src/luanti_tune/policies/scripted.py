@@ -27,6 +27,8 @@ from luanti_tune.schemas.common import NODE_CODES, Vec3
 
 _SOLID_CODES = (NODE_CODES["solid"], NODE_CODES["slow"], NODE_CODES["unknown"])
 _HAZARD_CODES = (NODE_CODES["lava"],)
+_MOVES = ((1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (1, -1), (-1, 1), (-1, -1))
+_DYS = (0, 1, -1, -2, -3)
 
 
 def move_action(agent: str, dx: float, dz: float, speed: float = 1.0, jump: bool = False) -> Action:
@@ -208,7 +210,6 @@ class AStarNavigationPolicy(Policy):
         dist: dict[tuple[int, int, int], float] = {start: 0.0}
         parent: dict[tuple[int, int, int], tuple[int, int, int]] = {}
         heap = [(0.0, start)]
-        moves = [(1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (1, -1), (-1, 1), (-1, -1)]
         while heap:
             d, cur = heapq.heappop(heap)
             if d > dist.get(cur, math.inf):
@@ -218,26 +219,12 @@ class AStarNavigationPolicy(Policy):
             h = float(np.hypot(np.hypot(*(goal[1:] - rel[1:])), (goal[0] - rel[0]) * 0.5))
             if h + 0.05 * d < best[0]:
                 best = (h + 0.05 * d, cur)
-            for dz, dx in moves:
-                nz, nx = z + dz, x + dx
-                if not (0 <= nz < side and 0 <= nx < side):
-                    continue
-                if dz and dx and not (free[y, nz, x] and free[y, z, nx]):
-                    continue
-                for dy in (0, 1, -1, -2, -3):
-                    ny = y + dy
-                    if dy < -self.max_drop or not (0 <= ny < side):
-                        continue
-                    if dy == 1 and not (y + 2 < side and free[y + 2, z, x]):
-                        continue
-                    if stand[ny, nz, nx]:
-                        nd = d + math.hypot(dx, dz) + (0.5 if dy > 0 else 0.0)
-                        node = (ny, nz, nx)
-                        if nd < dist.get(node, math.inf):
-                            dist[node] = nd
-                            parent[node] = cur
-                            heapq.heappush(heap, (nd, node))
-                        break
+            for node, cost in self._neighbours(cur, free, stand, side):
+                nd = d + cost
+                if nd < dist.get(node, math.inf):
+                    dist[node] = nd
+                    parent[node] = cur
+                    heapq.heappush(heap, (nd, node))
         target = best[1]
         if target == start:
             return None
@@ -245,6 +232,29 @@ class AStarNavigationPolicy(Policy):
         while parent.get(node) != start:
             node = parent[node]
         return (node[2] - r, node[0] - r, node[1] - r)
+
+    def _neighbours(
+        self, cur: tuple[int, int, int], free: np.ndarray, stand: np.ndarray, side: int
+    ) -> list[tuple[tuple[int, int, int], float]]:
+        """Standable cells one step away (8 directions; step up 1, drop up to ``max_drop``)."""
+        y, z, x = cur
+        out = []
+        for dz, dx in _MOVES:
+            nz, nx = z + dz, x + dx
+            if not (0 <= nz < side and 0 <= nx < side):
+                continue
+            if dz and dx and not (free[y, nz, x] and free[y, z, nx]):
+                continue  # no corner cutting
+            for dy in _DYS:
+                ny = y + dy
+                if dy < -self.max_drop or not (0 <= ny < side):
+                    continue
+                if dy == 1 and not (y + 2 < side and free[y + 2, z, x]):
+                    continue
+                if stand[ny, nz, nx]:
+                    out.append(((ny, nz, nx), math.hypot(dx, dz) + (0.5 if dy > 0 else 0.0)))
+                    break
+        return out
 
 
 class GreedyTeamPolicy(Policy):

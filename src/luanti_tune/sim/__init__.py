@@ -22,7 +22,7 @@ Event generation (``luanti_tune.sim.session``)
     ``/v1/events`` batches with retries). Both return a ``SinkReport``.
 
 Episode runners for evaluation gates (``luanti_tune.sim.scenarios``)
-    ``run_pursuit_episodes(policy, styles=MOBILE_STYLES, n=20, seed=0, max_steps=300)``,
+    ``run_pursuit_episodes(policy, styles=MOBILE_STYLES, n=20, seed=0, max_steps=150)``,
     ``run_navigation_episodes(policy, n=10, seed=0, terrain_changes=True, max_steps=400)``,
     ``run_team_episodes(policy, n=5, seed=0, agents=3, items=9, max_steps=400)``. Policies are
     :class:`luanti_tune.policies.base.Policy` objects fed schema :class:`Observation` s; each

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import click
+import numpy as np
 
 
 @click.group()
@@ -123,58 +125,58 @@ def render_cmd(
     scenario: str, style: str, policy: str, steps: int, seed: int, every: int, scale: int, out: Path
 ) -> None:
     """Write a top-view PNG (last frame) or GIF of an episode."""
+    from luanti_tune.sim.render import save_frames
+    from luanti_tune.sim.styles import STYLES
+
+    if style not in STYLES:
+        raise click.BadParameter(f"unknown style {style!r}; known: {', '.join(STYLES)}")
+    frames = episode_frames(scenario, style, policy, steps, seed, every, scale)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_frames(frames, out)
+    what = "last frame" if out.suffix.lower() == ".png" else f"{len(frames)} frames"
+    click.echo(f"wrote {out} ({what} of a {scenario} episode)")
+
+
+def episode_frames(
+    scenario: str, style: str, policy: str, steps: int, seed: int, every: int, scale: int
+) -> list[np.ndarray]:
+    """Top-view frames of one scripted episode (every ``every``-th step and the last one)."""
     from luanti_tune.policies.scripted import (
         AStarNavigationPolicy,
         GreedyTeamPolicy,
         InterceptPolicy,
         PurePursuitPolicy,
     )
-    from luanti_tune.sim.render import save_frames, top_view
+    from luanti_tune.sim.render import top_view
     from luanti_tune.sim.scenarios import NavigationScenario, PursuitScenario, TeamScenario
     from luanti_tune.sim.session import SessionConfig, build_session
-    from luanti_tune.sim.styles import STYLES
 
-    if style not in STYLES:
-        raise click.BadParameter(f"unknown style {style!r}; known: {', '.join(STYLES)}")
-    frames = []
-    memory: dict[str, dict] = {}
+    memory: dict[str, dict[str, Any]] = {}
+    goal = None
     if scenario == "pursuit":
-        sc = PursuitScenario(style, seed, max_steps=steps)
-        pol = InterceptPolicy() if policy == "intercept" else PurePursuitPolicy()
-        for k in range(steps):
-            sc.act(pol.decide([sc.observe()], memory)[0].action)
-            _, done = sc.advance()
-            if k % every == 0 or done:
-                frames.append(top_view(sc.sim, scale))
-            if done:
-                break
+        sc: Any = PursuitScenario(style, seed, max_steps=steps)
+        pol: Any = InterceptPolicy() if policy == "intercept" else PurePursuitPolicy()
     elif scenario == "navigate":
-        nav = NavigationScenario(seed, max_steps=steps)
-        apol = AStarNavigationPolicy()
-        for k in range(steps):
-            nav.act(apol.decide([nav.observe()], memory)[0].action)
-            _, done = nav.advance()
-            if k % every == 0 or done:
-                frames.append(top_view(nav.sim, scale, goal=nav.goal))
-            if done:
-                break
+        sc = NavigationScenario(seed, max_steps=steps)
+        pol, goal = AStarNavigationPolicy(), sc.goal
     elif scenario == "team":
-        team = TeamScenario(seed, max_steps=steps)
-        gpol = GreedyTeamPolicy()
-        for k in range(steps):
-            for d in gpol.decide(team.observe_all(), memory):
-                team.act(d.action)
-            _, done = team.advance()
-            if k % every == 0 or done:
-                frames.append(top_view(team.sim, scale))
-            if done:
-                break
+        sc = TeamScenario(seed, max_steps=steps)
+        pol = GreedyTeamPolicy()
     else:
-        s = build_session(SessionConfig(players=6, seed=seed, enemy=False))
-        for k in range(steps):
-            s.step()
-            if k % every == 0:
-                frames.append(top_view(s, scale))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_frames(frames, out)
-    click.echo(f"wrote {out} ({len(frames)} frame{'s' if len(frames) != 1 else ''})")
+        sc, pol = None, None
+    sim = sc.sim if sc is not None else build_session(SessionConfig(players=6, seed=seed, enemy=False))
+    frames = []
+    for k in range(steps):
+        done = False
+        if sc is None:
+            sim.step()
+        else:
+            obs = sc.observe_all() if scenario == "team" else [sc.observe()]
+            for d in pol.decide(obs, memory):
+                sc.act(d.action)
+            _, done = sc.advance()
+        if k % every == 0 or done:
+            frames.append(top_view(sim, scale, goal=goal))
+        if done:
+            break
+    return frames

@@ -53,6 +53,7 @@ class Actor:
     move_speed: float = 1.0
     wait_left: int = 0
     blocked: bool = False
+    danger: bool = False
     hostile: bool = False
     last_result: LastResult | None = None
     chat_inbox: list[dict[str, str]] = field(default_factory=list)
@@ -291,8 +292,8 @@ class Simulation:
         if args.dir.y > 0.5:
             b.jump[actor.idx] = True
         probe = b.pos[actor.idx].copy()
-        probe[0] += d[0] * 0.45
-        probe[2] += d[1] * 0.45
+        probe[0] += d[0] * 0.75  # body radius 0.3 plus a little: the node right in front
+        probe[2] += d[1] * 0.75
         head = self.world.solid_at_points(np.array([[probe[0], probe[1] + 1.2, probe[2]]]))[0]
         if head:
             return False, "blocked by a wall"
@@ -496,11 +497,12 @@ class Simulation:
             if threats is not None:
                 d = np.linalg.norm(threats - pos, axis=1)
                 threat = threats[int(np.argmin(d))]
-            move, jump, yaw, intents = actor.controller.decide(pos, self.dt, actor.blocked, threat, bounds)
-            if self._looks_dangerous(pos, move):
+            stuck = actor.blocked or actor.danger
+            move, jump, yaw, intents = actor.controller.decide(pos, self.dt, stuck, threat, bounds)
+            actor.danger = self._looks_dangerous(pos, move)
+            if actor.danger:
                 # people see lava and cliffs: stop and let the controller pick another way
                 move = np.zeros(2)
-                actor.blocked = True
             b.move[actor.idx] = move
             b.jump[actor.idx] = jump
             if yaw is not None:

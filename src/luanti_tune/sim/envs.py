@@ -80,7 +80,7 @@ class PursuitEnv(_Base):
         self,
         render_mode: str | None = None,
         styles: tuple[str | PlayerStyle, ...] = TRAIN_STYLES[:3] + ("explorer",),
-        max_steps: int = 300,
+        max_steps: int = 150,
         enemy_speed: float = ENEMY_SPEED,
         record_events: bool = False,
     ) -> None:

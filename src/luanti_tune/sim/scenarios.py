@@ -46,7 +46,7 @@ class PursuitScenario:
         style: str | PlayerStyle,
         seed: int,
         *,
-        max_steps: int = 300,
+        max_steps: int = 150,
         record: bool = False,
         enemy_speed: float = ENEMY_SPEED,
         source: str = "sim-pursuit",
@@ -238,7 +238,7 @@ def run_pursuit_episodes(
     styles: Sequence[str | PlayerStyle] = MOBILE_STYLES,
     n: int = 20,
     seed: int = 0,
-    max_steps: int = 300,
+    max_steps: int = 150,
     enemy_speed: float = ENEMY_SPEED,
 ) -> dict[str, Any]:
     """``n`` episodes (styles cycled); catch rate, time to catch, per-style catch rates."""

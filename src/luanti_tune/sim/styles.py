@@ -50,11 +50,11 @@ STYLES: dict[str, PlayerStyle] = {
     for s in (
         PlayerStyle("strafer", "strafe", period_s=0.9, back_bias=0.6, flee=0.4, noise=0.12),
         PlayerStyle("circler", "circle", radius=9.0, noise=0.08, flee=0.0),
-        PlayerStyle("zigzag", "zigzag", period_s=0.7, angle=0.75, flee=0.6, noise=0.1),
-        PlayerStyle("camper", "camp", speed=0.4, pause_rate=0.5, pause_s=3.0, jump_rate=0.02, noise=0.3),
+        PlayerStyle("zigzag", "zigzag", period_s=0.7, angle=1.0, flee=0.4, noise=0.1),
+        PlayerStyle("camper", "camp", speed=0.3, pause_rate=1.0, pause_s=4.0, jump_rate=0.02, noise=0.3),
         PlayerStyle("builder", "build", speed=0.6, dig_rate=0.25, place_rate=0.35, pause_rate=0.3, chat_rate=0.02),
         PlayerStyle("explorer", "explore", speed=1.0, turn_rate=0.5, jump_rate=0.15, flee=0.8, noise=0.1),
-        PlayerStyle("chatter", "chat", speed=0.35, chat_rate=0.25, pause_rate=0.4, pause_s=2.0, noise=0.4),
+        PlayerStyle("chatter", "chat", speed=0.55, chat_rate=0.25, pause_rate=0.2, pause_s=1.5, noise=0.4),
         # held out: never used for training data, only for evaluation
         PlayerStyle("spiral", "spiral", radius=8.0, period_s=6.0, noise=0.08),
         PlayerStyle("stopgo", "stopgo", period_s=1.1, flee=0.7, noise=0.1),
@@ -103,7 +103,7 @@ def make_style(name: str, *, base: str | None = None, pattern: str | None = None
         raise ValueError(f"unknown pattern {pattern!r}; known: {', '.join(PATTERNS)}")
     if base is not None:
         start = get_style(base)
-        extra = {"pattern": pattern} if pattern is not None else {}
+        extra: dict[str, Any] = {"pattern": pattern} if pattern is not None else {}
         return replace(start, name=name, **extra, **params)
     if pattern is None:
         return replace(get_style(name), **params)

@@ -98,6 +98,15 @@ class World:
         self.bridge_cells = np.zeros((0, 3), dtype=np.int64)
         self.river_z: tuple[int, int] | None = None
         self._generate(rng)
+        # a one-node frame around the world (walls at the sides and below, air above) lets
+        # lookups clamp indices instead of masking: anything outside reads as the frame
+        sx, sy, sz = self.nodes.shape
+        padded = np.full((sx + 2, sy + 2, sz + 2), WALL, dtype=np.uint8)
+        padded[1:-1, -1, 1:-1] = AIR
+        padded[1:-1, 1:-1, 1:-1] = self.nodes
+        self._padded = padded
+        self._max = np.array([sx + 1, sy + 1, sz + 1], dtype=np.int64)
+        self.nodes = padded[1:-1, 1:-1, 1:-1]  # a view: edits write through
         self.heights = self.surface_heights()
 
     # ------------------------------------------------------------------ generation
@@ -200,15 +209,11 @@ class World:
         return top.astype(np.int64)
 
     def node_at(self, cells: np.ndarray) -> np.ndarray:
-        """Node ids at integer ``cells`` of shape ``(..., 3)``; outside the world is a wall."""
-        cells = np.asarray(cells, dtype=np.int64)
-        sx, sy, sz = self.nodes.shape
-        x, y, z = cells[..., 0], cells[..., 1], cells[..., 2]
-        inside = (x >= 0) & (x < sx) & (y >= 0) & (y < sy) & (z >= 0) & (z < sz)
-        out = np.full(x.shape, WALL, dtype=np.uint8)
-        out[inside] = self.nodes[x[inside], y[inside], z[inside]]
-        # above the world is open air (so bodies can jump at the top), below is wall
-        out[(y >= sy) & (x >= 0) & (x < sx) & (z >= 0) & (z < sz)] = AIR
+        """Node ids at integer ``cells`` of shape ``(..., 3)``; outside is wall (open air above)."""
+        c = np.asarray(cells).astype(np.int64) + 1
+        np.maximum(c, 0, out=c)
+        np.minimum(c, self._max, out=c)
+        out: np.ndarray = self._padded[c[..., 0], c[..., 1], c[..., 2]]
         return out
 
     def solid_at_points(self, pts: np.ndarray) -> np.ndarray:
@@ -240,18 +245,14 @@ class World:
         t = np.linspace(0.0, 1.0, samples)[None, :, None]
         pts = a[:, None, :] + (b - a)[:, None, :] * t
         blocked = self.solid_at_points(pts[:, 1:-1, :])
-        return ~blocked.any(axis=1)
+        return np.asarray(~blocked.any(axis=1))
 
     def nearby_codes(self, cells: np.ndarray, radius: int) -> np.ndarray:
         """``(n, (2r+1)**3)`` schema codes around integer ``cells`` in the schema's y, z, x order."""
         offs = _offsets(radius)
         grid = np.asarray(cells, dtype=np.int64)[:, None, :] + offs[None, :, :]
-        sx, sy, sz = self.nodes.shape
-        x, y, z = grid[..., 0], grid[..., 1], grid[..., 2]
-        inside = (x >= 0) & (x < sx) & (y >= 0) & (y < sy) & (z >= 0) & (z < sz)
-        out = np.full(x.shape, UNKNOWN_CODE, dtype=np.int8)
-        out[inside] = CODE[self.nodes[x[inside], y[inside], z[inside]]]
-        return out
+        codes: np.ndarray = CODE[self.node_at(grid)]
+        return codes
 
     # ------------------------------------------------------------------ changes
 
@@ -275,13 +276,14 @@ class World:
         return cells
 
     def spread_lava(self, rng: np.random.Generator, prob: float = 0.35, limit: int = 24) -> np.ndarray:
-        """Lava flows into horizontally adjacent air with solid ground below (one step, vectorised)."""
+        """Lava flows into air with solid ground below, beside it or one level up (one step, vectorised)."""
         lava = self.nodes == LAVA
         near = np.zeros_like(lava)
         near[1:, :, :] |= lava[:-1, :, :]
         near[:-1, :, :] |= lava[1:, :, :]
         near[:, :, 1:] |= lava[:, :, :-1]
         near[:, :, :-1] |= lava[:, :, 1:]
+        near[:, 1:, :] |= near[:, :-1, :].copy()  # also overflow onto the ground beside a pool
         below_solid = np.zeros_like(lava)
         below_solid[:, 1:, :] = SOLID[self.nodes[:, :-1, :]]
         cand = np.argwhere(near & (self.nodes == AIR) & below_solid)
