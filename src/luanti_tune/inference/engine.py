@@ -352,13 +352,13 @@ class InferenceEngine:
                     result.versions[kind] = served.ref
                 if len(obs) >= 1:
                     self._recent[kind] = list(obs[:64])
-        result.seconds = time.perf_counter() - t0
-        self.stats["batches"] += 1
-        self.stats["agents"] += n
+            result.seconds = time.perf_counter() - t0
+            self.stats["batches"] += 1
+            self.stats["agents"] += n
+            if self.decision_log is not None:
+                self._log(observations, result)
         self._m.batch_seconds.observe(result.seconds)
         self._m.batch_agents.observe(n)
-        if self.decision_log is not None:
-            self._log(observations, result)
         return result
 
     def _run_model(

@@ -252,6 +252,23 @@ def attach_service(app: Any, service: ActService) -> ActService:
     return service
 
 
+def warm_up(app: Any) -> None:
+    """Create and start the app's act service now (load and check champions) instead of on the
+    first request; a failure is logged and left to the first request to report."""
+    state = app.state.luanti
+    try:
+        with _create_lock:
+            service = state.components.get("act")
+            if service is None:
+                service = ActService(state.settings, state.store, registry=state.registry)
+                state.components["act"] = service
+                state.shutdown_hooks.append(service.close)
+        if not service.started:
+            service.start()
+    except Exception:  # noqa: BLE001 - serving events must not depend on the models loading
+        log.exception("act engine warm-up failed")
+
+
 async def get_service(request: Request) -> ActService:
     """The app's :class:`ActService`, created and started (models loaded) on first use."""
     state = get_state(request)

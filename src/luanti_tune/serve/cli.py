@@ -56,6 +56,9 @@ def serve(
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         validate_workers = min(cpus, 4) if cpus > 1 else 0
     configure_validation(app.state.luanti, validate_workers).warm_up()
+    from luanti_tune.serve.act import warm_up as warm_up_act
+
+    warm_up_act(app)  # load and check the champions before the first /v1/act
     config = uvicorn.Config(
         app,
         host=settings.host,
