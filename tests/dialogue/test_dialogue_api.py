@@ -225,3 +225,18 @@ def test_promotion_and_rollback_hot_swap_the_served_adapter(stack: dict[str, Any
     assert r.json()["luanti"]["adapter"] == champion
     base = httpx.post(f"{stack['url']}/v1/chat/completions", json={**body, "model": f"{MODEL}:base"}, timeout=60)
     assert base.json()["luanti"]["adapter"] is None
+
+
+def test_metrics_count_requests_by_status(stack: dict[str, Any]) -> None:
+    url = stack["url"]
+    httpx.post(f"{url}/v1/chat/completions", json={"model": MODEL, "messages": []}, timeout=30)
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+    httpx.post(f"{url}/v1/chat/completions", json=body, timeout=60)
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    counts = {
+        line.split("{")[1].split("}")[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("luanti_tune_dialogue_requests_total{")
+    }
+    assert counts['status="400"'] >= 1 and counts['status="200"'] >= 1
+    assert "luanti_tune_dialogue_reply_seconds_count" in text

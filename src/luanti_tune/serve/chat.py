@@ -122,6 +122,46 @@ def get_service(request: Request) -> DialogueService:
     return service
 
 
+class DialogueMetrics:
+    """Prometheus metrics of the chat endpoint (names prefixed ``luanti_tune_dialogue_``)."""
+
+    def __init__(self, registry: Any) -> None:
+        from prometheus_client import Counter, Histogram
+
+        self.requests = Counter(
+            "luanti_tune_dialogue_requests", "Chat completion requests by HTTP status.", ["status"], registry=registry
+        )
+        self.tokens = Counter("luanti_tune_dialogue_completion_tokens", "Generated tokens.", registry=registry)
+        buckets = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60)
+        self.reply = Histogram(
+            "luanti_tune_dialogue_reply_seconds", "Generation time per reply.", buckets=buckets, registry=registry
+        )
+        self.first_token = Histogram(
+            "luanti_tune_dialogue_first_token_seconds", "Time to the first token.", buckets=buckets, registry=registry
+        )
+
+    def observe(self, status: int, result: Completion | None = None) -> None:
+        self.requests.labels(status=str(status)).inc()
+        if result is not None:
+            self.tokens.inc(result.completion_tokens)
+            self.reply.observe(result.seconds)
+            if result.first_token_s is not None:
+                self.first_token.observe(result.first_token_s)
+
+
+def get_metrics(request: Request) -> DialogueMetrics:
+    state = get_state(request)
+    metrics = state.components.get("dialogue_metrics")
+    if metrics is None:
+        with _LOCK:
+            metrics = state.components.get("dialogue_metrics")
+            if metrics is None:
+                metrics = DialogueMetrics(state.registry)
+                state.components["dialogue_metrics"] = metrics
+    assert isinstance(metrics, DialogueMetrics)
+    return metrics
+
+
 def _service_from_settings(state: Any) -> DialogueService:
     from luanti_tune.registry import Registry
 
@@ -180,6 +220,13 @@ def _parse(raw: bytes) -> ChatRequest | JSONResponse:
 
 @router.post("/v1/chat/completions")
 async def chat_completions(request: Request) -> Response:
+    response = await _chat(request)
+    if not isinstance(response, StreamingResponse):  # streams record themselves when they end
+        get_metrics(request).observe(response.status_code, getattr(response, "completion", None))
+    return response
+
+
+async def _chat(request: Request) -> Response:
     parsed = _parse(await request.body())
     if isinstance(parsed, JSONResponse):
         return parsed
@@ -222,7 +269,9 @@ async def chat_completions(request: Request) -> Response:
     created = int(time.time())
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
-        return await _streaming(service, messages, params, use_adapter, cid, created, req.model, include_usage)
+        return await _streaming(
+            service, messages, params, use_adapter, cid, created, req.model, include_usage, get_metrics(request)
+        )
     try:
         result = await service.complete(messages, params, use_adapter=use_adapter)
     except PromptTooLong as exc:
@@ -234,7 +283,9 @@ async def chat_completions(request: Request) -> Response:
         log.exception("dialogue generation failed")
         return openai_error(500, f"generation failed: {type(exc).__name__}: {exc}", type_="server_error")
     result.context = context
-    return JSONResponse(_completion_body(result, cid, created, req.model))
+    response = JSONResponse(_completion_body(result, cid, created, req.model))
+    response.completion = result  # type: ignore[attr-defined]
+    return response
 
 
 def _completion_body(result: Completion, cid: str, created: int, model: str) -> dict[str, Any]:
@@ -279,6 +330,7 @@ async def _streaming(
     created: int,
     model: str,
     include_usage: bool,
+    metrics: DialogueMetrics,
 ) -> Response:
     """Start generation; errors before the first chunk still get a proper status code."""
     try:
@@ -308,6 +360,7 @@ async def _streaming(
         try:
             while True:
                 if isinstance(item, Completion):
+                    metrics.observe(200, item)
                     yield _sse(chunk({}, item.finish_reason))
                     if include_usage:
                         yield _sse({**chunk({}, None), "choices": [], "usage": _usage(item)})
@@ -316,6 +369,7 @@ async def _streaming(
                 item = await gen.__anext__()
         except Exception as exc:
             service.stats["errors"] += 1
+            metrics.observe(500)
             log.exception("dialogue generation failed while streaming")
             yield _sse(
                 {"error": {"message": f"generation failed: {exc}", "type": "server_error", "param": None, "code": None}}
