@@ -5,11 +5,13 @@ receiving its 134-float observation (goal, velocity, hp and a 5x5x5 voxel grid).
 measured in the same run, steps the same number of agents one at a time in a Python loop
 (a naive per-agent simulator); ``ratio_vs_naive`` compares the two at the largest count.
 A second figure times the schema-level path (pydantic Observation + Action per agent, as the
-evaluation runners and the HTTP contract use).
+evaluation runners and the HTTP contract use). The process runs single-threaded (one core);
+``agent_steps_per_cpu_s`` divides by the CPU time actually received, which matters on a busy host.
 """
 
 from __future__ import annotations
 
+import os
 import time
 
 import click
@@ -18,7 +20,7 @@ import numpy as np
 from luanti_tune.bench.common import emit
 
 
-def _rate_batched(n: int, seconds: float, seed: int) -> float:
+def _rate_batched(n: int, seconds: float, seed: int) -> tuple[float, float]:
     from luanti_tune.sim.batch import BatchAgents
 
     env = BatchAgents(n, seed=seed)
@@ -27,11 +29,12 @@ def _rate_batched(n: int, seconds: float, seed: int) -> float:
     for k in range(5):
         env.step(actions[k % 64])
     steps = 0
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     while time.perf_counter() - t0 < seconds:
         env.step(actions[steps % 64])
         steps += 1
-    return n * steps / (time.perf_counter() - t0)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return n * steps / wall, n * steps / max(cpu, 1e-9)
 
 
 def _rate_naive(n: int, seconds: float, seed: int) -> float:
@@ -85,7 +88,9 @@ def sim(seconds: float, seed: int, agents: str) -> None:
     counts = [int(x) for x in agents.split(",") if x.strip()]
     if not counts or min(counts) < 1:
         raise click.BadParameter("give positive agent counts, e.g. 1,16,256")
-    rates = {str(n): round(_rate_batched(n, seconds, seed)) for n in counts}
+    measured = {str(n): _rate_batched(n, seconds, seed) for n in counts}
+    rates = {k: round(v[0]) for k, v in measured.items()}
+    cpu_rates = {k: round(v[1]) for k, v in measured.items()}
     top = max(counts)
     naive = _rate_naive(top, seconds, seed)
     schema_n = min(16, top)
@@ -95,6 +100,8 @@ def sim(seconds: float, seed: int, agents: str) -> None:
         {
             "unit": "agent-steps/s",
             "agent_steps_per_s": rates,
+            "agent_steps_per_cpu_s": cpu_rates,
+            "load_avg_1m": round(os.getloadavg()[0], 2),
             "target_256": 20_000,
             "baseline_naive_loop_agent_steps_per_s": round(naive),
             "ratio_vs_naive": round(rates[str(top)] / naive, 2),

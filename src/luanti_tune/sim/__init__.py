@@ -28,12 +28,20 @@ Episode runners for evaluation gates (``luanti_tune.sim.scenarios``)
     :class:`luanti_tune.policies.base.Policy` objects fed schema :class:`Observation` s; each
     returns a metrics dict (pursuit: ``catch_rate``, ``mean_time_to_catch_s``; navigation:
     ``success_rate``, ``mean_time_s``, ``mean_damage``; team: ``mean_items``, ``completion_rate``).
-    The pursuit enemy is 1.1x as fast as a player, so predicting the target pays off.
+    The pursuit enemy is exactly as fast as a walking player (``ENEMY_SPEED = 1.0``) and players
+    flee in their style, so chasing from behind is slow and predicting the target pays off:
+    ``policies.scripted.PurePursuitPolicy`` (chase), ``InterceptPolicy`` (constant-velocity lead)
+    and ``TrajectoryInterceptPolicy`` (lead with the averaged recent trajectory) are the baselines.
+    ``PursuitScenario``/``NavigationScenario``/``TeamScenario`` expose ``observe()``, ``act()``,
+    ``advance()`` for custom loops.
 
 Gymnasium environments (``luanti_tune.sim.envs``)
     ``luanti_tune/Pursuit-v0``, ``luanti_tune/Navigate-v0``, ``luanti_tune/Team-v0`` with
     ``render_mode="rgb_array"``; ``luanti_tune.sim.envs.TeamParallelEnv`` is the PettingZoo
     parallel version of Team. Invalid actions never raise: they yield ``agent.result`` with a reason.
+
+Many agents at once: ``sim.batch.BatchAgents(n, seed)`` steps ``n`` navigation agents in one
+world as arrays (``step(actions) -> obs, reward, done``), the path measured by ``bench sim``.
 
 Low level: ``World``/``WorldConfig`` (``sim.world``), ``Bodies`` (``sim.physics``),
 ``Simulation`` (``sim.core``: ``add_player``, ``add_agent``, ``apply_action``, ``observe``,
@@ -67,6 +75,11 @@ _EXPORTS: dict[str, str] = {
     "Simulation": "core",
     "Dynamics": "core",
     "Bodies": "physics",
+    "BatchAgents": "batch",
+    "PursuitScenario": "scenarios",
+    "NavigationScenario": "scenarios",
+    "TeamScenario": "scenarios",
+    "ENEMY_SPEED": "scenarios",
 }
 
 __all__ = sorted(_EXPORTS)

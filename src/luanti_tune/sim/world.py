@@ -98,15 +98,18 @@ class World:
         self.bridge_cells = np.zeros((0, 3), dtype=np.int64)
         self.river_z: tuple[int, int] | None = None
         self._generate(rng)
-        # a one-node frame around the world (walls at the sides and below, air above) lets
-        # lookups clamp indices instead of masking: anything outside reads as the frame
+        # a frame around the world (walls at the sides and below, air above) lets lookups clamp
+        # indices instead of masking; it is wide enough for every ``nearby`` grid radius
+        p = _PAD
         sx, sy, sz = self.nodes.shape
-        padded = np.full((sx + 2, sy + 2, sz + 2), WALL, dtype=np.uint8)
-        padded[1:-1, -1, 1:-1] = AIR
-        padded[1:-1, 1:-1, 1:-1] = self.nodes
+        padded = np.full((sx + 2 * p, sy + 2 * p, sz + 2 * p), WALL, dtype=np.uint8)
+        padded[p:-p, sy + p :, p:-p] = AIR
+        padded[p:-p, p:-p, p:-p] = self.nodes
         self._padded = padded
-        self._max = np.array([sx + 1, sy + 1, sz + 1], dtype=np.int64)
-        self.nodes = padded[1:-1, 1:-1, 1:-1]  # a view: edits write through
+        self._flat = padded.reshape(-1)
+        self._strides = np.array([padded.shape[1] * padded.shape[2], padded.shape[2], 1], dtype=np.int64)
+        self._max = np.array(padded.shape, dtype=np.int64) - 1
+        self.nodes = padded[p:-p, p:-p, p:-p]  # a view: edits write through
         self.heights = self.surface_heights()
 
     # ------------------------------------------------------------------ generation
@@ -210,10 +213,10 @@ class World:
 
     def node_at(self, cells: np.ndarray) -> np.ndarray:
         """Node ids at integer ``cells`` of shape ``(..., 3)``; outside is wall (open air above)."""
-        c = np.asarray(cells).astype(np.int64) + 1
+        c = np.asarray(cells).astype(np.int64) + _PAD
         np.maximum(c, 0, out=c)
         np.minimum(c, self._max, out=c)
-        out: np.ndarray = self._padded[c[..., 0], c[..., 1], c[..., 2]]
+        out: np.ndarray = self._flat[c @ self._strides]
         return out
 
     def solid_at_points(self, pts: np.ndarray) -> np.ndarray:
@@ -249,9 +252,11 @@ class World:
 
     def nearby_codes(self, cells: np.ndarray, radius: int) -> np.ndarray:
         """``(n, (2r+1)**3)`` schema codes around integer ``cells`` in the schema's y, z, x order."""
-        offs = _offsets(radius)
-        grid = np.asarray(cells, dtype=np.int64)[:, None, :] + offs[None, :, :]
-        codes: np.ndarray = CODE[self.node_at(grid)]
+        base = np.asarray(cells).astype(np.int64) + _PAD
+        np.maximum(base, radius, out=base)
+        np.minimum(base, self._max - radius, out=base)
+        idx = (base @ self._strides)[:, None] + (_offsets(radius) @ self._strides)[None, :]
+        codes: np.ndarray = CODE[self._flat[idx]]
         return codes
 
     # ------------------------------------------------------------------ changes
@@ -296,6 +301,7 @@ class World:
 
 
 _OFFSETS: dict[int, np.ndarray] = {}
+_PAD = 10  # > the largest ``nearby`` radius (schemas.agent.MAX_NEARBY_RADIUS = 8)
 
 
 def _offsets(radius: int) -> np.ndarray:
