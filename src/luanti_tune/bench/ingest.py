@@ -3,7 +3,8 @@
 Figures (events/s, all durable: a batch counts only once its commit returned):
 - ``http_sqlite_eps``: concurrent clients POST batches of ``--batch`` events to a real
   ``luanti-tune serve`` subprocess (uvicorn, real socket) backed by SQLite;
-- ``store_sqlite_eps``: the SQLite store alone, same batches, rows prepared beforehand;
+- ``store_sqlite_eps``: the SQLite store alone, same batches (one commit each), rows prepared
+  beforehand; ``store_sqlite_group8_eps``: the same with 8 batches per commit (group commit);
 - ``naive_sqlite_eps``: baseline, the same store with one commit per event;
 - the same three for PostgreSQL (a throwaway cluster is started unless ``--pg-url`` is given);
 - ratios of each against its backend's naive baseline measured in the same run.
@@ -27,6 +28,8 @@ import click
 import orjson
 
 SOURCE_PREFIX = "bench"
+#: Batches per transaction in the store-only group-commit figure.
+GROUP = 8
 
 
 def make_events(source: str, start_seq: int, n: int, seed: int = 0) -> list[dict[str, Any]]:
@@ -93,6 +96,7 @@ def bench_store(url: str, n_events: int, batch: int, naive_events: int, tag: str
     from luanti_tune.store.rows import RowStore
 
     batches = _prepared_batches(n_events, batch, f"{SOURCE_PREFIX}-{tag}-store")
+    grouped = _prepared_batches(n_events, batch, f"{SOURCE_PREFIX}-{tag}-group")
     naive = _prepared_batches(naive_events, 1, f"{SOURCE_PREFIX}-{tag}-naive")
     store = open_store(url)
     assert isinstance(store, RowStore)
@@ -100,6 +104,13 @@ def bench_store(url: str, n_events: int, batch: int, naive_events: int, tag: str
         t0 = time.perf_counter()
         accepted = sum(store.append_rows(rows).accepted for rows in batches)
         batched_s = time.perf_counter() - t0
+        # what the service's group commit does under concurrency: several batches per transaction
+        t0 = time.perf_counter()
+        for i in range(0, len(grouped), GROUP):
+            accepted_g = sum(r.accepted for r in store.append_batches(grouped[i : i + GROUP]))
+            if accepted_g != sum(len(b) for b in grouped[i : i + GROUP]):
+                raise click.ClickException("store lost events in a group commit")
+        grouped_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         naive_accepted = sum(store.append_rows(rows).accepted for rows in naive)
         naive_s = time.perf_counter() - t0
@@ -107,7 +118,11 @@ def bench_store(url: str, n_events: int, batch: int, naive_events: int, tag: str
         store.close()
     if accepted != n_events or naive_accepted != naive_events:
         raise click.ClickException(f"store lost events: {accepted}/{n_events}, {naive_accepted}/{naive_events}")
-    return {"store_eps": accepted / batched_s, "naive_eps": naive_accepted / naive_s}
+    return {
+        "store_eps": accepted / batched_s,
+        "store_group_eps": n_events / grouped_s,
+        "naive_eps": naive_accepted / naive_s,
+    }
 
 
 # ----------------------------------------------------------------------------- HTTP
@@ -182,7 +197,7 @@ def _client(port: int, bodies: list[bytes], n_events: list[int], stop: Callable[
 
 def bench_http(port: int, clients: int, batch: int, seconds: float, tag: str) -> dict[str, float]:
     """Concurrent clients POST pre-encoded batches for ``seconds``; durable events/s."""
-    per_client = max(4, int(60_000 * seconds / batch / clients) + 4)
+    per_client = max(4, int(100_000 * seconds / batch / clients) + 4)
     work: list[tuple[list[bytes], list[int]]] = []
     for c in range(clients):
         source = f"{SOURCE_PREFIX}-{tag}-http-{c}-{time.time_ns()}"
@@ -281,6 +296,7 @@ def _figures(tag: str, f: dict[str, float]) -> dict[str, Any]:
     return {
         f"http_{tag}_eps": round(f["http_eps"]),
         f"store_{tag}_eps": round(f["store_eps"]),
+        f"store_{tag}_group{GROUP}_eps": round(f["store_group_eps"]),
         f"naive_{tag}_eps": round(naive),
         f"http_{tag}_vs_naive": round(f["http_eps"] / naive, 1),
         f"store_{tag}_vs_naive": round(f["store_eps"] / naive, 1),
