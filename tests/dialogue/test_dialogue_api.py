@@ -240,3 +240,18 @@ def test_metrics_count_requests_by_status(stack: dict[str, Any]) -> None:
     }
     assert counts['status="400"'] >= 1 and counts['status="200"'] >= 1
     assert "luanti_tune_dialogue_reply_seconds_count" in text
+
+
+def test_missing_base_model_is_a_503_naming_the_model(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'e.db'}")
+    app = create_app(Settings(data_dir=tmp_path, dialogue_base=str(tmp_path / "no-such-model")), store=store)
+    server = _Server(app)
+    try:
+        body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+        r = httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=30)
+        assert r.status_code == 503
+        assert r.json()["error"]["code"] == "model_unavailable" and "no-such-model" in r.json()["error"]["message"]
+        assert httpx.get(f"{server.url}/healthz", timeout=10).status_code == 200
+    finally:
+        server.stop()
+        store.close()

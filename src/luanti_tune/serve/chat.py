@@ -36,6 +36,7 @@ from luanti_tune.dialogue.service import (
     PromptTooLong,
     UnknownModel,
 )
+from luanti_tune.errors import ModelError
 from luanti_tune.serve.state import get_state
 
 log = logging.getLogger(__name__)
@@ -278,6 +279,8 @@ async def _chat(request: Request) -> Response:
         return openai_error(400, str(exc), param="messages", code="context_length_exceeded")
     except Overloaded as exc:
         return openai_error(503, str(exc), type_="server_error", code="overloaded")
+    except ModelError as exc:
+        return openai_error(503, f"dialogue model unavailable: {exc}", type_="server_error", code="model_unavailable")
     except Exception as exc:
         service.stats["errors"] += 1
         log.exception("dialogue generation failed")
@@ -340,6 +343,8 @@ async def _streaming(
         return openai_error(400, str(exc), param="messages", code="context_length_exceeded")
     except Overloaded as exc:
         return openai_error(503, str(exc), type_="server_error", code="overloaded")
+    except ModelError as exc:
+        return openai_error(503, f"dialogue model unavailable: {exc}", type_="server_error", code="model_unavailable")
     except Exception as exc:
         service.stats["errors"] += 1
         log.exception("dialogue generation failed")
