@@ -63,7 +63,11 @@ def test_windows_and_targets_are_exact_for_straight_motion() -> None:
     ds = build_from_events(move_events("alice", vel=(3.0, -1.0)), spec)
     a = ds.arrays
     assert len(ds) > 10 and ds.manifest["counts"]["windows"] == len(ds)
-    np.testing.assert_allclose(a["target"], np.broadcast_to(np.array([[3.0, -1.0]]) * np.array(spec.horizons)[:, None], a["target"].shape), atol=1e-4)
+    np.testing.assert_allclose(
+        a["target"],
+        np.broadcast_to(np.array([[3.0, -1.0]]) * np.array(spec.horizons)[:, None], a["target"].shape),
+        atol=1e-4,
+    )
     expected_hist = -np.arange(spec.history)[:, None] * spec.hist_dt * np.array([3.0, -1.0])
     np.testing.assert_allclose(a["hist"], np.broadcast_to(expected_hist, a["hist"].shape), atol=1e-4)
     np.testing.assert_allclose(a["vel"], np.broadcast_to([3.0, -1.0], a["vel"].shape))
@@ -130,7 +134,9 @@ def test_empty_input_gives_an_empty_dataset() -> None:
 def test_store_build_is_reproducible_and_records_its_range(tmp_path: Path) -> None:
     store = open_store(f"sqlite:///{tmp_path / 'e.db'}")
     try:
-        store.append([parse_event(e) for e in move_events("alice", circle=5.0) + move_events("bob", seq0=9000, episode="ep2")])
+        store.append(
+            [parse_event(e) for e in move_events("alice", circle=5.0) + move_events("bob", seq0=9000, episode="ep2")]
+        )
         top = store.max_id()
         a = build_from_store(store, PursuitSpec(), after_id=0, until_id=top)
         b = build_from_store(store, PursuitSpec(), after_id=0, until_id=top)
@@ -162,7 +168,9 @@ def test_datasets_cli_builds_and_saves(tmp_path: Path) -> None:
     with open_store(db) as store:
         store.append([parse_event(e) for e in move_events("alice", seconds=20.0)])
     out = tmp_path / "out"
-    r = CliRunner().invoke(cli, ["datasets", "build", "pursuit", "--db", db, "--out", str(out), "--data-dir", str(tmp_path)])
+    r = CliRunner().invoke(
+        cli, ["datasets", "build", "pursuit", "--db", db, "--out", str(out), "--data-dir", str(tmp_path)]
+    )
     assert r.exit_code == 0, r.output
     info = json.loads(r.output)
     assert info["counts"]["windows"] > 0 and Dataset.load(out).manifest["hash"] == info["hash"]

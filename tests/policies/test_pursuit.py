@@ -12,7 +12,9 @@ from luanti_tune.policies.families import ModelPolicy, get_family
 from luanti_tune.schemas.agent import Observation
 
 
-def obs(tick: int, target_pos: tuple[float, float], vel: tuple[float, float] = (0.0, 0.0), me=(0.0, 0.0)) -> Observation:
+def obs(
+    tick: int, target_pos: tuple[float, float], vel: tuple[float, float] = (0.0, 0.0), me=(0.0, 0.0)
+) -> Observation:
     return Observation.model_validate(
         {
             "agent": "enemy-1",

@@ -153,7 +153,10 @@ def test_retention_keeps_aliased_versions(tmp_path: Path) -> None:
 def test_concurrent_saves_get_distinct_versions(reg: Registry) -> None:
     module, arch = _random_module(9)
     out: list[str] = []
-    threads = [threading.Thread(target=lambda: out.append(reg.save("pursuit", module=module, architecture=arch))) for _ in range(6)]
+    threads = [
+        threading.Thread(target=lambda: out.append(reg.save("pursuit", module=module, architecture=arch)))
+        for _ in range(6)
+    ]
     for t in threads:
         t.start()
     for t in threads:

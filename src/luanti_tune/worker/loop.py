@@ -57,6 +57,8 @@ class WorkerState:
     last_cycle_wall: float = 0.0
     cycles: int = 0
     last: dict[str, Any] = field(default_factory=dict)
+    #: set while a cycle runs; found at start-up it means the worker died mid-cycle (kill -9, OOM)
+    in_cycle: dict[str, Any] | None = None
 
     @classmethod
     def load(cls, path: Path) -> WorkerState:
@@ -67,7 +69,13 @@ class WorkerState:
         except ValueError:
             log.warning("worker state %s is corrupt; starting fresh cursors", path)
             return cls()
-        return cls(**{k: data[k] for k in ("cursors", "probation", "last_cycle_wall", "cycles", "last") if k in data})
+        return cls(
+            **{
+                k: data[k]
+                for k in ("cursors", "probation", "last_cycle_wall", "cycles", "last", "in_cycle")
+                if k in data
+            }
+        )
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -146,6 +154,23 @@ class Worker:
         self.monitors = {"pursuit": PursuitMonitor(self.registry, self.cfg.monitor)}
         self._last_monitor = 0.0
         self.families = [f for f in self.cfg.families if f in CYCLES]
+        self._recover()
+
+    def _recover(self) -> None:
+        """Record a cycle that a previous worker process did not finish; the champion never changed."""
+        crashed = self.state.in_cycle
+        if not crashed:
+            return
+        family = str(crashed.get("family", "pursuit"))
+        reason = f"worker process died during the cycle started at {crashed.get('started')} (killed or crashed)"
+        log.warning("%s: %s", family, reason)
+        self.registry.record(
+            family, "fail", reason=reason, after_id=crashed.get("after_id"), until_id=crashed.get("until_id")
+        )
+        self.state.in_cycle = None
+        self.state.last[family] = {"status": "failed", "reason": reason, "version": None}
+        self.state.cursors[family] = int(crashed.get("until_id") or self.state.cursors.get(family, 0))
+        self.state.save(self.state_path)
 
     def close(self) -> None:
         if self._own_store:
@@ -201,7 +226,10 @@ class Worker:
             options=dict(self.cfg.options),
         )
         log.info("%s cycle over events (%d, %d]", family, after, max_id)
+        self.state.in_cycle = {"family": family, "after_id": after, "until_id": max_id, "started": time.time()}
+        self.state.save(self.state_path)
         result = guarded_cycle(family, ctx, resolve_cycle(family))
+        self.state.in_cycle = None
         self.state.cycles += 1
         self.state.last_cycle_wall = time.time()
         if result.status != "skipped":
