@@ -29,5 +29,10 @@ def test_postgres_down_gives_503_then_recovers(server_factory: Any) -> None:
         assert server.post_events(make_events("pg", 20, 20)) == (200, {"accepted": 20, "duplicates": 0})
         assert server.post_events(make_events("pg", 0, 40)) == (200, {"accepted": 0, "duplicates": 40})
         assert server.request("GET", "/healthz")[0] == 200
+        # a restart between two requests is invisible to clients: stale connections are replaced
+        cluster.stop("fast")
+        cluster.start()
+        assert server.post_events(make_events("pg", 40, 10)) == (200, {"accepted": 10, "duplicates": 0})
+        assert server.stats()["events"] == 50
         status, text = server.request("GET", "/metrics")
         assert 'luanti_tune_event_batches_rejected_total{reason="store_unavailable"} 1.0' in text

@@ -18,6 +18,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from luanti_tune.errors import StoreUnavailable
 from luanti_tune.serve.metrics import IngestMetrics
 from luanti_tune.store.rows import BatchResult, EventRow, RowStore
 
@@ -50,8 +51,6 @@ class GroupCommitter:
     async def submit(self, rows: Sequence[EventRow]) -> BatchResult:
         """Commit ``rows`` (with whatever else is queued) and return this batch's outcome."""
         if self._stopped:
-            from luanti_tune.errors import StoreUnavailable
-
             raise StoreUnavailable("the service is shutting down")
         self._ensure_thread()
         loop = asyncio.get_running_loop()
@@ -92,7 +91,16 @@ class GroupCommitter:
                     break
                 group.append(item)
                 rows += len(item[0])
-            self._commit(group)
+            try:
+                self._commit(group)
+            except Exception as exc:  # noqa: BLE001 - never leave a waiter hanging
+                log.exception("group commit crashed")
+                failure = StoreUnavailable(f"commit failed unexpectedly: {exc}")
+                for _, fut, loop in group:
+                    try:
+                        loop.call_soon_threadsafe(_resolve, fut, failure)
+                    except RuntimeError:
+                        pass
             if stop:
                 return
 

@@ -53,6 +53,10 @@ INSERT = (
 )
 
 
+class _StaleConnection(Exception):
+    """The write connection broke (server stopped or restarted)."""
+
+
 def _redact(url: str) -> str:
     """The URL without its password, for messages."""
     if "@" not in url or "://" not in url:
@@ -128,27 +132,43 @@ class PostgresStore(RowStore):
     # ------------------------------------------------------------------ writes
 
     def append_batches(self, batches: Sequence[Sequence[EventRow]]) -> list[BatchResult]:
-        results: list[BatchResult] = []
         with self._wlock:
-            conn = self._writer()
+            fresh = self._w is None or self._w.closed
             try:
-                with conn.transaction(), conn.cursor() as cur:
-                    cur.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
-                    for rows in batches:
-                        if not rows:
-                            results.append(BatchResult(0, 0, {}))
-                            continue
-                        cur.execute(INSERT, (orjson.dumps(rows, default=tuple).decode(),))
-                        by_type: dict[str, int] = {}
-                        for (t,) in cur.fetchall():
-                            by_type[t] = by_type.get(t, 0) + 1
-                        accepted = sum(by_type.values())
-                        results.append(BatchResult(accepted, len(rows) - accepted, by_type))
-            except self._psycopg.Error as exc:
-                broken = conn.closed or conn.broken
-                if broken:
-                    self._drop_writer()
-                raise StoreUnavailable(f"PostgreSQL store {_redact(self.url)} failed to commit: {exc}") from exc
+                return self._append_locked(batches)
+            except _StaleConnection as stale:
+                if fresh:
+                    raise StoreUnavailable(str(stale)) from stale.__cause__
+                # the server restarted since our last use: the transaction never reached it or was
+                # rolled back with the connection; retrying once is safe ((source, seq) is unique)
+                log.info("PostgreSQL connection was stale; reconnecting once")
+                try:
+                    return self._append_locked(batches)
+                except _StaleConnection as again:
+                    raise StoreUnavailable(str(again)) from again.__cause__
+
+    def _append_locked(self, batches: Sequence[Sequence[EventRow]]) -> list[BatchResult]:
+        results: list[BatchResult] = []
+        conn = self._writer()
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+                for rows in batches:
+                    if not rows:
+                        results.append(BatchResult(0, 0, {}))
+                        continue
+                    cur.execute(INSERT, (orjson.dumps(rows, default=tuple).decode(),))
+                    by_type: dict[str, int] = {}
+                    for (t,) in cur.fetchall():
+                        by_type[t] = by_type.get(t, 0) + 1
+                    accepted = sum(by_type.values())
+                    results.append(BatchResult(accepted, len(rows) - accepted, by_type))
+        except self._psycopg.Error as exc:
+            message = f"PostgreSQL store {_redact(self.url)} failed to commit: {exc}"
+            if conn.closed or conn.broken:
+                self._drop_writer()
+                raise _StaleConnection(message) from exc
+            raise StoreUnavailable(message) from exc
         return results
 
     # ------------------------------------------------------------------ reads
@@ -158,18 +178,23 @@ class PostgresStore(RowStore):
             with self._wlock:
                 self._writer()
         with self._rlock:
-            if self._r is None or self._r.closed:
-                self._r = self._connect(autocommit=True)
-            try:
-                rows: list[tuple[Any, ...]] = self._r.execute(sql, params).fetchall()
-                return rows
-            except self._psycopg.Error as exc:
+            for attempt in (1, 2):  # a stale connection (server restarted) gets one fresh retry
+                reused = self._r is not None and not self._r.closed
+                if not reused:
+                    self._r = self._connect(autocommit=True)
                 try:
-                    self._r.close()
-                except self._psycopg.Error:
-                    pass
-                self._r = None
-                raise StoreUnavailable(f"PostgreSQL store {_redact(self.url)} failed to read: {exc}") from exc
+                    rows: list[tuple[Any, ...]] = self._r.execute(sql, params).fetchall()
+                    return rows
+                except self._psycopg.Error as exc:
+                    broken = self._r.closed or self._r.broken
+                    try:
+                        self._r.close()
+                    except self._psycopg.Error:
+                        pass
+                    self._r = None
+                    if not (reused and broken and attempt == 1):
+                        raise StoreUnavailable(f"PostgreSQL store {_redact(self.url)} failed to read: {exc}") from exc
+        raise AssertionError("unreachable")
 
     def iter_rows(self, query: EventQuery | None = None, batch_size: int = 5000) -> Iterator[tuple[int, str]]:
         query = query or EventQuery()
