@@ -35,16 +35,25 @@ local function node_code(name)
 	return c
 end
 
-local function nearby(pos, r)
+-- cache: node codes by position for one decision (agents close together share most neighbours)
+local function nearby(pos, r, cache)
 	local codes = json.array()
 	local cx, cy, cz = math.floor(pos.x + 0.5), math.floor(pos.y + 0.5), math.floor(pos.z + 0.5)
 	local p = {}
+	local n = 0
 	for dy = -r, r do
 		for dz = -r, r do
 			for dx = -r, r do
 				p.x, p.y, p.z = cx + dx, cy + dy, cz + dz
-				local node = core.get_node_or_nil(p)
-				codes[#codes + 1] = node and node_code(node.name) or NODE_CODE.unknown
+				local key = ((p.z + 32768) * 65536 + p.y + 32768) * 65536 + p.x + 32768
+				local code = cache[key]
+				if code == nil then
+					local node = core.get_node_or_nil(p)
+					code = node and node_code(node.name) or NODE_CODE.unknown
+					cache[key] = code
+				end
+				n = n + 1
+				codes[n] = code
 			end
 		end
 	end
@@ -55,7 +64,7 @@ local SEE_RANGE = 32
 
 --- One observation (a table ready for json.encode) for agent ent; players: list of
 --- {name, pos, vel, hp} computed once per request.
-function act.observe(ent, tick, players, cfg, chat)
+function act.observe(ent, tick, players, cfg, chat, cache)
 	local obj = ent.object
 	local pos = obj:get_pos()
 	local v = obj:get_velocity() or { x = 0, y = 0, z = 0 }
@@ -86,7 +95,7 @@ function act.observe(ent, tick, players, cfg, chat)
 		last_result = ent._last_result,
 	}
 	if cfg.nearby_radius > 0 then
-		o.nearby = nearby(pos, cfg.nearby_radius)
+		o.nearby = nearby(pos, cfg.nearby_radius, cache or {})
 	end
 	if ent.goal then
 		o.goal = Events.vec(ent.goal)
@@ -146,9 +155,10 @@ function act:step()
 	local tick = self.c.tick()
 	local chat = recent_chat(self)
 	local obs = json.array()
+	local cache = {}
 	for _, ent in agents.each() do
 		if ent.object:get_pos() then
-			obs[#obs + 1] = act.observe(ent, tick, players, self.c.cfg, chat)
+			obs[#obs + 1] = act.observe(ent, tick, players, self.c.cfg, chat, cache)
 		end
 	end
 	if #obs == 0 then

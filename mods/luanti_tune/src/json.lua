@@ -72,15 +72,25 @@ function json.sanitize_utf8(s)
 end
 
 local function encode_string(s)
+	if not s:find('[%c"\\\128-\255]') then
+		return '"' .. s .. '"' -- fast path: nothing to escape or check
+	end
 	s = json.sanitize_utf8(s)
 	return '"' .. s:gsub('[%c"\\]', escape_char) .. '"'
 end
+
+local floor = math.floor
 
 local function encode_number(x)
 	if x ~= x or x == math.huge or x == -math.huge then
 		return "0"
 	end
-	if x == math.floor(x) and x >= -9007199254740992 and x <= 9007199254740992 then
+	if x > -1e14 and x < 1e14 then
+		-- tostring formats with "%.14g" (Lua 5.1 and LuaJIT): integers below 1e14 come out exact
+		-- and without a decimal point, fractions with 14 significant digits
+		return tostring(x)
+	end
+	if x == floor(x) and x >= -9007199254740992 and x <= 9007199254740992 then
 		return string.format("%d", x)
 	end
 	return string.format("%.14g", x)
@@ -106,6 +116,20 @@ end
 
 local encode_value
 
+-- Object keys repeat in every event: cache their encoded form (bounded).
+local key_cache, key_cache_size = {}, 0
+local function encoded_key(k)
+	local e = key_cache[k]
+	if e == nil then
+		e = encode_string(k) .. ":"
+		if key_cache_size < 2048 then
+			key_cache[k] = e
+			key_cache_size = key_cache_size + 1
+		end
+	end
+	return e
+end
+
 local function encode_table(t, out, depth)
 	if depth > 32 then
 		error("json: nesting too deep")
@@ -115,6 +139,21 @@ local function encode_table(t, out, depth)
 		return
 	end
 	if is_array(t) then
+		if type(t[1]) == "number" then
+			-- fast path for number arrays (voxel codes): table.concat formats like tostring
+			local plain = true
+			for i = 1, #t do
+				local x = t[i]
+				if type(x) ~= "number" or x ~= x or x <= -1e14 or x >= 1e14 then
+					plain = false
+					break
+				end
+			end
+			if plain then
+				out[#out + 1] = "[" .. table.concat(t, ",") .. "]"
+				return
+			end
+		end
 		out[#out + 1] = "["
 		for i = 1, #t do
 			if i > 1 then
@@ -140,8 +179,7 @@ local function encode_table(t, out, depth)
 		if i > 1 then
 			out[#out + 1] = ","
 		end
-		out[#out + 1] = encode_string(k)
-		out[#out + 1] = ":"
+		out[#out + 1] = encoded_key(k)
 		encode_value(t[k], out, depth + 1)
 	end
 	out[#out + 1] = "}"
