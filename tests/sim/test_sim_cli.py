@@ -13,7 +13,20 @@ from luanti_tune.store.base import open_store
 
 def test_sim_run_into_db_then_rerun_is_all_duplicates(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'e.db'}"
-    args = ["sim", "run", "--players", "2", "--styles", "camper,zigzag", "--minutes", "0.05", "--db", url, "--seed", "9"]
+    args = [
+        "sim",
+        "run",
+        "--players",
+        "2",
+        "--styles",
+        "camper,zigzag",
+        "--minutes",
+        "0.05",
+        "--db",
+        url,
+        "--seed",
+        "9",
+    ]
     first = CliRunner().invoke(cli, args)
     assert first.exit_code == 0, first.output
     with open_store(url) as store:
