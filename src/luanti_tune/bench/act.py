@@ -6,6 +6,8 @@ initialised champion in a temporary registry) served by a real ``luanti-tune ser
 - ``http``: p50/p99 of one batched ``POST /v1/act`` (JSON, keep-alive connection);
 - ``engine``: p50/p99 of the in-process engine alone (validated observations -> actions), ONNX Runtime;
 - ``engine_torch``: the same with eager PyTorch; ``onnx_speedup`` = torch p50 / ONNX p50;
+- ``engine_floor``: the engine with a family that costs nothing (features and decisions prepared
+  beforehand): what the engine itself adds per batch, whatever the family;
 - ``per_agent``: the same agents as separate one-agent HTTP calls; ``batched_speedup`` =
   batched agents/s / per-agent agents/s;
 - ``training``: p99 of the batched HTTP call while a CPU-bound torch training loop runs in another
@@ -163,6 +165,37 @@ def _engine(data_dir: Path, onnx: bool) -> Any:
     return InferenceEngine(RegistrySource(Registry(data_dir / "models")), config=EngineConfig(onnx=onnx))
 
 
+def _floor_engine(n: int) -> tuple[Any, list[Any]]:
+    """An engine whose family costs nothing (preallocated features and decisions): the engine's own
+    per-batch cost (grouping, sessions, ONNX forward of a small MLP, confidence/finite checks)."""
+    import torch
+
+    from luanti_tune.inference.engine import InferenceEngine
+    from luanti_tune.inference.source import ModelCandidate, StaticModelSource
+    from luanti_tune.policies.base import Decision, FamilyAdapter
+    from luanti_tune.schemas.agent import Observation, WaitAction
+
+    obs = [Observation.model_validate(o) for o in make_observations(n)]
+    feats = {"x": np.random.default_rng(0).normal(size=(n, 16)).astype(np.float32)}
+    decisions = [Decision(WaitAction(agent=o.agent, type="wait"), 1.0) for o in obs]
+
+    class Prepared(FamilyAdapter):
+        family = "pursuit"
+        input_names = ("x",)
+        output_names = ("y",)
+
+        def featurize(self, observations: Any, memory: Any) -> dict[str, np.ndarray]:
+            return {"x": feats["x"][: len(observations)]}
+
+        def decode(self, observations: Any, outputs: Any) -> list[Decision]:
+            return decisions[: len(observations)]
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(16, 64), torch.nn.SiLU(), torch.nn.Linear(64, 6))
+    cand = ModelCandidate("pursuit", "floor", "v1", net, Prepared(), sample_observations=obs[:64])
+    return InferenceEngine(StaticModelSource([cand]), fallbacks={}), obs
+
+
 def _time_engine(engine: Any, obs: list[Any], reps: int) -> list[float]:
     for _ in range(5):
         engine.decide(obs)
@@ -252,6 +285,9 @@ def act(agents: int, reps: int, seed: int) -> None:
                 raw = make_observations(n, seed)
                 obs = [Observation.model_validate(o) for o in raw]
                 body = orjson.dumps({"observations": raw})
+                floor_engine, floor_obs = _floor_engine(n)
+                floor = _time_engine(floor_engine, floor_obs, reps)
+                floor_engine.close()
                 eng = _time_engine(onnx_engine, obs, reps)
                 eng_t = _time_engine(torch_engine, obs, reps)
                 progress.advance(task)
@@ -275,6 +311,7 @@ def act(agents: int, reps: int, seed: int) -> None:
                     "http": h,
                     "engine": e,
                     "engine_torch": et,
+                    "engine_floor": percentiles_ms(floor),
                     "onnx_speedup": round(et["p50_ms"] / e["p50_ms"], 2) if e["p50_ms"] else None,
                     "per_agent_calls_ms": round(per_agent_s * 1000, 3),
                     "batched_agents_per_s": round(batched_aps, 1),
@@ -312,6 +349,7 @@ def act(agents: int, reps: int, seed: int) -> None:
     }
     summary = {
         "engine_p99_ms": top["engine"]["p99_ms"],
+        "engine_floor_p99_ms": top["engine_floor"]["p99_ms"],
         "http_p99_ms": top["http"]["p99_ms"],
         "batched_speedup": top["batched_speedup"],
         "onnx_speedup": top["onnx_speedup"],
