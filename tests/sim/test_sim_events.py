@@ -34,9 +34,8 @@ def test_events_valid_numbered_and_complete() -> None:
     wall = [e["time"]["wall_us"] for e in events]
     assert wall == sorted(wall)
     types = Counter(e["type"] for e in events)
-    for t in ("system.start", "player.join", "player.move", "player.leave", "chat.msg", "node.place", "node.dig"):
-        assert types[t] > 0, t
-    for t in ("agent.obs", "agent.act", "agent.result", "reward"):
+    player_types = ("player.join", "player.move", "player.leave", "chat.msg", "node.place", "node.dig")
+    for t in ("system.start", *player_types, "inventory.action", "agent.obs", "agent.act", "agent.result", "reward"):
         assert types[t] > 0, t
     steps = cfg.steps
     assert types["player.move"] >= 7 * steps * 0.9  # every 0.09 s step for every player

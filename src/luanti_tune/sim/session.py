@@ -42,6 +42,7 @@ class SessionConfig:
     world: WorldConfig = field(default_factory=WorldConfig)
     lava_every: int = 0
     bridge_collapse_s: float | None = 30.0
+    items: int = 12  # items lying around; walking over one emits inventory.action
 
     @property
     def steps(self) -> int:
@@ -78,6 +79,11 @@ def build_session(config: SessionConfig) -> Simulation:
     for i in range(config.players):
         style = styles[i % len(styles)]
         sim.add_player(player_name(i, style), style)
+    if config.items > 0:
+        cols = world.standable_columns()
+        rng = np.random.default_rng([config.seed, 505])
+        picks = cols[rng.choice(len(cols), size=min(config.items, len(cols)), replace=False)]
+        sim.add_items(np.array([world.spawn_point(int(x), int(z)) + [0.0, 0.5, 0.0] for x, z in picks]))
     if config.enemy and config.players > 0:
         enemy = sim.add_agent(ENEMY_NAME, "pursuit", speed_mul=1.0, hostile=True)
         enemy.targets = [a.name for a in sim.order if a.kind == "player"]
