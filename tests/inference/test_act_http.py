@@ -114,6 +114,9 @@ def test_request_level_errors(serve: Any, engine: InferenceEngine) -> None:
     big = {"observations": batch(100), "pad": "x" * 200_000}
     r = httpx.post(url, content=json.dumps(big).encode(), headers={"content-type": "application/json"})
     assert r.status_code == 413
+    chunked = iter([b'{"observations": [', b" " * 150_000, b" " * 100_000, b"]}"])  # no content-length
+    r = httpx.post(url, content=chunked, headers={"content-type": "application/json"})
+    assert r.status_code == 413
     r = httpx.post(url, json={"observations": batch(100)})
     assert r.status_code == 200 and len(r.json()["actions"]) == 100
 

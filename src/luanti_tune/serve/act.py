@@ -252,6 +252,21 @@ def attach_service(app: Any, service: ActService) -> ActService:
     return service
 
 
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it is known to exceed ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise Rejected(413, f"request body larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Rejected(413, f"request body larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def warm_up(app: Any) -> None:
     """Create and start the app's act service now (load and check champions) instead of on the
     first request; a failure is logged and left to the first request to report."""
@@ -289,12 +304,15 @@ async def get_service(request: Request) -> ActService:
 async def act(request: Request) -> Response:
     """Decide one action per observation (see the module documentation)."""
     service = await get_service(request)
-    body = await request.body()
     partial = request.query_params.get("partial", "").lower() in ("1", "true", "yes")
     try:
+        body = await _read_body(request, service.settings.max_batch_bytes)
         payload = await service.act(body, request.headers.get("content-type", ""), partial)
     except Rejected as exc:
         return Response(exc.body(), status_code=exc.status, media_type="application/json")
+    except Exception as exc:  # noqa: BLE001 - the engine shields model errors; this is a bug: say so
+        log.exception("/v1/act failed")
+        return Response(orjson.dumps({"error": f"internal error: {type(exc).__name__}"}), status_code=500)
     accept = request.headers.get("accept", "")
     if any(t in accept for t in MSGPACK_TYPES):
         import msgpack
