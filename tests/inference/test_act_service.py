@@ -50,6 +50,7 @@ def test_service_serves_promotions_logs_decisions_and_counts_fallbacks(serve: An
     text = httpx.get(f"{srv.url}/metrics").text
     assert f'fallback_total{{family="pursuit",reason="no_model"}} {20.0 * fallback_calls}' in text
     assert "act_batch_seconds_bucket" in text
+    assert 'act_stage_seconds_count{family="pursuit",stage="featurize"}' in text
 
     store = app.state.luanti.store
     service = app.state.luanti.components["act"]

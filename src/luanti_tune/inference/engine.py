@@ -366,6 +366,8 @@ class InferenceEngine:
     ) -> None:
         sessions = self._session(self._sessions, kind)
         sessions.touch(o.agent for o in obs)
+        stage = self._m.stage_seconds
+        t0 = time.perf_counter()
         try:
             try:
                 feats = served.adapter.featurize(obs, sessions)
@@ -373,16 +375,23 @@ class InferenceEngine:
                 idxs, obs, feats = self._isolate(served, idxs, obs, sessions, result, exc)
                 if not idxs:
                     return
+            t1 = time.perf_counter()
             try:
                 outputs = served.runner(feats)
+                t2 = time.perf_counter()
                 finite = _row_finite(outputs, len(obs))
                 decisions = served.adapter.decode(obs, outputs)
+                t3 = time.perf_counter()
                 if len(decisions) != len(obs):
                     raise ValueError(f"decode returned {len(decisions)} decisions for {len(obs)} observations")
             except Exception as exc:  # noqa: BLE001 - the model errored: scripted policy answers
                 log.warning("model %s %s failed on %d agents: %s", served.name, served.version, len(obs), exc)
                 self._fallback(kind, idxs, obs, MODEL_ERROR, result)
                 return
+            fam = served.family
+            stage.labels(family=fam, stage="featurize").observe(t1 - t0)
+            stage.labels(family=fam, stage="forward").observe(t2 - t1)
+            stage.labels(family=fam, stage="decode").observe(t3 - t2)
             ref = served.ref
             thr = served.min_confidence
             actions, refs = result.actions, result.refs

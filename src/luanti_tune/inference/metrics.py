@@ -23,6 +23,7 @@ class Metrics:
     batch_seconds: Any  # Histogram act_batch_seconds
     batch_agents: Any  # Histogram act_batch_agents
     log_dropped: Any  # Counter act_log_dropped_total
+    stage_seconds: Any  # Histogram act_stage_seconds{family, stage=featurize|forward|decode}
 
 
 def metrics(registry: Any = None) -> Metrics:
@@ -55,6 +56,13 @@ def metrics(registry: Any = None) -> Metrics:
             ),
             log_dropped=Counter(
                 "act_log_dropped", "Sampled agent.act events dropped (queue full/store error).", registry=reg
+            ),
+            stage_seconds=Histogram(
+                "act_stage_seconds",
+                "Time of one family's featurize, forward and decode per batch.",
+                ["family", "stage"],
+                buckets=(0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1),
+                registry=reg,
             ),
         )
         _by_registry[id(reg)] = (reg, m)
