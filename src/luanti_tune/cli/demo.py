@@ -9,6 +9,7 @@ port and is stopped at the end, whatever happens.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -187,6 +188,7 @@ def run_demo(ctx: DemoContext, stages: list[Stage] | None = None) -> dict[str, A
 @click.option("--seed", default=0, show_default=True, type=int)
 def demo(data_dir: Path | None, players: int, minutes: float, seed: int) -> None:
     """Run the loop end to end on the simulator: service, simulated players, stored events."""
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per POST would drown the output
     if data_dir is None:
         data_dir = Path(tempfile.mkdtemp(prefix="luanti-tune-demo-"))
     data_dir.mkdir(parents=True, exist_ok=True)

@@ -50,6 +50,9 @@ def run(
     now: bool,
 ) -> None:
     """Play a session headless; events go to --ingest, --db or (default) the configured store."""
+    import logging
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per POST would drown the progress bar
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from luanti_tune.sim.core import DEFAULT_EPOCH_US

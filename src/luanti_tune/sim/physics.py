@@ -68,7 +68,7 @@ class Bodies:
 
     def cells(self) -> np.ndarray:
         """Integer node position containing each body's feet."""
-        return np.floor(self.pos + np.array([0.0, 0.5 + 1e-6, 0.0])).astype(np.int64)
+        return np.floor(self.pos + np.array([0.5, 0.5 + 1e-6, 0.5])).astype(np.int64)
 
     def eyes(self) -> np.ndarray:
         return self.pos + np.array([0.0, EYE_HEIGHT, 0.0])
