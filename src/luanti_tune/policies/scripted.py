@@ -3,9 +3,11 @@
 * :class:`PurePursuitPolicy` - the enemy runs straight at where the target *is* now.
 * :class:`InterceptPolicy` - constant-velocity lead: runs at where the target *will be* if it
   keeps its current velocity (a simple "prediction" baseline).
-* :class:`AStarNavigationPolicy` - A* (breadth-first with costs) over the observation's
-  ``nearby`` voxel grid toward ``goal``; geometry only: it knows solid from non-solid and
-  nothing about hazards or slow ground unless ``avoid_hazards=True``.
+* :class:`AStarNavigationPolicy` - a grid planner over the observation's ``nearby`` voxel grid:
+  uniform-cost search (A* without a goal inside the grid) to every standable cell, then the
+  first step toward the reachable cell nearest ``goal``; replans every decision. Geometry only:
+  it knows solid from non-solid and nothing about hazards or slow ground unless
+  ``avoid_hazards=True``.
 * :class:`GreedyTeamPolicy` - every team member independently heads for its nearest item.
 
 All of them are :class:`~luanti_tune.policies.base.Policy` objects, so they are evaluated

@@ -31,7 +31,7 @@ from gymnasium import spaces
 from luanti_tune.schemas.agent import LastResult
 from luanti_tune.sim.render import top_view
 from luanti_tune.sim.scenarios import ENEMY_SPEED, NavigationScenario, PursuitScenario, TeamScenario
-from luanti_tune.sim.styles import TRAIN_STYLES, PlayerStyle, get_style
+from luanti_tune.sim.styles import MOBILE_STYLES, PlayerStyle, get_style
 
 DIRS = np.array([[math.cos(k * math.pi / 4), math.sin(k * math.pi / 4)] for k in range(8)])
 
@@ -79,7 +79,7 @@ class PursuitEnv(_Base):
     def __init__(
         self,
         render_mode: str | None = None,
-        styles: tuple[str | PlayerStyle, ...] = TRAIN_STYLES[:3] + ("explorer",),
+        styles: tuple[str | PlayerStyle, ...] = MOBILE_STYLES,
         max_steps: int = 150,
         enemy_speed: float = ENEMY_SPEED,
         record_events: bool = False,
