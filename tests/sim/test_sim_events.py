@@ -80,3 +80,14 @@ def test_into_sqlite_store_idempotent(tmp_path: Path) -> None:
         stats = store.stats()
         assert stats.events == first.events
         assert stats.by_type == first.by_type
+
+
+def test_agent_decision_events_share_corr_id() -> None:
+    events = list(generate_events(SessionConfig(players=2, minutes=0.1, seed=8)))
+    by_corr: dict[str, list[str]] = {}
+    for e in events:
+        if e["type"] in ("agent.obs", "agent.act", "agent.result", "reward"):
+            by_corr.setdefault(e["corr_id"], []).append(e["type"])
+    assert len(by_corr) > 5
+    for types in by_corr.values():
+        assert types[:3] == ["agent.obs", "agent.act", "agent.result"] and "reward" in types

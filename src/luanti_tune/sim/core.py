@@ -5,7 +5,8 @@ buffered in :attr:`Simulation.events`; ``(source, seq)`` numbers them, ``time`` 
 (``start_wall_us`` + game time), so the same seed always gives the same event stream.
 Actions arrive as schema :class:`~luanti_tune.schemas.agent.Action` objects or raw dicts; an
 action that cannot be performed never raises but yields a ``LastResult`` with a reason (and an
-``agent.result`` event).
+``agent.result`` event). The ``agent.obs``, ``agent.act``, ``agent.result`` and ``reward``
+events of one decision share ``corr_id = "<agent>@<tick>"``.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class Actor:
     wait_left: int = 0
     blocked: bool = False
     danger: bool = False
+    corr: str | None = None
     hostile: bool = False
     last_result: LastResult | None = None
     chat_inbox: list[dict[str, str]] = field(default_factory=list)
@@ -257,12 +259,17 @@ class Simulation:
         payload: dict[str, Any] = {"action": act_dict}
         if model:
             payload["model"] = model
-        self.emit("agent.act", "agent", actor.name, payload, pos=self.bodies.pos[actor.idx])
+        self.emit("agent.act", "agent", actor.name, payload, pos=self.bodies.pos[actor.idx], corr_id=self._corr(actor))
         if not self.bodies.alive[actor.idx]:
             return self._result(actor, parsed.type, False, "agent is dead")
         handler = getattr(self, f"_act_{parsed.type}")
         ok, reason = handler(actor, parsed.args)
         return self._result(actor, parsed.type, ok, reason)
+
+    def _corr(self, actor: Actor) -> str:
+        """``<agent>@<tick>``: links the obs, act, result and following reward of one decision."""
+        actor.corr = f"{actor.name}@{self.tick}"
+        return actor.corr
 
     def _result(self, actor: Actor | str | None, action: str, ok: bool, reason: str | None) -> LastResult:
         res = LastResult(action=action, ok=ok, reason=reason)
@@ -274,7 +281,7 @@ class Simulation:
         if reason is not None:
             payload["reason"] = reason
         safe = name if isinstance(name, str) and a is not None else "unknown"
-        self.emit("agent.result", "agent", safe, payload)
+        self.emit("agent.result", "agent", safe, payload, corr_id=self._corr(a) if a is not None else None)
         return res
 
     def _act_move(self, actor: Actor, args: Any) -> tuple[bool, str | None]:
@@ -702,7 +709,11 @@ class Simulation:
         observation = Observation.model_validate(obs)
         if self.record:
             self.emit(
-                "agent.obs", "agent", actor.name, observation.model_dump(mode="json", by_alias=True, exclude_none=True)
+                "agent.obs",
+                "agent",
+                actor.name,
+                observation.model_dump(mode="json", by_alias=True, exclude_none=True),
+                corr_id=self._corr(actor),
             )
         return observation
 
@@ -710,4 +721,5 @@ class Simulation:
         payload: dict[str, Any] = {"value": round(float(value), 5)}
         if reason:
             payload["reason"] = reason
-        self.emit("reward", "agent", name, payload, pos=self.bodies.pos[self.actors[name].idx])
+        actor = self.actors[name]
+        self.emit("reward", "agent", name, payload, pos=self.bodies.pos[actor.idx], corr_id=actor.corr)
