@@ -244,6 +244,7 @@ def run_pursuit_episodes(
     """``n`` episodes (styles cycled); catch rate, time to catch, per-style catch rates."""
     caught, times, final_d, invalid = [], [], [], 0
     per_style: dict[str, list[bool]] = {}
+    per_style_time: dict[str, list[float]] = {}
     for ep in range(n):
         style = _style(styles[ep % len(styles)])
         sc = PursuitScenario(style, seed * 100_003 + ep, max_steps=max_steps, enemy_speed=enemy_speed)
@@ -256,6 +257,7 @@ def run_pursuit_episodes(
             _, done = sc.advance()
         caught.append(sc.caught)
         per_style.setdefault(style.name, []).append(sc.caught)
+        per_style_time.setdefault(style.name, []).append(sc.steps * DT if sc.caught else max_steps * DT)
         final_d.append(sc.distance())
         if sc.caught:
             times.append(sc.steps * DT)
@@ -263,9 +265,10 @@ def run_pursuit_episodes(
         "episodes": n,
         "catch_rate": float(np.mean(caught)) if caught else 0.0,
         "mean_time_to_catch_s": float(np.mean(times)) if times else None,
-        "mean_time_censored_s": float(np.mean([t for t in times] + [max_steps * DT] * (n - len(times)))),
+        "mean_time_censored_s": float(np.mean(times + [max_steps * DT] * (n - len(times)))) if n else None,
         "mean_final_distance": float(np.mean(final_d)) if final_d else None,
         "per_style_catch_rate": {k: float(np.mean(v)) for k, v in per_style.items()},
+        "per_style_mean_time_censored_s": {k: float(np.mean(v)) for k, v in per_style_time.items()},
         "failed_actions": invalid,
         "max_steps": max_steps,
         "enemy_speed": enemy_speed,
