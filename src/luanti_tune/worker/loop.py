@@ -59,6 +59,7 @@ class WorkerState:
     last: dict[str, Any] = field(default_factory=dict)
     #: set while a cycle runs; found at start-up it means the worker died mid-cycle (kill -9, OOM)
     in_cycle: dict[str, Any] | None = None
+    crashed_range: list[Any] | None = None
 
     @classmethod
     def load(cls, path: Path) -> WorkerState:
@@ -169,7 +170,11 @@ class Worker:
         )
         self.state.in_cycle = None
         self.state.last[family] = {"status": "failed", "reason": reason, "version": None}
-        self.state.cursors[family] = int(crashed.get("until_id") or self.state.cursors.get(family, 0))
+        # retry the same events once; if the same range killed the worker before, skip past it
+        rng = [crashed.get("after_id"), crashed.get("until_id")]
+        if self.state.crashed_range == rng:
+            self.state.cursors[family] = int(crashed.get("until_id") or self.state.cursors.get(family, 0))
+        self.state.crashed_range = rng
         self.state.save(self.state_path)
 
     def close(self) -> None:
