@@ -141,6 +141,9 @@ local decisions = act.new({
 
 hooks.register(luanti_tune.emit, {
 	move_sample_rate = config.move_sample_rate,
+	on_error = function(err)
+		ratelog:log_key("hook_error", "error", "[luanti_tune] error in an event hook: " .. tostring(err))
+	end,
 	on_chat = function(name, message)
 		decisions:heard(name, message)
 	end,
@@ -201,6 +204,20 @@ end
 
 stats.start(config.stats_interval, core.get_worldpath() .. "/luanti_tune_stats.json", luanti_tune.status)
 luanti_tune.require("commands").register(agents, luanti_tune.status)
+
+-- Bring back agents that were active before a restart (see agents.save_blocks). The list is
+-- saved every 5 s, not at shutdown (agents may already be unloaded then), and not while the
+-- restored agents are still coming back.
+local RESTORE_HOLD = agents.restore_blocks(20) > 0 and 20 or 0
+local save_acc, since_start = 0, 0
+core.register_globalstep(function(dtime)
+	since_start = since_start + dtime
+	save_acc = save_acc + dtime
+	if save_acc >= 5 and since_start > RESTORE_HOLD then
+		save_acc = 0
+		agents.save_blocks()
+	end
+end)
 
 core.register_on_shutdown(function()
 	stats.write()

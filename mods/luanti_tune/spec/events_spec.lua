@@ -182,6 +182,15 @@ describe("events built by the hooks", function()
 		assert.same({ x = 1, y = 7, z = -3 }, dig.pos)
 	end)
 
+	it("never raise from an engine callback, even on malformed engine data", function()
+		local n = #emitted
+		assert.has_no.errors(function()
+			fire("inv", alice, "put", inv, { listname = "main" }) -- no stack
+			fire("dig", { x = 1, y = 2, z = 3 }, nil, alice) -- no node
+		end)
+		assert.equals(n, #emitted)
+	end)
+
 	it("use the exact set of event types the Python schema publishes", function()
 		local published = {}
 		for t in pairs(schema.discriminator.mapping) do

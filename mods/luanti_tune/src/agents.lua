@@ -171,11 +171,55 @@ core.register_entity("luanti_tune:agent", {
 		release_block(self)
 	end,
 
-	on_step = on_step,
+	on_step = function(self, dtime, moveresult)
+		local ok, err = pcall(on_step, self, dtime, moveresult)
+		if not ok then
+			ctx.ratelog:log_key("on_step", "error", "[luanti_tune] agent step failed: " .. tostring(err))
+		end
+	end,
 })
 
 function agents.init(c)
 	ctx = c
+end
+
+-- Agents are saved with their map blocks like any entity, but after a restart nothing keeps those
+-- blocks loaded. The blocks of live agents are therefore remembered in mod storage and loaded
+-- again for a while at startup, until the agents are active and keep their blocks themselves.
+local saved_blocks = ""
+
+function agents.save_blocks()
+	local seen, list = {}, {}
+	for _, ent in pairs(registry) do
+		local b = ent._block
+		if b then
+			local key = b.x .. "," .. b.y .. "," .. b.z
+			if not seen[key] then
+				seen[key] = true
+				list[#list + 1] = { x = b.x * 16, y = b.y * 16, z = b.z * 16 }
+			end
+		end
+	end
+	local data = core.serialize(list)
+	if data ~= saved_blocks then
+		saved_blocks = data
+		ctx.storage:set_string("agent_blocks", data)
+	end
+end
+
+function agents.restore_blocks(hold_seconds)
+	local list = core.deserialize(ctx.storage:get_string("agent_blocks")) or {}
+	core.after(0, function() -- like builtin's own forceloading: not while mods are loading
+		for _, p in ipairs(list) do
+			core.forceload_block(p, true)
+		end
+	end)
+	core.after(hold_seconds or 20, function()
+		for _, p in ipairs(list) do
+			core.forceload_free_block(p, true)
+		end
+	end)
+	return #list
 end
 
 function agents.get(id)

@@ -54,9 +54,38 @@ local function node_target(pos, name)
 	return { kind = "node", name = name, pos = { x = pos.x, y = pos.y, z = pos.z } }
 end
 
+--- Wraps a callback so that an unexpected error is logged (opts.on_error) instead of crashing
+--- the server; the callback's return value is dropped (no hook changes the game's behaviour).
+local function guarded(fn, on_error)
+	return function(...)
+		local ok, err = pcall(fn, ...)
+		if not ok and on_error then
+			on_error(err)
+		end
+	end
+end
+
 --- Registers all hooks. emit: function(type, actor, pos, payload, target); opts.move_sample_rate;
---- opts.on_chat(name, message) is told about chat lines (for NPC observations).
+--- opts.on_chat(name, message) is told about chat lines (for NPC observations); opts.on_error(err).
 function hooks.register(emit, opts)
+	local function wrap(register)
+		return function(fn, ...)
+			register(guarded(fn, opts.on_error), ...)
+		end
+	end
+	local core = setmetatable({
+		register_on_joinplayer = wrap(core.register_on_joinplayer),
+		register_on_leaveplayer = wrap(core.register_on_leaveplayer),
+		register_on_dieplayer = wrap(core.register_on_dieplayer),
+		register_on_player_hpchange = wrap(core.register_on_player_hpchange),
+		register_on_punchplayer = wrap(core.register_on_punchplayer),
+		register_on_dignode = wrap(core.register_on_dignode),
+		register_on_placenode = wrap(core.register_on_placenode),
+		register_on_punchnode = wrap(core.register_on_punchnode),
+		register_on_chat_message = wrap(core.register_on_chat_message),
+		register_on_craft = wrap(core.register_on_craft),
+		register_on_player_inventory_action = wrap(core.register_on_player_inventory_action),
+	}, { __index = core })
 	core.register_on_joinplayer(function(player, last_login)
 		emit("player.join", player_actor(player), player:get_pos(), { new_player = last_login == nil })
 	end)
@@ -107,7 +136,6 @@ function hooks.register(emit, opts)
 		if opts.on_chat then
 			opts.on_chat(name, message)
 		end
-		return false
 	end)
 
 	core.register_on_craft(function(itemstack, player)
@@ -115,7 +143,6 @@ function hooks.register(emit, opts)
 		if player and count >= 1 then
 			emit("craft", player_actor(player), player:get_pos(), { item = itemstack:get_name(), count = count })
 		end
-		return nil
 	end)
 
 	core.register_on_player_inventory_action(function(player, action, inventory, info)
@@ -135,7 +162,7 @@ function hooks.register(emit, opts)
 		emit("inventory.action", player_actor(player), player:get_pos(), payload)
 	end)
 
-	hooks.register_movement(emit, opts.move_sample_rate)
+	hooks.register_movement(emit, opts.move_sample_rate, opts.on_error)
 end
 
 local function controls_of(player)
@@ -153,14 +180,14 @@ end
 
 --- Samples every connected player's movement rate times per second; an idle player (same
 --- position, no key pressed) is not sampled again until it moves.
-function hooks.register_movement(emit, rate)
+function hooks.register_movement(emit, rate, on_error)
 	if not rate or rate <= 0 then
 		return
 	end
 	local period = 1 / rate
 	local acc = 0
 	local last = {}
-	core.register_globalstep(function(dtime)
+	core.register_globalstep(guarded(function(dtime)
 		acc = acc + dtime
 		if acc < period then
 			return
@@ -182,7 +209,7 @@ function hooks.register_movement(emit, rate)
 				})
 			end
 		end
-	end)
+	end, on_error))
 	core.register_on_leaveplayer(function(player)
 		last[player:get_player_name()] = nil
 	end)
