@@ -92,6 +92,10 @@ def test_held_out_and_custom_styles() -> None:
         make_style("x", pattern="teleport")
     with pytest.raises(TypeError):
         make_style("strafer", warp_speed=9)
+    with pytest.raises(ValueError, match="style name"):
+        make_style("two words", pattern="circle")
+    with pytest.raises(ValueError, match="radius"):
+        make_style("neg", pattern="circle", radius=-2.0)
     # a held-out style plays in a session like any other
     events = list(generate_events(SessionConfig(players=2, styles=(new, random_style(3)), minutes=0.1, seed=0)))
     names = {e["actor"]["name"] for e in events if e["type"] == "player.move"}

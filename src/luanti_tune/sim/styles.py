@@ -10,12 +10,14 @@ period_s=0.4)``), :func:`random_style` draws a fresh one from a seed.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, fields, replace
 from typing import Any, Literal
 
 import numpy as np
 
 Pattern = Literal["strafe", "circle", "zigzag", "camp", "build", "explore", "chat", "spiral", "stopgo"]
+_STYLE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,48}")
 PATTERNS: tuple[str, ...] = ("strafe", "circle", "zigzag", "camp", "build", "explore", "chat", "spiral", "stopgo")
 
 
@@ -40,6 +42,18 @@ class PlayerStyle:
     noise: float = 0.15  # direction noise (rad, AR(1) smoothed)
     flee: float = 0.0  # weight of "run away from the threat" added to the pattern
     awareness: float = 24.0  # a threat closer than this is noticed (nodes)
+
+    def __post_init__(self) -> None:
+        if not _STYLE_NAME.fullmatch(self.name):
+            raise ValueError(
+                f"style name {self.name!r}: use 1-48 letters, digits, '_', '.', '-' (it becomes part of names)"
+            )
+        if self.pattern not in PATTERNS:
+            raise ValueError(f"unknown pattern {self.pattern!r}; known: {', '.join(PATTERNS)}")
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, float | int) and not isinstance(v, bool) and (not math.isfinite(v) or v < 0):
+                raise ValueError(f"style parameter {f.name} must be a finite number >= 0, got {v!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
