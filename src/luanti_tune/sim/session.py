@@ -44,6 +44,19 @@ class SessionConfig:
     bridge_collapse_s: float | None = 30.0
     items: int = 12  # items lying around; walking over one emits inventory.action
 
+    def __post_init__(self) -> None:
+        checks = {
+            "players": 0 <= self.players <= 1000,
+            "minutes": math.isfinite(self.minutes) and self.minutes > 0,
+            "move_every": self.move_every >= 1,
+            "agent_every": self.agent_every >= 1,
+            "items": self.items >= 0,
+            "lava_every": self.lava_every >= 0,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"SessionConfig.{name} is out of range: {getattr(self, name)!r}")
+
     @property
     def steps(self) -> int:
         return int(math.ceil(self.minutes * 60.0 / DT))
