@@ -88,3 +88,29 @@ def test_too_small_dataset_skips_and_leaves_champion(
         run_cycle(tiny_base, train[:5], heldout, registry, cfg=LoraTrainConfig(steps=1))
     assert registry.champion_version("dialogue") == champion
     assert registry.history("dialogue")[-1]["action"] == "skip"
+
+
+def test_worker_cycle_trains_on_stored_conversations_and_skips_without_new_ones(
+    tmp_path: Any, tiny_base: str, dialogue_events: Any
+) -> None:
+    from luanti_tune.config import Settings
+    from luanti_tune.dialogue.gate import worker_cycle
+    from luanti_tune.schemas.event import parse_event
+    from luanti_tune.store.base import open_store
+    from luanti_tune.trainers.common import CycleContext, guarded_cycle
+
+    registry = Registry(tmp_path / "models")
+    settings = Settings(data_dir=tmp_path)
+    opts = {"dialogue": {"base": tiny_base, "steps": 20, "lr": 1e-2, "eval_examples": 8}}
+    with open_store(f"sqlite:///{tmp_path / 'e.db'}") as store:
+        store.append([parse_event(e) for e in dialogue_events])
+        top = store.max_id()
+        ctx = CycleContext(store=store, registry=registry, after_id=0, until_id=top, settings=settings, options=opts)
+        result = guarded_cycle("dialogue", ctx, worker_cycle)
+        assert result.status in ("promoted", "rejected"), result.reason
+        manifest = registry.manifest("dialogue", result.version)
+        assert manifest["dataset"]["event_range"]["last_id"] <= top
+        assert manifest["dataset"]["counts"]["examples"] > 100
+        idle = CycleContext(store=store, registry=registry, after_id=top, until_id=top, settings=settings, options=opts)
+        skipped = guarded_cycle("dialogue", idle, worker_cycle)
+    assert skipped.status == "skipped" and "new NPC conversations" in skipped.reason

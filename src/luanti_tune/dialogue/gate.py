@@ -167,3 +167,62 @@ def run_cycle(
             "final_loss": result.losses[-1],
         },
     }
+
+
+def worker_cycle(ctx: Any) -> Any:
+    """The background worker's ``dialogue`` cycle (``luanti_tune.trainers.CYCLES``).
+
+    Trains when the new events ``(ctx.after_id, ctx.until_id]`` hold at least ``min_new``
+    answered NPC conversations; the dataset then covers every stored conversation up to
+    ``until_id`` (older ones are replayed). ``ctx.options["dialogue"]`` may hold ``base``,
+    ``steps``, ``lr``, ``rank``, ``min_new``, ``eval_examples``.
+    """
+    import time
+
+    from luanti_tune.dialogue.dataset import CONTEXT_TYPES, build_examples, build_from_store, load_dataset
+    from luanti_tune.store.base import EventQuery
+    from luanti_tune.trainers.common import CycleResult
+
+    opts: dict[str, Any] = dict(ctx.options.get(FAMILY) or {})
+    min_new = int(opts.get("min_new", 20))
+    new = build_examples(
+        ctx.store.iter_events(EventQuery(types=CONTEXT_TYPES, after_id=ctx.after_id, until_id=ctx.until_id))
+    )
+    if len(new) < min_new:
+        raise TrainingSkipped(
+            f"{len(new)} new NPC conversations < {min_new} in event ids ({ctx.after_id}, {ctx.until_id}]"
+        )
+    settings = ctx.settings
+    data_dir = Path(settings.data_dir) if settings is not None else Path(tempfile.mkdtemp())
+    out = data_dir / "datasets" / f"dialogue-{ctx.until_id}"
+    t = time.perf_counter()
+    build_from_store(ctx.store, out, until_id=ctx.until_id, seed=ctx.seed)
+    train, heldout, manifest = load_dataset(out)
+    dataset_s = time.perf_counter() - t
+    cfg = LoraTrainConfig(
+        steps=int(opts.get("steps", 60)),
+        lr=float(opts.get("lr", 1e-3)),
+        rank=int(opts.get("rank", 8)),
+        alpha=2 * int(opts.get("rank", 8)),
+        seed=ctx.seed,
+    )
+    base = str(opts.get("base") or (settings.dialogue_base if settings is not None else "smollm2"))
+    gcfg = GateConfig(max_grounding_examples=int(opts.get("eval_examples", 32)))
+    if len(train) < gcfg.min_train or len(heldout) < gcfg.min_heldout:
+        raise TrainingSkipped(f"dataset too small ({len(train)} train, {len(heldout)} held-out)")
+    report = run_cycle(base, train, heldout, ctx.registry, dataset_manifest=manifest, cfg=cfg, gate=gcfg)
+    return CycleResult(
+        FAMILY,
+        "promoted" if report["promoted"] else "rejected",
+        report["gate"]["reason"],
+        version=report["version"],
+        champion=ctx.registry.champion_version(FAMILY),
+        figures={
+            "candidate_loss": report["candidate"]["loss"],
+            "base_loss": report["base"]["loss"],
+            "candidate_grounding": report["candidate"]["grounding"],
+            "base_grounding": report["base"]["grounding"],
+            "new_conversations": len(new),
+        },
+        timings={"dataset_s": round(dataset_s, 3), "seconds_per_step": report["training"]["seconds_per_step"]},
+    )

@@ -12,4 +12,5 @@ from __future__ import annotations
 CYCLES: dict[str, str] = {
     "pursuit": "luanti_tune.trainers.pursuit:run_cycle",
     "navigation": "luanti_tune.trainers.navigation:run_cycle",
+    "dialogue": "luanti_tune.dialogue.gate:worker_cycle",
 }
