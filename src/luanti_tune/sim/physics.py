@@ -152,8 +152,8 @@ class Bodies:
         new_y = pos[:, 1] + vel[:, 1] * dt
         falling = vel[:, 1] <= 0
         feet = np.stack([pos[:, 0], new_y, pos[:, 2]], axis=1)
-        ground_hit = falling & self._points_hit(world, feet, np.array([0.0]))
-        head_hit = ~falling & self._points_hit(world, feet, np.array([HEIGHT]))
+        ground_hit = falling & self._points_hit(world, feet, _FEET_OFFS)
+        head_hit = ~falling & self._points_hit(world, feet, _HEAD_OFFS)
         land_y = np.floor(new_y + 0.5) + 0.5  # top face of the node the feet sank into
         impact = np.where(ground_hit, -vel[:, 1], 0.0)
         pos[:, 1] = np.where(ground_hit, land_y, np.where(head_hit, pos[:, 1], new_y))
@@ -161,7 +161,7 @@ class Bodies:
         was_on_ground = self.on_ground.copy()
         probe = pos.copy()
         probe[:, 1] -= 0.06
-        self.on_ground = self._points_hit(world, probe, np.array([0.0]))
+        self.on_ground = self._points_hit(world, probe, _FEET_OFFS)
         landed = self.on_ground & ~was_on_ground
         fall_damage = np.where(
             ground_hit & (impact > FALL_SAFE_SPEED) & ~in_liquid,
@@ -178,15 +178,25 @@ class Bodies:
 
     @staticmethod
     def _box_hits(world: World, feet: np.ndarray) -> np.ndarray:
-        return Bodies._points_hit(world, feet, _BODY_LEVELS)
+        return Bodies._points_hit(world, feet, _BODY_OFFS)
 
     @staticmethod
-    def _points_hit(world: World, feet: np.ndarray, levels: np.ndarray) -> np.ndarray:
-        """Does the box footprint at ``feet`` (n, 3) touch a solid node at any of ``levels``?"""
-        offs = np.zeros((len(levels), 4, 3))
-        offs[:, :, 0] = _CORNERS[None, :, 0]
-        offs[:, :, 1] = levels[:, None]
-        offs[:, :, 2] = _CORNERS[None, :, 1]
-        pts = feet[:, None, :] + offs.reshape(1, -1, 3)
+    def _points_hit(world: World, feet: np.ndarray, offs: np.ndarray) -> np.ndarray:
+        """Does the box footprint at ``feet`` (n, 3) touch a solid node at any of the offsets?"""
+        pts = feet[:, None, :] + offs[None, :, :]
         solid: np.ndarray = SOLID[world.node_at(np.floor(pts + 0.5))]
         return np.asarray(solid.any(axis=1))
+
+
+def _footprint(levels: np.ndarray) -> np.ndarray:
+    """Offsets of the four footprint corners at each height in ``levels``: ``(4 * len, 3)``."""
+    offs = np.zeros((len(levels), 4, 3))
+    offs[:, :, 0] = _CORNERS[None, :, 0]
+    offs[:, :, 1] = levels[:, None]
+    offs[:, :, 2] = _CORNERS[None, :, 1]
+    return offs.reshape(-1, 3)
+
+
+_BODY_OFFS = _footprint(_BODY_LEVELS)
+_FEET_OFFS = _footprint(np.array([0.0]))
+_HEAD_OFFS = _footprint(np.array([HEIGHT]))
