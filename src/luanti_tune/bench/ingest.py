@@ -224,6 +224,21 @@ def bench_http(port: int, clients: int, batch: int, seconds: float, tag: str) ->
     return {"http_eps": total / elapsed, "http_events": float(total), "http_seconds": elapsed}
 
 
+def group_cpu_seconds(pgid: int) -> float:
+    """User+system CPU seconds of every live process in process group ``pgid`` (Linux /proc)."""
+    total = 0
+    tick = os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        # after "pid (comm)": state ppid pgrp ... utime is field 14, stime 15 (1-based, whole line)
+        if int(fields[2]) == pgid:
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     proc.terminate()
     try:
@@ -237,7 +252,10 @@ def _run_backend(tag: str, url: str, data_dir: Path, opts: dict[str, Any]) -> di
     figures = bench_store(url, opts["store_events"], opts["batch"], opts["naive_events"], tag)
     proc, port = start_server(url, data_dir, validate_workers=opts["validate_workers"])
     try:
+        cpu0 = group_cpu_seconds(proc.pid)
         figures |= bench_http(port, opts["clients"], opts["batch"], opts["seconds"], tag)
+        cpu = group_cpu_seconds(proc.pid) - cpu0
+        figures["server_cpu_us_per_event"] = cpu / max(figures["http_events"], 1.0) * 1e6
     finally:
         _stop(proc)
     return figures
@@ -295,6 +313,9 @@ def _figures(tag: str, f: dict[str, float]) -> dict[str, Any]:
     naive = f["naive_eps"]
     return {
         f"http_{tag}_eps": round(f["http_eps"]),
+        # CPU the server (with its validation workers) spent per event: a figure that does not
+        # depend on how busy the machine was; 2 cores / this = the idle-machine ceiling
+        f"http_{tag}_server_cpu_us_per_event": round(f["server_cpu_us_per_event"], 1),
         f"store_{tag}_eps": round(f["store_eps"]),
         f"store_{tag}_group{GROUP}_eps": round(f["store_group_eps"]),
         f"naive_{tag}_eps": round(naive),
