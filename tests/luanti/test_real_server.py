@@ -184,8 +184,11 @@ def test_service_outage_is_survived_without_loss_accounting_errors(harness: Harn
     # no stalled steps: the server kept stepping at its normal pace (ratio, generous margin)
     steps = s1["steps"] - s0["steps"]
     assert steps > 0.5 * 30 / 0.09 * 0.5
-    worst = max(v for t, v in s1["status"]["steps"]["dtime_max_per_second"] if t >= t_stop)
-    assert worst < 1.0, f"a server step took {worst:.2f} s during the outage"
+    per_second = s1["status"]["steps"]["dtime_max_per_second"]
+    worst = max(v for t, v in per_second if t >= t_stop)
+    normal = max([v for t, v in per_second if t < t_stop] or [0.09])
+    # a step waiting for the HTTP timeout (5 s) would show; machine noise is tolerated
+    assert worst < max(1.5, 4 * normal), f"a server step took {worst:.2f} s during the outage"
     # no error spam: the mod warns once, the engine's failed fetches are limited by the backoff
     outage_log = h.server.log_text()[log_offset:]
     assert outage_log.count("[luanti_tune]") <= 6, outage_log[-2000:]
