@@ -249,3 +249,17 @@ def test_decisions_are_logged_as_agent_act_events(tmp_path) -> None:  # type: ig
         )
     finally:
         store.close()
+
+
+class BatchOnlyBroken(ToyAdapter):
+    def featurize(self, observations, memory):  # type: ignore[no-untyped-def]
+        if len(observations) > 1:
+            raise RuntimeError("vectorised path broken")
+        return super().featurize(observations, memory)
+
+
+def test_featurize_failing_for_no_single_agent_falls_back_as_model_error() -> None:
+    cand = ModelCandidate("pursuit", "broken", "v1", make_module(1), BatchOnlyBroken())
+    eng = InferenceEngine(StaticModelSource([cand]), config=EngineConfig(onnx=False))
+    r = eng.decide(observations(20, seed=8))
+    assert not r.errors and len(r.fallback) == 20 and set(r.fallback.values()) == {"model_error"}

@@ -372,7 +372,12 @@ class InferenceEngine:
             try:
                 feats = served.adapter.featurize(obs, sessions)
             except Exception as exc:  # noqa: BLE001 - find the agents whose observation is bad
-                idxs, obs, feats = self._isolate(served, idxs, obs, sessions, result, exc)
+                try:
+                    idxs, obs, feats = self._isolate(served, idxs, obs, sessions, result, exc)
+                except Exception as again:  # noqa: BLE001 - no single agent to blame: the family errs
+                    log.warning("featurize of %s %s failed: %s", served.name, served.version, again)
+                    self._fallback(kind, idxs, obs, MODEL_ERROR, result)
+                    return
                 if not idxs:
                     return
             t1 = time.perf_counter()
