@@ -99,6 +99,10 @@ def _start_server(data_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
     )
     cmd = [sys.executable, "-c", "from luanti_tune.cli.main import main; main()", "serve"]
     cmd += ["--port", str(port), "--log-level", "warning"]
+    from luanti_tune.serve.cli import serve as serve_command
+
+    if any("--no-worker" in getattr(p, "secondary_opts", ()) for p in serve_command.params):
+        cmd.append("--no-worker")  # the training load is controlled by this bench, not the worker
     log_path = data_dir / "serve.log"
     with open(log_path, "ab") as log_file:
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log_file, start_new_session=True)
