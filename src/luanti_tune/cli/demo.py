@@ -70,7 +70,8 @@ def start_service(ctx: DemoContext) -> None:
     ctx.log_path = ctx.data_dir / "serve.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("LUANTI_TUNE_")}
     env.update({"LUANTI_TUNE_DATA_DIR": str(ctx.data_dir), "HF_HUB_OFFLINE": "1"})
-    cmd = [*_cli_cmd(), "serve", "--db", ctx.db_url, "--host", "127.0.0.1", "--port", str(ctx.port)]
+    # --no-worker: the demo runs the fine-tuning worker itself, as a visible stage
+    cmd = [*_cli_cmd(), "serve", "--db", ctx.db_url, "--host", "127.0.0.1", "--port", str(ctx.port), "--no-worker"]
     with open(ctx.log_path, "wb") as log:
         ctx.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     deadline = time.monotonic() + 60
@@ -137,6 +138,15 @@ STAGES: list[Stage] = [
     ("simulated players stream events", stream_players),
     ("where the events went", report_storage),
 ]
+
+
+def _training_stages() -> list[Stage]:
+    from luanti_tune.cli.demo_training import STAGES as TRAINING
+
+    return list(TRAINING)
+
+
+STAGES += _training_stages()
 
 
 def add_stage(name: str, fn: Callable[[DemoContext], None], after: str | None = None) -> None:

@@ -5,10 +5,10 @@ into segments at time gaps, resample on a fixed grid (:func:`luanti_tune.policie
 the same code the adapter runs at inference), and emit one row per anchor time every
 ``stride_s`` where the full history and the longest horizon lie inside the segment.
 
-Split: whole split units go to train or validation, the most recent units (by end time) to
-validation. A unit is an episode (``source`` + ``episode_id``); events without an episode id are
-cut into ``unit_s`` long chunks of their segment instead (a live server's endless session).
-Rows of one unit never appear on both sides.
+Split: whole split units go to train or validation, the most recent units (by wall-clock end
+time, comparable across servers) to validation. A unit is an episode (``source`` +
+``episode_id``); events without an episode id are cut into ``unit_s`` long chunks of their
+segment instead (a live server's endless session). Rows of one unit never appear on both sides.
 """
 
 from __future__ import annotations
@@ -62,11 +62,12 @@ class _Track:
     z: list[float] = field(default_factory=list)
     vx: list[float] = field(default_factory=list)
     vz: list[float] = field(default_factory=list)
+    w: list[float] = field(default_factory=list)  # wall clock seconds (split order across servers)
 
 
 def _segments(track: _Track, max_gap: float) -> Iterator[np.ndarray]:
-    """``[M, 5]`` arrays (t, x, z, vx, vz) sorted by time, split at gaps, duplicates dropped."""
-    arr = np.column_stack([track.t, track.x, track.z, track.vx, track.vz]).astype(np.float64)
+    """``[M, 6]`` arrays (t, x, z, vx, vz, wall) sorted by time, split at gaps, duplicates dropped."""
+    arr = np.column_stack([track.t, track.x, track.z, track.vx, track.vz, track.w]).astype(np.float64)
     arr = arr[np.argsort(arr[:, 0], kind="stable")]
     keep = np.concatenate([[True], np.diff(arr[:, 0]) > 1e-9])
     arr = arr[keep]
@@ -119,6 +120,7 @@ def _add_threat(threats: dict[tuple[str, str], _Track], ev: Mapping[str, Any]) -
         th.z.append(float(pos["z"]))
         th.vx.append(0.0)
         th.vz.append(0.0)
+        th.w.append(0.0)
 
 
 def _collect(events: Iterable[Mapping[str, Any]], spec: PursuitSpec) -> _Collected:
@@ -151,6 +153,7 @@ def _collect(events: Iterable[Mapping[str, Any]], spec: PursuitSpec) -> _Collect
         tr.z.append(float(pos["z"]))
         tr.vx.append(float(vel["x"]))
         tr.vz.append(float(vel["z"]))
+        tr.w.append(float(ev["time"].get("wall_us", 0)) / 1e6)
         col.n_events += 1
         if "_id" in ev:
             eid = int(ev["_id"])
@@ -202,6 +205,7 @@ def build_from_events(
             else:
                 chunk = ((anchors - t[0]) // spec.unit_s).astype(int)
                 keys = [(source, name, str(seg_no), str(c)) for c in chunk]
+            wall = np.interp(anchors, t, seg[:, 5])
             units = np.empty(len(anchors), dtype=np.int32)
             for i, key in enumerate(keys):
                 u = unit_index.get(key)
@@ -209,7 +213,7 @@ def build_from_events(
                     u = unit_index[key] = len(unit_end)
                     unit_end.append(-np.inf)
                 units[i] = u
-                unit_end[u] = max(unit_end[u], float(anchors[i]))
+                unit_end[u] = max(unit_end[u], float(wall[i]))
             pid = player_index.setdefault(name, len(player_index))
             per_player[name] += len(anchors)
             parts["hist"].append(hist)

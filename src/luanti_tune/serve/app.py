@@ -56,8 +56,14 @@ async def healthz(request: Request) -> Response:
 
 @core.get("/metrics")
 async def metrics(request: Request) -> Response:
-    """Prometheus text exposition of this service's registry."""
-    return Response(generate_latest(get_state(request).registry), media_type=CONTENT_TYPE_LATEST)
+    """Prometheus text exposition of this service's registry (+ the training worker's metrics file)."""
+    state = get_state(request)
+    body = generate_latest(state.registry)
+    try:  # written by the worker process after every poll (luanti_tune.worker.loop)
+        body += (state.settings.data_dir / "metrics" / "worker.prom").read_bytes()
+    except OSError:
+        pass
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
 def _open_store(settings: Settings) -> Store:

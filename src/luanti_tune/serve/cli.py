@@ -32,6 +32,12 @@ BACKLOG = 2048
     default=None,
     help="Processes validating big event batches (0 = in the server process) [default: CPUs if > 1].",
 )
+@click.option(
+    "--worker/--no-worker",
+    default=True,
+    show_default=True,
+    help="Run the background fine-tuning worker in its own process (luanti-tune worker).",
+)
 def serve(
     db_url: str | None,
     host: str | None,
@@ -39,6 +45,7 @@ def serve(
     config_file: Path | None,
     log_level: str,
     validate_workers: int | None,
+    worker: bool,
 ) -> None:
     """Run the service: POST /v1/events, GET /v1/events/stats, /healthz, /metrics and more.
 
@@ -77,4 +84,18 @@ def serve(
         f"auth: {'bearer token' if settings.token else 'none, loopback only'})",
         err=True,
     )
-    uvicorn.Server(config).run()
+    worker_proc = None
+    if worker:
+        from luanti_tune.worker.loop import WorkerConfig, start_worker_process
+
+        # no base-model bootstrap here: `luanti-tune train pursuit --base` or `luanti-tune worker` does that
+        worker_proc, worker_stop = start_worker_process(settings, WorkerConfig(bootstrap=False))
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        if worker_proc is not None:
+            worker_stop.set()
+            worker_proc.join(10)
+            if worker_proc.is_alive():
+                worker_proc.terminate()
+                worker_proc.join(5)

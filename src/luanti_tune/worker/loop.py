@@ -25,7 +25,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -231,6 +231,7 @@ class Worker:
             options=dict(self.cfg.options),
         )
         log.info("%s cycle over events (%d, %d]", family, after, max_id)
+        configure_torch(self.settings.torch_threads)
         self.state.in_cycle = {"family": family, "after_id": after, "until_id": max_id, "started": time.time()}
         self.state.save(self.state_path)
         result = guarded_cycle(family, ctx, resolve_cycle(family))
@@ -279,14 +280,20 @@ class Worker:
                 self.state.save(self.state_path)
         return reports
 
-    def run(self, stop: threading.Event | Any = None) -> None:
-        """Poll until ``stop`` is set (a ``threading.Event`` or ``multiprocessing.Event``)."""
+    def run(self, stop: threading.Event | Any = None, parent_pid: int | None = None) -> None:
+        """Poll until ``stop`` is set (a ``threading.Event`` or ``multiprocessing.Event``).
+
+        With ``parent_pid``, also stop when that parent process is gone (never outlive the service).
+        """
         if self.cfg.bootstrap:
             try:
                 self.bootstrap()
             except Exception:
                 log.exception("bootstrapping base models failed; the worker continues without them")
         while stop is None or not stop.is_set():
+            if parent_pid is not None and os.getppid() != parent_pid:
+                log.warning("parent process %d is gone; worker exits", parent_pid)
+                break
             try:
                 self.poll_once()
             except Exception:  # e.g. store temporarily unavailable
@@ -302,15 +309,23 @@ def configure_process(settings: Settings, nice: int) -> None:
     configure_torch(settings.torch_threads, nice)
 
 
-def worker_main(settings_json: str, cfg: WorkerConfig, stop: Any = None, families: Sequence[str] | None = None) -> None:
-    """Entry point of the worker process (settings passed as JSON so spawn works)."""
+def worker_main(settings_json: str, cfg: WorkerConfig, stop: Any = None, parent_pid: int | None = None) -> None:
+    """Entry point of the worker process (settings passed as JSON so spawn works).
+
+    Thread limits go into the environment before torch is ever imported, so an idle worker
+    costs no torch import at all; torch comes in with the first cycle or champion check.
+    """
     settings = Settings.model_validate_json(settings_json)
-    if families is not None:
-        cfg = WorkerConfig(**{**asdict(cfg), "families": tuple(families), "monitor": cfg.monitor})
-    configure_process(settings, cfg.nice)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(settings.torch_threads)
+    if cfg.nice:
+        try:
+            os.nice(cfg.nice)
+        except OSError:
+            log.warning("could not lower the worker's CPU priority")
     worker = Worker(settings, cfg)
     try:
-        worker.run(stop)
+        worker.run(stop, parent_pid=parent_pid)
     finally:
         worker.close()
 
@@ -324,7 +339,7 @@ def start_worker_process(settings: Settings, cfg: WorkerConfig | None = None) ->
     stop = ctx.Event()
     proc = ctx.Process(
         target=worker_main,
-        args=(settings.model_dump_json(), cfg or WorkerConfig(), stop),
+        args=(settings.model_dump_json(), cfg or WorkerConfig(), stop, os.getpid()),
         name="luanti-tune-worker",
         daemon=True,
     )

@@ -1,0 +1,176 @@
+"""Demo stages of the continuous fine-tuning loop (appended to :data:`luanti_tune.cli.demo.STAGES`).
+
+1. base model: pre-trained on simulated players of the training styles, promoted as champion;
+2. new players whose styles the base never saw (``HELDOUT_STYLES``) play, chased by an enemy,
+   and their events stream to the service;
+3. the worker (``luanti-tune worker --once``, its own process) builds the dataset, fine-tunes
+   from the champion with replay, runs the gate and promotes;
+4. before/after: prediction error and pursuit episodes of base vs fine-tuned vs pure pursuit
+   against the unseen styles, printed as a table and saved as a plot.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from luanti_tune.cli.demo import DemoContext
+
+
+def _registry(ctx: DemoContext) -> Any:
+    from luanti_tune.registry import Registry
+
+    return Registry(ctx.data_dir / "models")
+
+
+def base_model(ctx: DemoContext) -> None:
+    """Pre-train the pursuit base model on simulated players (training styles only)."""
+    from luanti_tune.trainers import pursuit as tp
+    from luanti_tune.trainers.common import configure_torch
+
+    configure_torch(1)
+    reg = _registry(ctx)
+    if reg.champion_version("pursuit") is None:
+        tp.bootstrap_base(reg, minutes=1.0, seed=ctx.seed, sessions=1)
+    m = reg.manifest("pursuit", "champion")
+    ctx.results["base"] = {"version": m["version"], "styles": m["dataset"].get("simulated", {}).get("styles")}
+    ctx.echo(f"base pursuit model {m['version']} trained on styles {', '.join(ctx.results['base']['styles'] or [])}")
+
+
+def new_players(ctx: DemoContext) -> None:
+    """Players with styles the base model never saw play against the enemy; events go to the service."""
+    import httpx
+
+    from luanti_tune.sim.session import to_service
+    from luanti_tune.sim.styles import HELDOUT_STYLES
+    from luanti_tune.trainers import pursuit as tp
+
+    # events streamed so far (training styles) are what the base model already covers
+    ctx.results["heldout_after_id"] = int(
+        httpx.get(f"{ctx.base_url}/v1/events/stats", timeout=10).json().get("max_id") or 0
+    )
+    events = tp.simulated_events(HELDOUT_STYLES, minutes=1.0, seed=ctx.seed + 50, sessions=3)
+    report = to_service(events, ctx.base_url, batch_size=500)
+    ctx.results["heldout_stream"] = {
+        "styles": list(HELDOUT_STYLES),
+        "events": report.events,
+        "accepted": report.accepted,
+    }
+    ctx.echo(f"unseen styles {', '.join(HELDOUT_STYLES)}: {report.accepted} new events stored")
+
+
+def worker_cycle(ctx: DemoContext) -> None:
+    """The fine-tuning worker runs one cycle in its own process: dataset, fine-tune, gate, promote."""
+    from luanti_tune.cli.demo import _cli_cmd
+    from luanti_tune.worker.loop import WorkerState
+
+    # the worker's cursor starts after the events the base model already covers
+    state_path = ctx.data_dir / "worker" / "state.json"
+    state = WorkerState.load(state_path)
+    state.cursors.setdefault("pursuit", int(ctx.results.get("heldout_after_id") or 0))
+    state.save(state_path)
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LUANTI_TUNE_")}
+    env.update({"LUANTI_TUNE_DATA_DIR": str(ctx.data_dir), "HF_HUB_OFFLINE": "1"})
+    cmd = [
+        *_cli_cmd(),
+        "worker",
+        "--once",
+        "--no-bootstrap",
+        "--db",
+        ctx.db_url or f"sqlite:///{ctx.data_dir / 'events.db'}",
+    ]
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
+    if out.returncode != 0:
+        raise click.ClickException(f"worker failed ({out.returncode}): {out.stderr[-2000:]}")
+    results = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    cycle: dict[str, Any] = next((r for r in results if r.get("family") == "pursuit"), {})
+    ctx.results["cycle"] = {**cycle, "wall_s": round(time.perf_counter() - t0, 2)}
+    gate_sim = (cycle.get("figures") or {}).get("sim", {})
+    ctx.echo(f"worker cycle: {cycle.get('status')} {cycle.get('version') or ''} ({cycle.get('reason')})")
+    if gate_sim:
+        c, h = gate_sim["candidate"], gate_sim["champion"]
+        ctx.echo(f"  gate sim: candidate {c['mean_time']:.2f}s vs champion {h['mean_time']:.2f}s mean time to catch")
+
+
+def before_after(ctx: DemoContext) -> None:
+    """Base vs fine-tuned vs scripted pursuit on the unseen styles: table + plot."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from luanti_tune.datasets.pursuit import PursuitSpec, build_from_store
+    from luanti_tune.policies import pursuit as fam
+    from luanti_tune.policies.families import ModelPolicy
+    from luanti_tune.policies.scripted import InterceptPolicy, PurePursuitPolicy
+    from luanti_tune.sim.styles import HELDOUT_STYLES
+    from luanti_tune.store import open_store
+    from luanti_tune.trainers import pursuit as tp
+
+    reg = _registry(ctx)
+    tuned = reg.load("pursuit", "champion")
+    base_version = ctx.results.get("base", {}).get("version") or reg.versions("pursuit")[0]
+    base = reg.load("pursuit", base_version)
+    with open_store(ctx.db_url or f"sqlite:///{ctx.data_dir / 'events.db'}") as store:
+        val = build_from_store(store, PursuitSpec.from_arch(tuned.manifest["architecture"])).val()
+    cfg = tp.SimEvalConfig(styles=HELDOUT_STYLES, episodes=12, max_steps=300, seed=ctx.seed + 7)
+    rows: list[dict[str, Any]] = []
+    policies: list[tuple[str, Any, Any]] = [
+        ("pure pursuit (scripted)", PurePursuitPolicy(), None),
+        ("constant-velocity intercept (scripted)", InterceptPolicy(), None),
+        (f"base model {base.version}", ModelPolicy(base.module, base.adapter), base.module),
+        (f"fine-tuned {tuned.version}", ModelPolicy(tuned.module, tuned.adapter), tuned.module),
+    ]
+    for name, policy, module in policies:
+        sim = tp.simulate(policy, cfg)
+        err = fam.evaluate(module, val)["ade"] if module is not None else None
+        rows.append({"policy": name, "prediction_error": err, **sim})
+    cv = fam.baseline_metrics(val, tuned.manifest["architecture"]["horizons"])["ade"]
+    rows[1]["prediction_error"] = cv
+    table = Table(title=f"pursuit vs unseen styles {', '.join(HELDOUT_STYLES)} ({cfg.episodes} episodes, fixed seeds)")
+    for col in ("policy", "mean error (nodes)", "catch rate", "mean time to catch (s)"):
+        table.add_column(col)
+    for r in rows:
+        e = r["prediction_error"]
+        table.add_row(r["policy"], "-" if e is None else f"{e:.3f}", f"{r['catch_rate']:.2f}", f"{r['mean_time']:.2f}")
+    Console().print(table)
+    ctx.results["before_after"] = rows
+    path = ctx.data_dir / "pursuit_before_after.png"
+    _plot(rows, path)
+    ctx.results["plot"] = str(path)
+    ctx.echo(f"plot saved to {path}")
+
+
+def _plot(rows: list[dict[str, Any]], path: Any) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [r["policy"].split(" (")[0] for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    axes[0].bar(names, [r["mean_time"] for r in rows], color=["#999", "#bbb", "#69c", "#2a7"])
+    axes[0].set_ylabel("mean time to catch (s, lower is better)")
+    errs = [(n, r["prediction_error"]) for n, r in zip(names, rows, strict=True) if r["prediction_error"] is not None]
+    axes[1].bar([n for n, _ in errs], [e for _, e in errs], color=["#bbb", "#69c", "#2a7"][-len(errs) :])
+    axes[1].set_ylabel("mean displacement error (nodes)")
+    for ax in axes:
+        ax.tick_params(axis="x", labelrotation=15, labelsize=8)
+    fig.suptitle("Pursuit against player styles the base model never saw")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+STAGES = [
+    ("pursuit base model (simulated training styles)", base_model),
+    ("new players with unseen styles", new_players),
+    ("worker fine-tunes, gate decides", worker_cycle),
+    ("before / after", before_after),
+]
