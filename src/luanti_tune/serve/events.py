@@ -26,7 +26,7 @@ from luanti_tune.errors import StoreUnavailable
 from luanti_tune.schemas.agent import ACTION_TYPES
 from luanti_tune.schemas.event import EVENT_TYPES, EventBase, EventBatch
 from luanti_tune.serve.state import AppState, get_state
-from luanti_tune.store.rows import BatchResult, EventRow, RowStore, count_types, event_row
+from luanti_tune.store.rows import BatchResult, EventRow, RowStore, count_types
 
 log = logging.getLogger(__name__)
 
@@ -226,22 +226,23 @@ def _rows(events: list[EventBase], max_event_bytes: int) -> list[EventRow]:
     errors: list[dict[str, str]] = []
     status = 422
     for i, ev in enumerate(events):
-        body = ev.model_dump_json(by_alias=True, exclude_none=True)
-        size = len(body) if body.isascii() else len(body.encode())
-        if size > max_event_bytes:
+        # the serializer directly (what model_dump_json wraps): bytes are also the size to check
+        raw: bytes = ev.__pydantic_serializer__.to_json(ev, by_alias=True, exclude_none=True)
+        if len(raw) > max_event_bytes:
             errors.append(
-                _err(f"events[{i}]", f"event is {size} bytes, over max_payload_bytes={max_event_bytes}", "too_large")
+                _err(
+                    f"events[{i}]", f"event is {len(raw)} bytes, over max_payload_bytes={max_event_bytes}", "too_large"
+                )
             )
             status = 413
             continue
+        seq = ev.seq
+        wall_us = ev.time.wall_us
+        episode = ev.episode_id
         # limits of the store's 64-bit integer columns / PostgreSQL text columns
-        if ev.seq > INT64_MAX:
-            errors.append(_err(f"events[{i}].seq", f"must be <= {INT64_MAX}", "less_than_equal"))
-        if ev.time.wall_us > INT64_MAX:
-            errors.append(_err(f"events[{i}].time.wall_us", f"must be <= {INT64_MAX}", "less_than_equal"))
-        if ev.episode_id is not None and "\x00" in ev.episode_id:
-            errors.append(_err(f"events[{i}].episode_id", "must not contain NUL characters", "string_pattern_mismatch"))
-        rows.append(event_row(ev, body))
+        if seq > INT64_MAX or wall_us > INT64_MAX or (episode is not None and "\x00" in episode):
+            errors.extend(_limit_errors(i, ev))
+        rows.append(EventRow(ev.source, seq, ev.type, wall_us, ev.actor.kind, ev.actor.name, episode, raw.decode()))  # type: ignore[attr-defined]
     if errors:
         first = errors[0]
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
@@ -249,6 +250,17 @@ def _rows(events: list[EventBase], max_event_bytes: int) -> list[EventRow]:
             status, "too_large" if status == 413 else "invalid", f"{first['loc']}: {first['msg']}{more}", errors
         )
     return rows
+
+
+def _limit_errors(i: int, ev: EventBase) -> list[dict[str, str]]:
+    errors = []
+    if ev.seq > INT64_MAX:
+        errors.append(_err(f"events[{i}].seq", f"must be <= {INT64_MAX}", "less_than_equal"))
+    if ev.time.wall_us > INT64_MAX:
+        errors.append(_err(f"events[{i}].time.wall_us", f"must be <= {INT64_MAX}", "less_than_equal"))
+    if ev.episode_id is not None and "\x00" in ev.episode_id:
+        errors.append(_err(f"events[{i}].episode_id", "must not contain NUL characters", "string_pattern_mismatch"))
+    return errors
 
 
 def _types_of_raw(body: bytes) -> dict[str, int]:
