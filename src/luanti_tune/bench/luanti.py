@@ -141,6 +141,10 @@ def luanti(seconds: float, warmup: float, agent_counts: str, server_bin: Path | 
             "agents": max(counts),
             "step_time_added_pct": round((t["step_ms"] / base["step_ms"] - 1) * 100, 2),
             "work_added_ms_per_step": round(t["work_ms_per_step"] - base["work_ms_per_step"], 3),
+            # the CPU work the mod and its agents add, as a share of the server's step interval
+            "work_added_pct_of_step": round(
+                (t["work_ms_per_step"] - base["work_ms_per_step"]) / base["step_ms"] * 100, 2
+            ),
             "delivery_p50_ms": t.get("latency_p50_ms"),
             "delivery_p99_ms": t.get("latency_p99_ms"),
             "target_step_added_pct_max": 10,
