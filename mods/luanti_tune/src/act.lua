@@ -193,7 +193,8 @@ end
 
 function act:handle(res)
 	if not (res.succeeded and res.code == 200) then
-		return fail(self, res.timeout and "timeout" or ("HTTP " .. tostring(res.code)))
+		return fail(self, res.timeout and "timeout" or (res.code or 0) == 0 and "no connection"
+			or ("HTTP " .. tostring(res.code)))
 	end
 	local data = core.parse_json(res.data or "")
 	if type(data) ~= "table" or type(data.actions) ~= "table" then

@@ -141,7 +141,7 @@ function Delivery:_done(batch, res)
 		self.down = true
 		self.ratelog:log_key("down", "warning", string.format(
 			"[luanti_tune] event service unreachable (%s); queuing events and retrying with backoff",
-			res and res.timeout and "timeout" or ("HTTP " .. tostring(code))))
+			res and res.timeout and "timeout" or code == 0 and "no connection" or ("HTTP " .. tostring(code))))
 	end
 end
 
