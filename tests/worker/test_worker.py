@@ -176,3 +176,40 @@ def test_worker_process_trains_and_survives_kill_9(tmp_path: Path, sessions) -> 
             proc.kill()
             proc.join(10)
     assert proc.exitcode == 0
+
+
+def test_serve_runs_the_worker_and_exposes_its_metrics(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LUANTI_TUNE_")}
+    env["LUANTI_TUNE_DATA_DIR"] = str(tmp_path)
+    cmd = [sys.executable, "-c", "from luanti_tune.cli.main import main; main()", "serve", "--port", str(port)]
+    cmd += ["--validate-workers", "0"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{port}/metrics"
+
+        def worker_metrics() -> bool:
+            try:
+                return "luanti_tune_worker_last_poll_timestamp" in httpx.get(url, timeout=2).text
+            except httpx.HTTPError:
+                return False
+
+        assert _wait(worker_metrics, 90)
+        body = httpx.get(url, timeout=2).text
+        assert "luanti_tune_events_accepted" in body  # the service's own metrics are still there
+        children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        assert children, "no worker child process"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    # the worker child is gone with the service
+    for pid in children:
+        assert _wait(lambda p=int(pid): not os.path.exists(f"/proc/{p}"), 15)
