@@ -48,7 +48,10 @@ def _weak_champion(reg: Registry) -> str:
 
 
 def _worker(settings, **cfg: object) -> Worker:  # type: ignore[no-untyped-def]
-    return Worker(settings, WorkerConfig(bootstrap=False, options={"pursuit": FAST}, monitor_every_s=0, **cfg))  # type: ignore[arg-type]
+    return Worker(
+        settings,
+        WorkerConfig(families=("pursuit",), bootstrap=False, options={"pursuit": FAST}, monitor_every_s=0, **cfg),
+    )  # type: ignore[arg-type]
 
 
 def test_cycles_follow_training_interval_and_min_seconds(tmp_path: Path, sessions) -> None:  # type: ignore[no-untyped-def]
@@ -98,7 +101,11 @@ def test_monitor_rolls_back_a_degrading_champion(tmp_path: Path, sessions) -> No
     w = Worker(
         settings,
         WorkerConfig(
-            bootstrap=False, options={"pursuit": FAST}, monitor_every_s=0, monitor=MonitorConfig(min_windows=50)
+            families=("pursuit",),
+            bootstrap=False,
+            options={"pursuit": FAST},
+            monitor_every_s=0,
+            monitor=MonitorConfig(min_windows=50),
         ),
     )
     try:
@@ -142,7 +149,9 @@ def test_worker_process_trains_and_survives_kill_9(tmp_path: Path, sessions) -> 
     slow = tp.CycleOptions(
         fit=FitConfig(steps=100_000, time_budget_s=120), gate=tp.GateConfig(sim=False), min_train_windows=50
     )
-    proc, stop = start_worker_process(settings, WorkerConfig(bootstrap=False, poll_s=0.2, options={"pursuit": slow}))
+    proc, stop = start_worker_process(
+        settings, WorkerConfig(families=("pursuit",), bootstrap=False, poll_s=0.2, options={"pursuit": slow})
+    )
     try:
         state_path = tmp_path / "worker" / "state.json"
         assert _wait(lambda: WorkerState.load(state_path).in_cycle is not None, 90), "cycle never started"
@@ -166,7 +175,9 @@ def test_worker_process_trains_and_survives_kill_9(tmp_path: Path, sessions) -> 
     # and a normal worker process promotes and stops cleanly on request
     with open_store(settings.resolved_db_url) as store:
         to_store(sessions[2], store)
-    proc, stop = start_worker_process(settings, WorkerConfig(bootstrap=False, poll_s=0.2, options={"pursuit": FAST}))
+    proc, stop = start_worker_process(
+        settings, WorkerConfig(families=("pursuit",), bootstrap=False, poll_s=0.2, options={"pursuit": FAST})
+    )
     try:
         assert _wait(lambda: reg.champion_version("pursuit") != v0, 120), reg.history("pursuit")[-3:]
     finally:

@@ -21,22 +21,17 @@ import click
 from luanti_tune.bench.common import emit
 
 
-def _replicate(pool: list[dict[str, Any]], n: int, tag: str) -> list[dict[str, Any]]:
-    """``n`` events from ``pool`` with fresh sources/episodes per replica (distinct idempotency keys)."""
+def _fresh_events(n: int, seed: int) -> list[dict[str, Any]]:
+    """About ``n`` new simulated events (unseen styles, distinct seeds = distinct episodes)."""
+    from luanti_tune.sim.styles import HELDOUT_STYLES
+    from luanti_tune.trainers import pursuit as tp
+
     out: list[dict[str, Any]] = []
     k = 0
     while len(out) < n:
-        for ev in pool:
-            e = dict(ev)
-            e["source"] = f"{ev['source']}-{tag}{k}"
-            if ev.get("episode_id"):
-                e["episode_id"] = f"{ev['episode_id']}-{tag}{k}"
-            e.pop("event_id", None)
-            out.append(e)
-            if len(out) >= n:
-                break
+        out += tp.simulated_events(HELDOUT_STYLES, minutes=1.0, seed=seed + k, sessions=1)
         k += 1
-    return out
+    return out[:n]
 
 
 def _cycle_child(db_url: str, model_root: str, after: int, until: int, seed: int, out: str) -> None:
@@ -113,7 +108,7 @@ def train(sizes: tuple[int, ...], ingest_seconds: float, seed: int) -> None:
         )
         figures["setup"]["base_model_s"] = round(time.perf_counter() - t0, 2)
         t0 = time.perf_counter()
-        pool = tp.simulated_events(HELDOUT_STYLES, minutes=1.0, seed=seed + 50, sessions=2)
+        pool = tp.simulated_events(("circler",), minutes=1.0, seed=seed + 50, sessions=1)
         figures["setup"]["simulate_pool_s"] = round(time.perf_counter() - t0, 2)
         moves = [e for e in pool if e["type"] == "player.move"]
         progress.update(task, description="idle ingest")
@@ -121,11 +116,13 @@ def train(sizes: tuple[int, ...], ingest_seconds: float, seed: int) -> None:
         with open_store(db_url) as store:
             idle_rate, seq = _ingest_for(store, moves, ingest_seconds, 0)
             figures["ingest_idle_events_per_s"] = round(idle_rate)
-            ratios = []
+            ratios: list[float] = []
             for size in sizes:
-                progress.update(task, description=f"cycle on {size} events")
                 after = store.max_id()
-                to_store(_replicate(pool, size, f"n{size}r"), store, batch_size=5000)
+                progress.update(task, description=f"simulating {size} new events")
+                fresh = _fresh_events(size, seed + 100 + len(ratios) * 1000)
+                to_store(fresh, store, batch_size=5000)
+                progress.update(task, description=f"cycle on {size} events")
                 until = store.max_id()
                 out = tmp / f"cycle-{size}.json"
                 proc = ctx.Process(target=_cycle_child, args=(db_url, str(reg.root), after, until, seed, str(out)))

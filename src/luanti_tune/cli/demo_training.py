@@ -83,6 +83,8 @@ def worker_cycle(ctx: DemoContext) -> None:
         "worker",
         "--once",
         "--no-bootstrap",
+        "--family",
+        "pursuit",
         "--db",
         ctx.db_url or f"sqlite:///{ctx.data_dir / 'events.db'}",
     ]

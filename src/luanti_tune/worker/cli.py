@@ -20,7 +20,7 @@ from luanti_tune.config.settings import load_settings
 @click.option("--training-interval", type=int, default=None, help="Train after this many new events.")
 @click.option("--min-training-seconds", type=float, default=None, help="Minimum wall time between cycles.")
 @click.option("--torch-threads", type=int, default=None, help="Torch threads of the worker.")
-@click.option("--family", "families", multiple=True, default=("pursuit",), show_default=True, help="Families to train.")
+@click.option("--family", "families", multiple=True, help="Families to train (repeatable) [default: all].")
 @click.option("--poll", "poll_s", type=float, default=2.0, show_default=True, help="Seconds between polls.")
 @click.option("--once", is_flag=True, help="Run one cycle now over all new events, print the results, exit.")
 @click.option("--bootstrap/--no-bootstrap", default=True, show_default=True, help="Pre-train base models if missing.")
@@ -49,7 +49,12 @@ def worker(
         min_training_seconds=min_training_seconds,
         torch_threads=torch_threads,
     )
-    cfg = WorkerConfig(families=families, poll_s=poll_s, bootstrap=bootstrap, nice=0 if once else 10)
+    from luanti_tune.trainers import CYCLES
+
+    unknown = sorted(set(families) - set(CYCLES))
+    if unknown:
+        raise click.BadParameter(f"unknown {', '.join(unknown)}; known: {', '.join(CYCLES)}", param_hint="--family")
+    cfg = WorkerConfig(families=families or tuple(CYCLES), poll_s=poll_s, bootstrap=bootstrap, nice=0 if once else 10)
     configure_process(settings, cfg.nice)
     w = Worker(settings, cfg)
     try:

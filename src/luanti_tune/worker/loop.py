@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class WorkerConfig:
-    families: tuple[str, ...] = ("pursuit",)
+    families: tuple[str, ...] = tuple(CYCLES)  # every family with a training cycle
     poll_s: float = 2.0
     bootstrap: bool = True  # pre-train a base model from the simulator when no champion exists
     bootstrap_minutes: float = 2.0
@@ -89,6 +89,13 @@ def resolve_cycle(family: str) -> Callable[[CycleContext], CycleResult]:
     module_name, attr = CYCLES[family].split(":")
     fn: Callable[[CycleContext], CycleResult] = getattr(importlib.import_module(module_name), attr)
     return fn
+
+
+def _unavailable(family: str, exc: Exception) -> Callable[[CycleContext], CycleResult]:
+    def run(ctx: CycleContext) -> CycleResult:
+        raise RuntimeError(f"training cycle of {family!r} is not available: {exc}")
+
+    return run
 
 
 class _Metrics:
@@ -184,12 +191,24 @@ class Worker:
     # ------------------------------------------------------------------ steps
 
     def bootstrap(self) -> None:
-        """Make sure every family with a base-model recipe has a champion."""
-        if "pursuit" in self.families and self.registry.champion_version("pursuit") is None:
-            from luanti_tune.trainers.pursuit import bootstrap_base
-
-            log.info("no pursuit champion: pre-training the base model on simulated players")
-            bootstrap_base(self.registry, minutes=self.cfg.bootstrap_minutes, seed=self.settings.seed)
+        """Give every family whose trainer has a ``bootstrap_base`` recipe a champion if it has none."""
+        for family in self.families:
+            if self.registry.champion_version(family) is not None:
+                continue
+            module_name = CYCLES[family].split(":")[0]
+            try:
+                recipe = getattr(importlib.import_module(module_name), "bootstrap_base", None)
+                if recipe is None:
+                    continue
+                log.info("no %s champion: pre-training its base model", family)
+                configure_torch(self.settings.torch_threads)
+                if family == "pursuit":
+                    recipe(self.registry, minutes=self.cfg.bootstrap_minutes, seed=self.settings.seed)
+                else:
+                    recipe(self.registry, seed=self.settings.seed)
+            except Exception as exc:  # one family's bootstrap must not stop the others
+                log.exception("bootstrapping %s failed", family)
+                self.registry.record(family, "fail", reason=f"base model bootstrap failed: {type(exc).__name__}: {exc}")
 
     def due(self, family: str, max_id: int, now: float) -> str | None:
         """``None`` when a cycle should run, else why not."""
@@ -234,7 +253,11 @@ class Worker:
         configure_torch(self.settings.torch_threads)
         self.state.in_cycle = {"family": family, "after_id": after, "until_id": max_id, "started": time.time()}
         self.state.save(self.state_path)
-        result = guarded_cycle(family, ctx, resolve_cycle(family))
+        try:
+            run = resolve_cycle(family)
+        except (ImportError, AttributeError) as exc:
+            run = _unavailable(family, exc)
+        result = guarded_cycle(family, ctx, run)
         self.state.in_cycle = None
         self.state.cycles += 1
         self.state.last_cycle_wall = time.time()
