@@ -89,7 +89,6 @@ def train(sizes: tuple[int, ...], ingest_seconds: float, seed: int) -> None:
 
     from luanti_tune.registry import Registry
     from luanti_tune.sim.session import to_store
-    from luanti_tune.sim.styles import HELDOUT_STYLES
     from luanti_tune.store import open_store
     from luanti_tune.trainers import pursuit as tp
     from luanti_tune.trainers.common import FitConfig, configure_torch
