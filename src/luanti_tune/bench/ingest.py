@@ -163,7 +163,8 @@ def start_server(
     port = _free_port()
     env = dict(os.environ, LUANTI_TUNE_DATA_DIR=str(data_dir), **(extra_env or {}))
     cmd = [sys.executable, "-c", "from luanti_tune.cli.main import main; main()", "serve", "--db", db_url]
-    cmd += ["--host", host, "--port", str(port), "--log-level", "warning"]
+    # no training worker: it would compete for the CPU and train on the benchmark's events
+    cmd += ["--host", host, "--port", str(port), "--log-level", "warning", "--no-worker"]
     if validate_workers is not None:
         cmd += ["--validate-workers", str(validate_workers)]
     log_path = data_dir / f"serve-{port}.log"
