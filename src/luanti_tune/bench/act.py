@@ -10,6 +10,9 @@ initialised champion in a temporary registry) served by a real ``luanti-tune ser
   beforehand): what the engine itself adds per batch, whatever the family;
 - ``per_agent``: the same agents as separate one-agent HTTP calls; ``batched_speedup`` =
   batched agents/s / per-agent agents/s;
+- ``engine_cpu``/``engine_floor_cpu``: CPU time of the deciding thread per call, and
+  ``http_server_cpu_ms_per_call``: the server process's CPU per batched call: figures that do not
+  grow when other processes compete for the two cores (wall times do);
 - ``training``: p99 of the batched HTTP call while a CPU-bound torch training loop runs in another
   process (1 torch thread, like the worker), and its ratio to the idle p99;
 - ``breakdown``: where the time of the largest batch goes: JSON parse alone, parse + validation
@@ -200,23 +203,45 @@ def _floor_engine(n: int) -> tuple[Any, list[Any]]:
     return InferenceEngine(StaticModelSource([cand]), fallbacks={}), obs
 
 
-def _time_engine(engine: Any, obs: list[Any], reps: int) -> list[float]:
+CPU: dict[str, list[float]] = {}
+
+
+def _time_engine(engine: Any, obs: list[Any], reps: int, tag: str = "") -> list[float]:
+    """Wall times of ``reps`` decide calls; the calling thread's CPU time per call goes to ``CPU[tag]``
+    (a load-independent figure: on a busy machine wall time includes waiting for a core)."""
     for _ in range(5):
         engine.decide(obs)
-    out = []
+    out, cpu = [], []
     for _ in range(reps):
+        c0 = time.thread_time()
         t0 = time.perf_counter()
         engine.decide(obs)
         out.append(time.perf_counter() - t0)
+        cpu.append(time.thread_time() - c0)
+    if tag:
+        CPU[tag] = cpu
     return out
 
 
-def _time_http(port: int, body: bytes, reps: int) -> list[float]:
+def _server_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` and its threads (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _time_http(port: int, body: bytes, reps: int, pid: int | None = None) -> list[float]:
     conn = _connect(port)
     try:
         for _ in range(5):
             _post(conn, body)
-        return [_post(conn, body) for _ in range(reps)]
+        c0 = _server_cpu_s(pid) if pid else 0.0
+        out = [_post(conn, body) for _ in range(reps)]
+        if pid:
+            CPU[f"server:{port}:{len(body)}"] = [(_server_cpu_s(pid) - c0) / reps]
+        return out
     finally:
         conn.close()
 
@@ -290,12 +315,12 @@ def act(agents: int, reps: int, seed: int) -> None:
                 obs = [Observation.model_validate(o) for o in raw]
                 body = orjson.dumps({"observations": raw})
                 floor_engine, floor_obs = _floor_engine(n)
-                floor = _time_engine(floor_engine, floor_obs, reps)
+                floor = _time_engine(floor_engine, floor_obs, reps, f"floor{n}")
                 floor_engine.close()
-                eng = _time_engine(onnx_engine, obs, reps)
+                eng = _time_engine(onnx_engine, obs, reps, f"engine{n}")
                 eng_t = _time_engine(torch_engine, obs, reps)
                 progress.advance(task)
-                http_t = _time_http(port, body, reps)
+                http_t = _time_http(port, body, reps, proc.pid)
                 progress.advance(task)
                 # per-agent calls: every agent on its own request, one after the other
                 per_bodies = [orjson.dumps({"observations": [o]}) for o in raw]
@@ -316,6 +341,9 @@ def act(agents: int, reps: int, seed: int) -> None:
                     "engine": e,
                     "engine_torch": et,
                     "engine_floor": percentiles_ms(floor),
+                    "engine_cpu": percentiles_ms(CPU[f"engine{n}"]),
+                    "engine_floor_cpu": percentiles_ms(CPU[f"floor{n}"]),
+                    "http_server_cpu_ms_per_call": round(CPU[f"server:{port}:{len(body)}"][0] * 1000, 3),
                     "onnx_speedup": round(et["p50_ms"] / e["p50_ms"], 2) if e["p50_ms"] else None,
                     "per_agent_calls_ms": round(per_agent_s * 1000, 3),
                     "batched_agents_per_s": round(batched_aps, 1),
@@ -354,6 +382,9 @@ def act(agents: int, reps: int, seed: int) -> None:
     summary = {
         "engine_p99_ms": top["engine"]["p99_ms"],
         "engine_floor_p99_ms": top["engine_floor"]["p99_ms"],
+        "engine_cpu_p99_ms": top["engine_cpu"]["p99_ms"],
+        "engine_floor_cpu_p99_ms": top["engine_floor_cpu"]["p99_ms"],
+        "http_server_cpu_ms_per_call": top["http_server_cpu_ms_per_call"],
         "http_p99_ms": top["http"]["p99_ms"],
         "batched_speedup": top["batched_speedup"],
         "onnx_speedup": top["onnx_speedup"],
