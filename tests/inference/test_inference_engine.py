@@ -263,3 +263,41 @@ def test_featurize_failing_for_no_single_agent_falls_back_as_model_error() -> No
     eng = InferenceEngine(StaticModelSource([cand]), config=EngineConfig(onnx=False))
     r = eng.decide(observations(20, seed=8))
     assert not r.errors and len(r.fallback) == 20 and set(r.fallback.values()) == {"model_error"}
+
+
+def test_batch_in_flight_during_a_swap_finishes_on_the_old_model() -> None:
+    import threading
+
+    entered, release = threading.Event(), threading.Event()
+
+    class Slow(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = make_module(1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            entered.set()
+            release.wait(10)
+            return self.lin(x)
+
+    source = StaticModelSource([ModelCandidate("pursuit", "toy-pursuit", "old", Slow(), ToyAdapter())])
+    eng = InferenceEngine(source, config=EngineConfig(onnx=False), fallbacks={})
+    entered.clear()
+    obs = observations(50, seed=12)
+    out: list = []
+    t = threading.Thread(target=lambda: out.append(eng.decide(obs)))
+    t.start()
+    assert entered.wait(10)
+    source.set(make_candidate(2, version="new"))
+    assert eng.refresh()  # swaps while the batch is inside the old model's forward pass
+    assert eng.models.by_kind["pursuit"].version == "new"
+    release.set()
+    t.join(10)
+    (old,) = out
+    assert set(old.refs) == {("toy-pursuit", "old")}
+    want_old = offline(make_module(1), obs)
+    assert [a.model_dump() for a in old.actions] == [d.action.model_dump() for d in want_old]
+    fresh = [o.model_copy(update={"agent": f"fresh-{i}"}) for i, o in enumerate(obs)]
+    new = eng.decide(fresh)
+    assert set(new.refs) == {("toy-pursuit", "new")}
+    assert [a.model_dump() for a in new.actions] == [d.action.model_dump() for d in offline(make_module(2), fresh)]
