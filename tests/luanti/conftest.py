@@ -24,6 +24,7 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
         },
     )
     try:
+        h.train_pursuit_base()  # runs while the first tests run
         h.start()
         h.server.wait_state(lambda s: s.get("steps", 0) > 0)
         yield h

@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -47,6 +48,7 @@ class PolicyServer:
         self.proxy_to: str | None = None
         self.protected: dict[str, float] | None = None
         self.requests: list[dict[str, Any]] = []
+        self.answers: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         outer = self
 
@@ -63,7 +65,10 @@ class PolicyServer:
                     headers = {"Content-Type": "application/json"}
                     req = urllib.request.Request(outer.proxy_to, data=body, headers=headers)
                     with urllib.request.urlopen(req, timeout=5) as resp:
-                        self._answer(resp.read())
+                        answer = resp.read()
+                    with outer.lock:
+                        outer.answers.append(json.loads(answer))
+                    self._answer(answer)
                     return
                 actions: list[dict[str, Any]] = []
                 for obs in data.get("observations", []):
@@ -137,7 +142,14 @@ class Harness:
     def __init__(self, root: Path, settings: dict[str, Any]) -> None:
         self.root = root
         self.db_url = f"sqlite:///{root / 'events.db'}"
-        self.service = ServiceProcess(db_url=self.db_url, port=free_tcp_port(), log_path=root / "service.log")
+        self.models = root / "models"
+        self.service = ServiceProcess(
+            db_url=self.db_url,
+            port=free_tcp_port(),
+            log_path=root / "service.log",
+            env={"LUANTI_TUNE_MODEL_PATH": str(self.models)},
+        )
+        self.trainer: subprocess.Popen[bytes] | None = None
         self.policy = PolicyServer().start()
         self.server = LuantiServer(
             world=root / "world",
@@ -157,7 +169,17 @@ class Harness:
         self.service.start()
         self.server.start()
 
+    def train_pursuit_base(self) -> None:
+        """Pre-train and promote a real pursuit champion in the background (the service picks it up)."""
+        cmd = [sys.executable, "-c", "from luanti_tune.cli.main import main; main()", "train", "pursuit", "--base"]
+        cmd += ["--minutes", "0.3", "--model-path", str(self.models), "--data-dir", str(self.root / "train-data")]
+        with open(self.root / "train.log", "wb") as out:
+            self.trainer = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+
     def stop(self) -> None:
+        if self.trainer is not None and self.trainer.poll() is None:
+            self.trainer.kill()
+            self.trainer.wait(10)
         self.server.stop()
         self.service.stop()
         self.policy.stop()

@@ -5,8 +5,10 @@ The tests of this module share one server (see conftest.harness) and run in file
 
 from __future__ import annotations
 
+import json
 import re
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -45,18 +47,21 @@ def test_real_client_join_move_dig_become_stored_events(harness: Harness, alice:
     # flat world: the player walks on the ground (y = 8.5), not somewhere random
     assert any(abs(m["pos"]["y"] - 8.5) < 3 for m in moves)
     # every dig the server logged is a stored node.dig with the same node name and position
-    time.sleep(1.5)  # the last batch
     logged = {
         (m.group(2), int(m.group(3)), int(m.group(4)), int(m.group(5)))
         for m in DIG_LINE.finditer(harness.server.log_text())
         if m.group(1) == "alice"
     }
-    stored = {
-        (e["payload"]["node"], int(e["pos"]["x"]), int(e["pos"]["y"]), int(e["pos"]["z"]))
-        for e in _by_actor(harness.events("node.dig"), "alice")
-    }
     assert logged, "the server logged no digs"
-    assert logged <= stored, f"logged digs missing from the store: {sorted(logged - stored)[:5]}"
+
+    def stored_digs(evs: list[dict[str, Any]]) -> set[tuple[str, int, int, int]]:
+        return {
+            (e["payload"]["node"], int(e["pos"]["x"]), int(e["pos"]["y"]), int(e["pos"]["z"]))
+            for e in _by_actor(evs, "alice")
+        }
+
+    # the client keeps digging: wait for the batches carrying the digs logged so far
+    stored = stored_digs(harness.wait_events(lambda evs: logged <= stored_digs(evs), "node.dig", timeout=15))
     assert all(name.startswith("basenodes:") for name, *_ in stored)
 
 
@@ -64,10 +69,33 @@ def _hdist(a: dict[str, float], b: dict[str, float]) -> float:
     return float(((a["x"] - b["x"]) ** 2 + (a["z"] - b["z"]) ** 2) ** 0.5)
 
 
+def _wait_for_champion(url: str, kind: str, timeout: float = 60.0) -> None:
+    """Until the service answers a probe observation with its champion (no fallback)."""
+    probe = {"agent": "probe-1", "kind": kind, "pos": {"x": 0, "y": 8, "z": 0}, "targets": ["bob"]}
+    probe["entities"] = [{"kind": "player", "name": "bob", "rel": {"x": 5, "y": 0, "z": 0}}]
+    deadline = time.monotonic() + timeout
+    answer: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        req = urllib.request.Request(
+            url, data=json.dumps({"observations": [probe]}).encode(), headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            answer = json.loads(resp.read())
+        if answer["actions"] and "fallback" not in answer["actions"][0]:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"the service never served a {kind} champion: {answer}")
+
+
 def test_pursuit_agent_driven_by_the_real_service_closes_distance(harness: Harness, alice: HeadlessClient) -> None:
     h = harness
+    # a real pursuit model: pre-trained on simulated players and promoted (in the background since
+    # the harness started); the service serves the registry's champion
+    assert h.trainer is not None
+    assert h.trainer.wait(180) == 0, (h.root / "train.log").read_text()[-3000:]
+    _wait_for_champion(h.service.url + "/v1/act", "pursuit")
     h.policy.proxy_to = h.service.url + "/v1/act"
-    h.policy.mode = "proxy"  # decisions come from the real service's /v1/act (champion or its fallback)
+    h.policy.mode = "proxy"  # decisions come from the real service's /v1/act
     state = h.server.wait_state(lambda s: "alice" in s.get("players", {}))
     p = state["players"]["alice"]["pos"]
     h.server.ctl(f"spawn pursuit {p['x'] + 10:.1f} 9 {p['z']:.1f}")
@@ -88,6 +116,11 @@ def test_pursuit_agent_driven_by_the_real_service_closes_distance(harness: Harne
     assert closest < 0.5 * d0, f"pursuit agent did not close in: {d0:.1f} -> {closest:.1f}"
     answered = [r for r in h.policy.requests if any(o["agent"] == agent_id for o in r["observations"])]
     assert answered and any("alice" in o.get("targets", []) for r in answered for o in r["observations"])
+    # the decisions came from the pursuit champion, not from the scripted fallback
+    served = [a for ans in h.policy.answers for a in ans["actions"] if a.get("agent") == agent_id]
+    by_model = [a for a in served if "fallback" not in a]
+    assert len(by_model) >= 0.8 * len(served), served[:5]
+    assert any((ans.get("model") or {}).get("name", "").startswith("pursuit") for ans in h.policy.answers)
 
 
 def test_agent_moves_as_the_policy_decides(harness: Harness) -> None:

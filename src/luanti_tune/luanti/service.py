@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -36,6 +37,7 @@ class ServiceProcess:
     host: str = "127.0.0.1"
     log_path: Path | None = None
     extra_args: tuple[str, ...] = ()
+    env: dict[str, str] | None = None
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -47,7 +49,10 @@ class ServiceProcess:
         cmd += list(self.extra_args)
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         try:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
+            env = {**os.environ, **self.env} if self.env else None
+            self.proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env, start_new_session=True
+            )
         finally:
             if self.log_path:
                 out.close()  # type: ignore[union-attr]
