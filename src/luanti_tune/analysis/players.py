@@ -46,7 +46,7 @@ FEATURES: tuple[str, ...] = (
     "still_frac",  # share of samples standing still
     "strafe_frac",  # mean |sin(angle between walking direction and facing)| while moving
     "turn_rate",  # rad/s of walking-direction change while moving
-    "turn_consistency",  # |sum of signed turns| / sum of |turns|: 1 = circling, 0 = alternating
+    "turn_consistency",  # |sum of signed turns| / sum of |turns| at 1 s: 1 = circling, 0 = both ways
     "heading_flip_rate",  # sign changes of turning per minute moving (zig-zag)
     "sharp_turn_rate",  # turns of 0.6..2.5 rad within 0.2 s per minute moving (zig-zag corners)
     "reversal_rate",  # direction reversals (> 2.5 rad) per minute moving (strafing back and forth)
@@ -110,9 +110,10 @@ CLUSTER_FEATURES: tuple[str, ...] = (
 
 #: Feature whose high value names a style (used to give clusters readable names).
 DESCRIPTORS: dict[str, str] = {
-    "strafe_frac": "strafer",
+    "strafe_frac": "sidestepper",
     "alternating_turn_rate": "zigzag",
-    "reversal_rate": "circler",
+    "turn_consistency": "circler",
+    "reversal_rate": "strafer",
     "still_frac": "camper",
     "place_per_min": "builder",
     "cells_per_min": "explorer",
@@ -286,11 +287,26 @@ def _turning(t: np.ndarray, pos: np.ndarray) -> dict[str, float]:
     return {
         "alternating_turn_rate": float(np.count_nonzero(alternating)) / per_min,
         "turn_rate": abs_sum / max(moving_s, 1e-6),
-        "turn_consistency": abs(float(dh.sum())) / abs_sum if abs_sum > 1e-9 else 0.0,
+        "turn_consistency": _turn_consistency(t, pos),
         "heading_flip_rate": flips / per_min,
         "sharp_turn_rate": float(np.count_nonzero(sharp)) / per_min,
         "reversal_rate": float(np.count_nonzero(np.abs(dh) > 2.5)) / per_min,
     }
+
+
+def _turn_consistency(t: np.ndarray, pos: np.ndarray) -> float:
+    """|sum of signed heading changes| / sum of |changes| on a 1 s grid, reversals excluded:
+    ~1 when circling one way, ~0 when turning both ways (noise averages out at this scale)."""
+    grid = np.arange(t[0], t[-1], 1.0)
+    if len(grid) < 4:
+        return 0.0
+    xz = np.stack([np.interp(grid, t, pos[:, 0]), np.interp(grid, t, pos[:, 2])], axis=1)
+    step = np.diff(xz, axis=0)
+    moving = np.hypot(step[:, 0], step[:, 1]) > MOVING_SPEED
+    dh = _wrap(np.diff(np.arctan2(-step[:, 0], step[:, 1])))[moving[1:] & moving[:-1]]
+    dh = dh[np.abs(dh) < 2.0]
+    total = float(np.abs(dh).sum())
+    return abs(float(dh.sum())) / total if total > 1e-9 else 0.0
 
 
 def _exploration(t: np.ndarray, xz: np.ndarray) -> dict[str, float]:

@@ -114,51 +114,59 @@ def _episode_rows(
         for key, (tp, agent) in pickup_of.items()
     }
     arch = adapter.arch
+    arrays = {"log_t": log_t, "aim": aim, "weight": weight, "cens": cens}
     for r, (tick, agent, _team, cols) in enumerate(rows):
-        ax, az = agent_pos[(agent, tick)]
+        here = agent_pos[(agent, tick)]
         for j, key in enumerate(cols):
             if kinds.get(key) == "item":
-                hit = pickup_of.get(key)
-                if hit is None:  # never collected: reaching it takes at least the rest of the episode
-                    rest = min((last_tick - tick) * dt, arch["horizon_s"])
-                    if rest >= 1.0:
-                        log_t[r, j] = math.log(rest + 0.1)
-                        weight[r, j] = 1.0
-                        cens[r, j] = 1.0
-                    continue
-                if hit[1] != agent or not start_of[key] <= tick < hit[0]:
-                    continue
-                tau = (hit[0] - tick) * dt
-                if tau > arch["horizon_s"]:
-                    continue
-                log_t[r, j] = math.log(tau + 0.1)
-                aim[r, j] = (positions[key][0] - ax, positions[key][1] - az)
-                weight[r, j] = 1.0
+                label = _item_label(pickup_of.get(key), start_of.get(key, 0), agent, tick, last_tick, dt, arch)
+                if label is not None:
+                    tau, censored = label
+                    pos = positions[key]
+                    _put(arrays, r, j, tau, (pos[0] - here[0], pos[1] - here[1]), censored)
             elif key in tracks and len(tracks[key]) >= 2:
                 tr = np.asarray(tracks[key])
                 if tr[-1, 0] < tick * dt + 1.0:  # too little future to label
                     continue
-                tau, disp, _ = fam.hindsight_labels(
-                    np.array([ax, az]),
-                    tick * dt,
-                    tr[:, 0],
-                    tr[:, 1:],
-                    arch["agent_speed"],
-                    arch["catch_radius"],
-                    arch["horizon_s"],
-                    dt,
-                )
+                args = (arch["agent_speed"], arch["catch_radius"], arch["horizon_s"], dt)
+                tau, disp, _ = fam.hindsight_labels(np.array(here), tick * dt, tr[:, 0], tr[:, 1:], *args)
                 x0 = float(np.interp(tick * dt, tr[:, 0], tr[:, 1]))
                 z0 = float(np.interp(tick * dt, tr[:, 0], tr[:, 2]))
-                log_t[r, j] = math.log(tau + 0.1)
-                aim[r, j] = (x0 + disp[0] - ax, z0 + disp[1] - az)
-                weight[r, j] = 1.0
+                _put(arrays, r, j, tau, (x0 + disp[0] - here[0], z0 + disp[1] - here[1]), False)
     chunks["log_t"] = [log_t]
     chunks["aim"] = [aim]
     chunks["weight"] = [weight]
     chunks["cens"] = [cens]
     chunks["tick"] = [np.array([t for t, _, _, _ in rows], dtype=np.int64)]
     return chunks, (ticks[-1] * dt if ticks else 0.0), int(weight.sum())
+
+
+def _item_label(
+    hit: tuple[int, str] | None,
+    approach_start: int,
+    agent: str,
+    tick: int,
+    last_tick: int,
+    dt: float,
+    arch: Mapping[str, Any],
+) -> tuple[float, bool] | None:
+    """``(seconds, censored)`` for one (agent, item) pair at ``tick``, or ``None`` (no label)."""
+    if hit is None:  # never collected: reaching it takes at least the rest of the episode
+        rest = min((last_tick - tick) * dt, float(arch["horizon_s"]))
+        return (rest, True) if rest >= 1.0 else None
+    if hit[1] != agent or not approach_start <= tick < hit[0]:
+        return None
+    tau = (hit[0] - tick) * dt
+    return (tau, False) if tau <= arch["horizon_s"] else None
+
+
+def _put(
+    arrays: Mapping[str, np.ndarray], r: int, j: int, tau: float, aim: tuple[float, float], censored: bool
+) -> None:
+    arrays["log_t"][r, j] = math.log(tau + 0.1)
+    arrays["aim"][r, j] = aim
+    arrays["weight"][r, j] = 1.0
+    arrays["cens"][r, j] = 1.0 if censored else 0.0
 
 
 def _match_pickups(
