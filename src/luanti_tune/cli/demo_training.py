@@ -97,6 +97,12 @@ def worker_cycle(ctx: DemoContext) -> None:
     ctx.results["cycle"] = {**cycle, "wall_s": round(time.perf_counter() - t0, 2)}
     gate_sim = (cycle.get("figures") or {}).get("sim", {})
     ctx.echo(f"worker cycle: {cycle.get('status')} {cycle.get('version') or ''} ({cycle.get('reason')})")
+    gate_val = cycle.get("figures") or {}
+    if gate_val.get("candidate"):
+        ctx.echo(
+            f"  gate held-out error: candidate {gate_val['candidate']['ade']:.3f} vs champion "
+            f"{gate_val['champion']['ade']:.3f} nodes on {gate_val.get('val_windows')} windows"
+        )
     if gate_sim:
         c, h = gate_sim["candidate"], gate_sim["champion"]
         ctx.echo(f"  gate sim: candidate {c['mean_time']:.2f}s vs champion {h['mean_time']:.2f}s mean time to catch")
@@ -120,7 +126,8 @@ def before_after(ctx: DemoContext) -> None:
     base_version = ctx.results.get("base", {}).get("version") or reg.versions("pursuit")[0]
     base = reg.load("pursuit", base_version)
     with open_store(ctx.db_url or f"sqlite:///{ctx.data_dir / 'events.db'}") as store:
-        val = build_from_store(store, PursuitSpec.from_arch(tuned.manifest["architecture"])).val()
+        spec = PursuitSpec.from_arch(tuned.manifest["architecture"])
+        val = build_from_store(store, spec, after_id=int(ctx.results.get("heldout_after_id") or 0)).val()
     cfg = tp.SimEvalConfig(styles=HELDOUT_STYLES, episodes=12, max_steps=300, seed=ctx.seed + 7)
     rows: list[dict[str, Any]] = []
     policies: list[tuple[str, Any, Any]] = [
