@@ -71,8 +71,12 @@ def test_design_example_is_accepted_and_answered_by_the_model(serve: Any, engine
 
 def test_batch_answers_in_order_and_mixed_kinds_carry_their_model(serve: Any, engine: InferenceEngine) -> None:
     srv = serve(make_app(engine))
-    obs = batch(200, seed=3)
+    obs = batch(400, seed=3)  # > INLINE_PARSE_BYTES: validated off the event loop
     obs[10] = {**obs[10], "kind": "team", "agent": "worker-10"}
+    bad = [dict(o) for o in obs]
+    bad[399] = {**bad[399], "hp": "full"}
+    r = httpx.post(f"{srv.url}/v1/act", json={"observations": bad})
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"] == "observations[399].hp"
     r = httpx.post(f"{srv.url}/v1/act", json={"observations": obs})
     assert r.status_code == 200, r.text
     acts = r.json()["actions"]

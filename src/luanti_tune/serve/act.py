@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 _ACTIONS: TypeAdapter[list[Any]] = TypeAdapter(list[Action])
 _OBS: TypeAdapter[Observation] = TypeAdapter(Observation)
+#: Bodies up to this size are validated on the event loop (cheaper than a thread hop).
+INLINE_PARSE_BYTES = 32 * 1024
 MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack", "application/vnd.msgpack")
 
 
@@ -171,7 +173,11 @@ class ActService:
     async def act(self, body: bytes, content_type: str, partial: bool) -> dict[str, Any]:
         if len(body) > self.settings.max_batch_bytes:
             raise Rejected(413, f"request body larger than {self.settings.max_batch_bytes} bytes")
-        obs, bad = self.parse(body, content_type, partial)
+        if len(body) > INLINE_PARSE_BYTES:
+            # off the event loop: /v1/events and other requests keep being served meanwhile
+            obs, bad = await run_in_threadpool(self.parse, body, content_type, partial)
+        else:
+            obs, bad = self.parse(body, content_type, partial)
         if not bad:
             result = await self.batcher.decide(obs)
             return render(result, obs)
