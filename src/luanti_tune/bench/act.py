@@ -15,7 +15,7 @@ initialised champion in a temporary registry) served by a real ``luanti-tune ser
   grow when other processes compete for the two cores (wall times do);
 - ``training``: p99 of the batched HTTP call while a CPU-bound torch training loop runs in another
   process (1 torch thread, like the worker), and its ratio to the idle p99;
-- ``breakdown``: where the time of the largest batch goes: JSON parse alone, parse + validation
+- ``breakdown``: where the CPU time of the largest batch goes (thread CPU medians): JSON parse alone, parse + validation
   (JSON and msgpack bodies), the family's featurize/decode, the forward pass, the engine's own
   overhead and rendering the response.
 """
@@ -247,7 +247,7 @@ def _time_http(port: int, body: bytes, reps: int, pid: int | None = None) -> lis
 
 
 def _breakdown(obs_raw: list[dict[str, Any]], engine: Any, reps: int = 30) -> dict[str, float]:
-    """Median cost of each step of one batched call (server side), largest batch."""
+    """Median CPU cost of each step of one batched call (server side), largest batch."""
     import msgpack
 
     from luanti_tune.config.settings import Settings
@@ -261,11 +261,12 @@ def _breakdown(obs_raw: list[dict[str, Any]], engine: Any, reps: int = 30) -> di
     adapter, runner = served.adapter, served.runner
 
     def med(fn: Any) -> float:
+        """Median CPU time of this thread (milliseconds): does not grow with other load."""
         ts = []
         for _ in range(reps):
-            t0 = time.perf_counter()
+            t0 = time.thread_time()
             fn()
-            ts.append(time.perf_counter() - t0)
+            ts.append(time.thread_time() - t0)
         return round(float(np.median(ts)) * 1000, 3)
 
     result = engine.decide(parsed)
