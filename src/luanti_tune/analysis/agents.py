@@ -301,7 +301,7 @@ class BehaviourCollector:
     scrape) before exporting, so registering it is all a service needs to do.
     """
 
-    def __init__(self, monitor: BehaviourMonitor | None = None, store: Any = None, poll_limit: int = 50_000) -> None:
+    def __init__(self, monitor: BehaviourMonitor | None = None, store: Any = None, poll_limit: int = 5_000) -> None:
         self.monitor = monitor or BehaviourMonitor()
         self.store = store
         self.poll_limit = poll_limit

@@ -90,6 +90,9 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         store = _open_store(settings)
     registry = CollectorRegistry()
     ingest_metrics = IngestMetrics(registry)
+    from luanti_tune.analysis.agents import BehaviourCollector
+
+    registry.register(BehaviourCollector(store=store))  # agent behaviour per model version (issue 8)
     committer = GroupCommitter(store, ingest_metrics) if isinstance(store, RowStore) else None
     state = AppState(
         settings=settings,
