@@ -49,6 +49,10 @@ local function new_source_id()
 end
 
 local source = config.source
+if source ~= "" and not (#source <= 128 and source:match("^[A-Za-z0-9_.:%-]+$")) then
+	log("error", "[luanti_tune] luanti_tune.source must be 1-128 characters of A-Z a-z 0-9 _ . : - ; ignoring it")
+	source = ""
+end
 if source == "" then
 	source = storage:get_string("source")
 	if source == "" then
@@ -149,12 +153,19 @@ hooks.register(luanti_tune.emit, {
 	end,
 })
 
+local function step_part(name, fn, ...)
+	local ok, err = pcall(fn, ...)
+	if not ok then
+		ratelog:log_key("step:" .. name, "error", "[luanti_tune] " .. name .. " step failed: " .. tostring(err))
+	end
+end
+
 core.register_globalstep(function(dtime)
 	tick = tick + 1
 	game_elapsed = game_elapsed + dtime
 	stats.step(dtime)
-	decisions:step()
-	delivery:step()
+	step_part("decision", decisions.step, decisions)
+	step_part("delivery", delivery.step, delivery)
 end)
 
 luanti_tune.emit("system.start", { kind = "server", name = "luanti_tune" }, nil,
