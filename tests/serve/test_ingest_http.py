@@ -81,6 +81,14 @@ BAD_CASES = [
     ("missing_events", lambda: b'{"evnts": []}', 422, "events"),
     ("too_many_events", lambda: _body(lambda e: None, n=51), 413, "events"),
     ("body_too_large", lambda: orjson.dumps({"events": [], "pad": "x" * 70_000}), 413, "body"),
+    (  # > 32 KB: validated in the worker process, same answer
+        "big_batch_one_bad",
+        lambda: _body(_mutate("payload.yaw", "north"), n=45, bad_index=40).replace(
+            b'"yaw":0.5', b'"yaw":0.5' + b" " * 800
+        ),
+        422,
+        "events[40].payload.yaw",
+    ),
     (
         "event_too_large",
         lambda: _body(lambda e: e.update(type="chat.msg", payload={"message": "y" * 3000})),
@@ -91,7 +99,7 @@ BAD_CASES = [
 
 
 def test_bad_input_is_refused_naming_the_field_and_nothing_is_stored(server_factory: Any) -> None:
-    server: Server = server_factory(env=LIMITS)
+    server: Server = server_factory(env=LIMITS, workers=1)
     assert server.post_events(make_events("good", 0, 10))[0] == 200
     before = server.stats()
     failures = []
