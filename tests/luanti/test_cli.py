@@ -62,3 +62,18 @@ def test_luanti_serve_starts_server_and_service_and_stops_both(tmp_path: Path) -
     assert not service_healthy(f"http://127.0.0.1:{sport}")
     log = (world / "luanti_tune_server.log").read_text()
     assert "Server: Shutting down" in log or "shutting down" in log.lower()
+
+
+def test_bad_cli_input_is_refused_naming_the_option(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from luanti_tune.luanti.cli import luanti
+
+    runner = CliRunner()
+    result = runner.invoke(luanti, ["serve", "--world", str(tmp_path / "w"), "--set", "novalue"])
+    assert result.exit_code == 2 and "--set" in result.output and "KEY=VALUE" in result.output
+    result = runner.invoke(luanti, ["serve", "--world", str(tmp_path / "w"), "--game", "minecraft"])
+    assert result.exit_code == 2 and "--game" in result.output
+    result = runner.invoke(luanti, ["serve", "--world", str(tmp_path / "w"), "--server-bin", str(tmp_path / "nope")])
+    assert isinstance(result.exception, ConfigError) and "--server-bin" in str(result.exception)
+    assert not (tmp_path / "w").exists()  # nothing was created for a refused command
