@@ -103,8 +103,8 @@ def test_pursuit_agent_driven_by_the_real_service_closes_distance(harness: Harne
     agent_id = next(k for k in state["agents"] if k.startswith("pursuit"))
     d0 = _hdist(state["agents"][agent_id]["pos"], state["players"]["alice"]["pos"])
     closest = d0
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and closest > 2.0:
+    deadline = time.monotonic() + 25
+    while time.monotonic() < deadline and closest >= 0.4 * d0:
         time.sleep(0.3)
         st = h.server.ctl_state()
         if agent_id in st["agents"] and "alice" in st["players"]:
@@ -224,7 +224,7 @@ def test_service_outage_is_survived_without_loss_accounting_errors(harness: Harn
     assert worst < max(1.5, 4 * normal), f"a server step took {worst:.2f} s during the outage"
     # no error spam: the mod warns once, the engine's failed fetches are limited by the backoff
     outage_log = h.server.log_text()[log_offset:]
-    assert outage_log.count("[luanti_tune]") <= 6, outage_log[-2000:]
+    assert outage_log.count("[luanti_tune]") <= 8, outage_log[-2000:]
     assert outage_log.count("ERROR[") <= 40
     # after it returns: events flow again, the drops are reported once as system.dropped
     dropped_evs = h.wait_events(lambda evs: len(evs) >= 1, "system.dropped", timeout=30)
