@@ -46,7 +46,7 @@ def _stream_one(client: Any, url: str, body: dict[str, Any]) -> dict[str, float]
     t0 = time.perf_counter()
     first: float | None = None
     tokens = 0
-    with client.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=120) as r:
+    with client.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=900) as r:
         if r.status_code != 200:
             r.read()
             raise click.ClickException(f"chat request failed: {r.status_code} {r.text[:300]}")
@@ -192,7 +192,9 @@ def dialogue(base: str, per_stream: int, max_tokens: int, act_seconds: float, lo
             act_path = "/v1/act" if "/v1/act" in paths else "/healthz"
             _act_latencies(server.url, act_path, 1.0)  # warm-up (act loads its engine lazily)
             idle = _act_latencies(server.url, act_path, act_seconds)
+            click.echo(f"model loaded in {load_s:.1f} s; {act_path} idle measured; 1 conversation...", err=True)
             one = _conversations(server.url, 1, per_stream, max_tokens)
+            click.echo(f"1 conversation: {one}; 4 conversations...", err=True)
             during: list[float] = []
             stop = threading.Event()
             sampler = threading.Thread(
@@ -205,6 +207,7 @@ def dialogue(base: str, per_stream: int, max_tokens: int, act_seconds: float, lo
         finally:
             server.stop()
             service.close()
+        click.echo(f"4 conversations: {four}; LoRA steps...", err=True)
         lora = _lora_step_seconds(service.base_model, build_examples(events), lora_steps)
         store.close()
     idle_p, during_p = percentiles_ms(idle), percentiles_ms(during)

@@ -81,7 +81,7 @@ def encode_example(tokenizer: Any, messages: Sequence[dict[str, str]], max_len: 
     return p_ids + c_ids, [-100] * len(p_ids) + c_ids
 
 
-def _batches(encoded: list[tuple[list[int], list[int]]], batch_size: int, pad_id: int) -> list[tuple[Any, Any, Any]]:
+def collate(encoded: list[tuple[list[int], list[int]]], batch_size: int, pad_id: int) -> list[tuple[Any, Any, Any]]:
     import torch
 
     out = []
@@ -99,7 +99,7 @@ def _batches(encoded: list[tuple[list[int], list[int]]], batch_size: int, pad_id
     return out
 
 
-def _token_nll(model: Any, ids: Any, mask: Any, labels: Any) -> tuple[Any, Any]:
+def token_nll(model: Any, ids: Any, mask: Any, labels: Any) -> tuple[Any, Any]:
     """Sum of NLL over target tokens and their count (shifted next-token prediction)."""
     import torch.nn.functional as F
 
@@ -155,8 +155,8 @@ def train_lora(
             order += fresh
         picked = [encoded[i] for i in order[: cfg.batch_size]]
         del order[: cfg.batch_size]
-        ids, mask, labels = _batches(picked, cfg.batch_size, pad_id)[0]
-        nll, count = _token_nll(peft_model, ids, mask, labels)
+        ids, mask, labels = collate(picked, cfg.batch_size, pad_id)[0]
+        nll, count = token_nll(peft_model, ids, mask, labels)
         loss = nll / count.clamp(min=1)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -193,8 +193,8 @@ def heldout_loss(model: Any, tokenizer: Any, examples: Sequence[dict[str, Any]],
     was_training = model.training
     model.eval()
     with torch.inference_mode():
-        for ids, mask, labels in _batches(encoded, batch_size, pad_id):
-            nll, n = _token_nll(model, ids, mask, labels)
+        for ids, mask, labels in collate(encoded, batch_size, pad_id):
+            nll, n = token_nll(model, ids, mask, labels)
             total += float(nll)
             count += int(n)
     if was_training:

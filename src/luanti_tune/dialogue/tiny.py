@@ -98,7 +98,7 @@ def build_tiny_model(
     import torch
     from transformers import LlamaForCausalLM
 
-    from luanti_tune.dialogue.lora import LoraTrainConfig, _batches, _token_nll, encode_example
+    from luanti_tune.dialogue.lora import LoraTrainConfig, collate, encode_example, token_nll
 
     texts = [prompt_text_full(ex["messages"]) for ex in examples] + list(CORPUS_EXTRA)
     tokenizer = train_tokenizer(texts, vocab_size=vocab_size)
@@ -117,8 +117,8 @@ def build_tiny_model(
         model.train()
         for _ in range(pretrain_steps):
             picked = rng.sample(encoded, min(16, len(encoded)))
-            ids, mask, labels = _batches(picked, len(picked), int(tokenizer.pad_token_id))[0]
-            nll, n = _token_nll(model, ids, mask, labels)
+            ids, mask, labels = collate(picked, len(picked), int(tokenizer.pad_token_id))[0]
+            nll, n = token_nll(model, ids, mask, labels)
             loss = nll / n.clamp(min=1)
             opt.zero_grad(set_to_none=True)
             loss.backward()
