@@ -97,3 +97,30 @@ def test_no_champion_means_scripted_fallback(tmp_path: Path) -> None:
     engine = InferenceEngine(RegistrySource(reg))
     r = engine.decide(steps(10, 1, seed=4)[0])
     assert set(r.fallback.values()) == {"no_model"} and r.main_ref()[0].startswith("scripted:")
+
+
+def test_every_built_in_action_family_is_served_through_checked_onnx(tmp_path: Path) -> None:
+    import importlib
+
+    from luanti_tune.inference.synthetic import synthetic_observations
+    from luanti_tune.policies.families import get_family
+
+    reg = Registry(tmp_path / "models")
+    families = ("pursuit", "navigation", "team")
+    for fam in families:
+        torch.manual_seed(0)
+        mod = importlib.import_module(f"luanti_tune.policies.{fam}")
+        arch = mod.architecture() if hasattr(mod, "architecture") else {}
+        reg.promote(fam, reg.save(fam, module=get_family(fam).build(arch), architecture=arch), force=True)
+    engine = InferenceEngine(RegistrySource(reg))
+    assert not engine.load_errors
+    for fam in families:
+        served = engine.models.by_family[fam]
+        assert served.report.runtime == "onnx", (fam, served.report)
+        obs = synthetic_observations(fam, 40, np.random.default_rng(5), served.adapter)
+        assert obs, fam
+        r = engine.decide(obs)
+        assert not r.errors and set(r.refs) == {served.ref}, (fam, r.fallback, r.errors)
+        # ONNX decisions equal eager PyTorch decisions of the registry's own model
+        m = reg.load(fam, "champion")
+        assert actions_match(r.actions, [d.action for d in m.decide(obs, {})], tol=1e-4), fam
