@@ -21,6 +21,7 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
             "luanti_tune.move_sample_rate": 5,
             "luanti_tune.act_interval": 2,
             "luanti_tune.batch_size": 64,
+            "luanti_tune.agent_events": True,
         },
     )
     try:

@@ -4,6 +4,7 @@ the service + server harness and a real headless client."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -42,6 +43,19 @@ def invalid_actions(obs: dict[str, Any], protected: dict[str, float] | None) -> 
     return out
 
 
+def build_actions(obs: dict[str, Any]) -> list[dict[str, Any]]:
+    """Valid one-shot actions: place a stone two nodes east at foot height, dig it, chat, turn, jump."""
+    agent, pos = obs["agent"], obs["pos"]
+    node = {"x": math.floor(pos["x"] + 0.5) + 2, "y": math.floor(pos["y"] + 0.5), "z": math.floor(pos["z"] + 0.5)}
+    return [
+        {"agent": agent, "type": "place", "args": {"pos": node, "item": "basenodes:stone"}},
+        {"agent": agent, "type": "dig", "args": {"pos": node}},
+        {"agent": agent, "type": "chat", "args": {"message": "hello from " + agent}},
+        {"agent": agent, "type": "turn", "args": {"yaw": 1.0}},
+        {"agent": agent, "type": "jump"},
+    ]
+
+
 class PolicyServer:
     def __init__(self) -> None:
         self.mode = "none"
@@ -78,6 +92,8 @@ class PolicyServer:
                         )
                     elif mode == "invalid":
                         actions += invalid_actions(obs, outer.protected)
+                    elif mode == "build":
+                        actions += build_actions(obs)
                 model = {"name": "test-policy", "version": mode}
                 self._answer(json.dumps({"actions": actions, "model": model}).encode())
 

@@ -181,6 +181,28 @@ def test_invalid_actions_are_refused_with_reason(harness: Harness) -> None:
     harness.server.ctl("clear")
 
 
+def test_valid_world_actions_are_applied_and_recorded(harness: Harness) -> None:
+    h = harness
+    h.server.ctl("spawn npc -400 9 -400")
+    state = h.server.wait_state(lambda s: any(k.startswith("npc") for k in s.get("agents", {})))
+    agent_id = next(k for k in state["agents"] if k.startswith("npc"))
+    h.policy.mode = "build"
+    wanted = {"place", "dig", "chat", "turn", "jump"}
+
+    def all_ok(evs: list[dict[str, Any]]) -> bool:
+        return wanted <= {e["payload"]["action"] for e in evs if e["actor"]["name"] == agent_id and e["payload"]["ok"]}
+
+    h.wait_events(all_ok, "agent.result", timeout=20)
+    h.policy.mode = "none"
+    built = [e for e in h.events("node.place", "node.dig") if e["actor"] == {"kind": "agent", "name": agent_id}]
+    assert {e["type"] for e in built} == {"node.place", "node.dig"}
+    assert all(e["payload"]["node"] == "basenodes:stone" for e in built)
+    # the observations were recorded too (luanti_tune.agent_events), valid as stored by the service
+    obs = [e for e in h.events("agent.obs") if e["actor"]["name"] == agent_id]
+    assert obs and all(e["payload"]["agent"] == agent_id and e["payload"]["kind"] == "npc" for e in obs)
+    h.server.ctl("clear")
+
+
 def _rss_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
