@@ -344,7 +344,8 @@ class TeamAdapter(FamilyAdapter):
         self.sight = float(self.arch["sight"])
         #: ``False`` turns the team into independent greedy members (for ablations/baselines).
         self.coordinate = coordinate
-        #: agent -> target key chosen by the last :meth:`decode` (its "role"; bounded).
+        #: agent -> target key chosen by the last :meth:`decode` (its "role"; bounded). Only a record:
+        #: decisions depend on the observations and model outputs alone (decode is repeatable).
         self.last_assignment: dict[str, str | None] = {}
         # team -> (columns, kinds) of the last featurize: decode maps column indices back to names
         self._columns: dict[str, tuple[list[str], list[str]]] = {}
@@ -386,15 +387,10 @@ class TeamAdapter(FamilyAdapter):
         aim = np.asarray(outputs["aim"], dtype=np.float64)
         decisions: list[Decision] = []
         choice_of: dict[int, int] = {}
-        for team, idx in group_by_team(observations).items():
+        for idx in group_by_team(observations).values():
             lt = log_t[idx]
             valid = lt < MASKED_LOG_T - 1.0
             cost = np.exp(np.minimum(lt, 10.0))
-            cols, _ = self._columns.get(team, ([], []))
-            for row, i in enumerate(idx):  # hysteresis: keep the current target unless clearly worse
-                prev = self.last_assignment.get(observations[i].agent)
-                if prev is not None and prev in cols and cols.index(prev) < cost.shape[1]:
-                    cost[row, cols.index(prev)] *= 0.85
             choice = assign(cost, valid) if self.coordinate else greedy_assign(cost, valid)
             for row, i in enumerate(idx):
                 choice_of[i] = int(choice[row])

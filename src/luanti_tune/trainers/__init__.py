@@ -13,4 +13,5 @@ CYCLES: dict[str, str] = {
     "pursuit": "luanti_tune.trainers.pursuit:run_cycle",
     "navigation": "luanti_tune.trainers.navigation:run_cycle",
     "dialogue": "luanti_tune.dialogue.gate:worker_cycle",
+    "team": "luanti_tune.trainers.team:run_cycle",
 }

@@ -77,3 +77,21 @@ def train_pursuit(
     click.echo(json.dumps(result.to_dict()))
     if result.status == "failed":
         raise SystemExit(1)
+
+
+def _add_navigation() -> None:
+    from luanti_tune.trainers.navigation import train_navigation
+
+    train.add_command(train_navigation, "navigation")
+
+
+_add_navigation()
+
+
+def _add_team() -> None:
+    from luanti_tune.trainers.team import train_team
+
+    train.add_command(train_team, "team")
+
+
+_add_team()

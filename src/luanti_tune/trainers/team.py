@@ -20,8 +20,10 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
+import click
 import numpy as np
 
 from luanti_tune.datasets.common import Dataset
@@ -148,7 +150,9 @@ def team_episode_events(
 
     events: list[dict[str, Any]] = []
     for ep in range(episodes):
-        sc = TeamScenario(seed * 100_003 + ep, agents=agents, items=items, max_steps=max_steps, record=True)
+        ep_seed = seed * 100_003 + ep
+        sc = TeamScenario(ep_seed, agents=agents, items=items, max_steps=max_steps, record=True)
+        sc.sim.source = f"sim-team-{ep_seed}"  # (source, seq) is the idempotency key: one source per episode
         memory: dict[str, dict[str, Any]] = {}
         events.extend(sc.sim.drain_events())
         done = False
@@ -212,12 +216,18 @@ def gate(
 def bootstrap_base(
     registry: Any,
     *,
-    episodes: int = 24,
+    episodes: int = 16,
     seed: int = 0,
     arch: Mapping[str, Any] | None = None,
     cfg: FitConfig = BASE_FIT,
+    minutes: float | None = None,
 ) -> str:
-    """Pre-train the base model on simulated team episodes; save + promote it."""
+    """Pre-train the base model on simulated team episodes; save + promote it.
+
+    ``minutes`` (the worker's bootstrap budget knob) overrides ``episodes``: 6 episodes per minute.
+    """
+    if minutes is not None:
+        episodes = max(6, int(round(minutes * 6)))
     arch = fam.architecture(**dict(arch or {}))
     t0 = time.perf_counter()
     data = simulated_dataset(arch, episodes=episodes, seed=seed)
@@ -308,3 +318,59 @@ def run_cycle(ctx: CycleContext) -> CycleResult:
         training={**fit_cfg.to_dict(), **info, "gate": asdict(opts.gate)},
         timings=timings,
     )
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+@click.command("team")
+@click.option("--config", type=click.Path(path_type=Path), default=None, help="TOML config file.")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="Data directory.")
+@click.option("--db", "db_url", default=None, help="Store URL (sqlite:///PATH or postgresql://...).")
+@click.option("--model-path", type=click.Path(path_type=Path), default=None, help="Model registry root.")
+@click.option("--base", is_flag=True, help="Pre-train the base model on simulated team episodes and promote it.")
+@click.option("--episodes", type=click.IntRange(2), default=16, show_default=True, help="--base: team episodes.")
+@click.option("--after-id", type=int, default=0, show_default=True, help="Cycle: learn from events with id > this.")
+@click.option("--until-id", type=int, default=None, help="Cycle: up to this id (default: current max).")
+@click.option("--no-sim", is_flag=True, help="Gate on held-out data only (skip Team-v0 episodes).")
+@click.option("--seed", type=int, default=None, help="Seed (default: settings.seed).")
+def train_team(
+    config: Path | None,
+    data_dir: Path | None,
+    db_url: str | None,
+    model_path: Path | None,
+    base: bool,
+    episodes: int,
+    after_id: int,
+    until_id: int | None,
+    no_sim: bool,
+    seed: int | None,
+) -> None:
+    """Pre-train (--base) or fine-tune the team model once: dataset, fit, gate, promote/reject."""
+    import dataclasses
+    import json
+
+    from luanti_tune.config.settings import load_settings
+    from luanti_tune.registry import Registry
+    from luanti_tune.store.base import open_store
+    from luanti_tune.trainers.common import configure_torch, guarded_cycle
+
+    settings = load_settings(config, data_dir=data_dir, db_url=db_url, model_path=model_path, seed=seed)
+    configure_torch(settings.torch_threads)
+    reg = Registry(settings.resolved_model_path)
+    if base:
+        version = bootstrap_base(reg, episodes=episodes, seed=settings.seed)
+        click.echo(
+            json.dumps({"status": "promoted", "version": version, "metrics": reg.manifest(FAMILY, version)["metrics"]})
+        )
+        return
+    opts = CycleOptions()
+    if no_sim:
+        opts = dataclasses.replace(opts, gate=dataclasses.replace(opts.gate, sim=False))
+    with open_store(settings.resolved_db_url) as store:
+        until = store.max_id() if until_id is None else until_id
+        ctx = CycleContext(store, reg, after_id, until, seed=settings.seed, settings=settings, options={"team": opts})
+        result = guarded_cycle(FAMILY, ctx, run_cycle)
+    click.echo(json.dumps(result.to_dict()))
+    if result.status == "failed":
+        raise SystemExit(1)
