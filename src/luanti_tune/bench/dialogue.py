@@ -139,6 +139,13 @@ def _act_latencies(url: str, path: str, seconds: float, stop: threading.Event | 
     return out
 
 
+def _has_act(url: str) -> bool:
+    import httpx
+
+    r = httpx.post(f"{url}/v1/act", json={"observations": [ACT_OBS]}, timeout=300)
+    return r.status_code != 404
+
+
 def _lora_step_seconds(base_model: Any, examples: list[dict[str, Any]], steps: int) -> dict[str, Any]:
     from luanti_tune.dialogue.lora import LoraTrainConfig, add_lora, train_lora
 
@@ -188,8 +195,7 @@ def dialogue(base: str, per_stream: int, max_tokens: int, act_seconds: float, lo
         app.state.luanti.components["dialogue"] = service
         server = _Server(app)
         try:
-            paths = {getattr(r, "path", "") for r in app.routes}
-            act_path = "/v1/act" if "/v1/act" in paths else "/healthz"
+            act_path = "/v1/act" if _has_act(server.url) else "/healthz"
             _act_latencies(server.url, act_path, 1.0)  # warm-up (act loads its engine lazily)
             idle = _act_latencies(server.url, act_path, act_seconds)
             click.echo(f"model loaded in {load_s:.1f} s; {act_path} idle measured; 1 conversation...", err=True)
