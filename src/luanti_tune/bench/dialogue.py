@@ -14,6 +14,7 @@ One run, one JSON line:
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import tempfile
 import threading
@@ -171,7 +172,8 @@ def _lora_step_seconds(base_model: Any, examples: list[dict[str, Any]], steps: i
 @click.option("--max-tokens", type=click.IntRange(min=1), default=48, show_default=True)
 @click.option("--act-seconds", type=float, default=5.0, show_default=True, help="Idle act measurement time.")
 @click.option("--lora-steps", type=click.IntRange(min=1), default=5, show_default=True)
-def dialogue(base: str, per_stream: int, max_tokens: int, act_seconds: float, lora_steps: int) -> None:
+@click.option("--timeout", type=float, default=600.0, show_default=True, help="Generation time bound per reply.")
+def dialogue(base: str, per_stream: int, max_tokens: int, act_seconds: float, lora_steps: int, timeout: float) -> None:
     """Dialogue latency/throughput (1 and 4 conversations), act p99 under generation, LoRA s/step."""
     from luanti_tune.config import Settings
     from luanti_tune.dialogue.dataset import build_examples
@@ -187,7 +189,9 @@ def dialogue(base: str, per_stream: int, max_tokens: int, act_seconds: float, lo
         events = list(conversation_events(200, seed=0))
         store = open_store(f"sqlite:///{root / 'events.db'}")
         store.append([parse_event(e) for e in events])
-        service = DialogueService(base, registry=Registry(root / "models"), store=store, max_tokens_limit=256)
+        service = DialogueService(
+            base, registry=Registry(root / "models"), store=store, max_tokens_limit=256, timeout_s=timeout
+        )
         t0 = time.perf_counter()
         service.generate_sync([{"role": "user", "content": "hello"}], GenParams(max_tokens=4))
         load_s = time.perf_counter() - t0
@@ -224,6 +228,7 @@ def dialogue(base: str, per_stream: int, max_tokens: int, act_seconds: float, lo
             "params": service.base_model.n_params,
             "load_s": round(load_s, 2),
             "max_tokens": max_tokens,
+            "load_average_1m": round(os.getloadavg()[0], 2),
             "conversations_1": one,
             "conversations_4": four,
             "throughput_ratio_4_vs_1": round(
