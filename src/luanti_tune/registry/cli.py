@@ -42,7 +42,7 @@ def list_cmd(config: Path | None, model_path: Path | None, family: str | None, a
     """Versions per family with aliases, gate verdict and key metrics."""
     reg = _registry(config, model_path)
     rows: list[dict[str, Any]] = []
-    for fam in [family] if family else reg.families():
+    for fam in [family] if family else reg.families(include_scopes=True):
         for info in reg.info(fam):
             gate = info.gate or {}
             rows.append(

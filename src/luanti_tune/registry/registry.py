@@ -158,10 +158,12 @@ class Registry:
 
     # ------------------------------------------------------------------ reading
 
-    def families(self) -> list[str]:
+    def families(self, *, include_scopes: bool = False) -> list[str]:
+        """Family directories; per-player scopes (``pursuit@alice``) only with ``include_scopes``."""
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and _FAMILY_RE.match(p.name))
+        names = [p.name for p in self.root.iterdir() if p.is_dir() and _FAMILY_RE.match(p.name)]
+        return sorted(n for n in names if include_scopes or "@" not in n)
 
     def versions(self, family: str) -> list[str]:
         fdir = self.family_dir(family)
@@ -270,6 +272,25 @@ class Registry:
                 except ValueError:
                     log.warning("skipping corrupt history line in %s", path)
         return rows[-limit:] if limit else rows
+
+    def last_event(self, family: str) -> dict[str, Any] | None:
+        """The newest history row (reads only the file's tail)."""
+        path = self.family_dir(family) / HISTORY
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(0, os.SEEK_END)
+                size = fh.tell()
+                fh.seek(max(0, size - 8192))
+                lines = fh.read().splitlines()
+        except FileNotFoundError:
+            return None
+        for line in reversed(lines):
+            try:
+                row: dict[str, Any] = json.loads(line)
+                return row
+            except ValueError:
+                continue
+        return None
 
     def verify(self, family: str, ref: str = "champion") -> dict[str, Any]:
         """Check every file hash listed in the manifest; returns the manifest or raises ModelError."""

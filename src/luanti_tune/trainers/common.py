@@ -284,7 +284,11 @@ def guarded_cycle(family: str, ctx: CycleContext, run: Callable[[CycleContext], 
     try:
         result = run(ctx)
     except TrainingSkipped as exc:
-        reg.record(family, "skip", reason=str(exc), after_id=ctx.after_id, until_id=ctx.until_id)
+        last = reg.last_event(family) if hasattr(reg, "last_event") else None
+        kind = str(exc).split(":", 1)[0]
+        # the same kind of skip every cycle (e.g. no champion yet) is recorded once, not every poll
+        if not (last and last.get("action") == "skip" and str(last.get("reason", "")).split(":", 1)[0] == kind):
+            reg.record(family, "skip", reason=str(exc), after_id=ctx.after_id, until_id=ctx.until_id)
         log.info("%s cycle skipped: %s", family, exc)
         result = CycleResult(family, "skipped", str(exc), champion=reg.champion_version(family))
     except Exception as exc:  # the worker must survive any training failure
