@@ -1,0 +1,251 @@
+"""The batched (vectorised) pursuit adapter gives exactly what the per-agent implementation gave.
+
+``Reference`` below is a frozen copy of the per-agent ``featurize``/``decode`` the adapter had
+before it was vectorised (one ``window_features`` call and dict/list memory per agent). A rich
+randomised sequence of batches (agents coming and going, histories of every length, agents
+without a target or with several, unnamed players, missing velocities, ticks repeating or going
+backwards a little or a lot, one agent twice in a batch, more than 8 targets per agent, hot swaps
+of the adapter over the same memory) must give the same features and the same actions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pytest
+
+from luanti_tune.policies import pursuit as fam
+from luanti_tune.policies.base import Decision
+from luanti_tune.schemas.agent import EntityView, MoveAction, MoveArgs, Observation, WaitAction
+from luanti_tune.schemas.common import Vec3
+
+
+def ref_select_target(obs: Observation) -> EntityView | None:
+    by_name = {e.name: e for e in obs.entities if e.name}
+    for name in obs.targets:
+        if name in by_name:
+            return by_name[name]
+    players = [e for e in obs.entities if e.kind == "player"]
+    if not players:
+        return None
+    return min(players, key=lambda e: e.rel.x**2 + e.rel.z**2)
+
+
+class Reference(fam.PursuitAdapter):
+    """The per-agent implementation (frozen copy), memory as ``{"tracks": {key: [(t, x, z), ...]}}``."""
+
+    def featurize(self, observations: Sequence[Observation], memory: Any) -> dict[str, np.ndarray]:
+        n = len(observations)
+        hist = np.zeros((n, self.history, 2), dtype=np.float32)
+        vel = np.zeros((n, 2), dtype=np.float32)
+        threat = np.zeros((n, 3), dtype=np.float32)
+        for i, obs in enumerate(observations):
+            target = ref_select_target(obs)
+            if target is None:
+                continue
+            if target.rel.x**2 + target.rel.z**2 <= fam.THREAT_RANGE**2:
+                threat[i] = (-target.rel.x, -target.rel.z, 1.0)
+            t = obs.tick * fam.TICK_S
+            ax, az = obs.pos.x + target.rel.x, obs.pos.z + target.rel.z
+            mem = memory.setdefault(obs.agent, {})
+            tracks: dict[str, list[tuple[float, float, float]]] = mem.setdefault("tracks", {})
+            key = target.name or "_nearest"
+            track = tracks.setdefault(key, [])
+            if track and t <= track[-1][0]:
+                if t < track[-1][0] - self.keep_s:
+                    track.clear()
+                else:
+                    track.pop()
+            track.append((t, ax, az))
+            while track and track[0][0] < t - self.keep_s:
+                track.pop(0)
+            if len(tracks) > 8:
+                for k in [k for k, tr in tracks.items() if k != key and tr[-1][0] < t - self.keep_s]:
+                    del tracks[k]
+            arr = np.asarray(track, dtype=np.float64)
+            hist[i] = fam.window_features(arr[:, 0], arr[:, 1:], np.array([t]), self.history, self.hist_dt)[0]
+            if target.velocity is not None:
+                vel[i] = (target.velocity.x, target.velocity.z)
+            elif len(arr) >= 2 and arr[-1, 0] > arr[-2, 0]:
+                vel[i] = (arr[-1, 1:] - arr[-2, 1:]) / (arr[-1, 0] - arr[-2, 0])
+        return {"hist": hist, "vel": vel, "threat": threat}
+
+    def decode(self, observations: Sequence[Observation], outputs: dict[str, np.ndarray]) -> list[Decision]:
+        rel = np.zeros((len(observations), 2))
+        has = np.zeros(len(observations), dtype=bool)
+        for i, obs in enumerate(observations):
+            target = ref_select_target(obs)
+            if target is not None:
+                rel[i] = (target.rel.x, target.rel.z)
+                has[i] = True
+        aim, std = self.intercept(rel, np.asarray(outputs["mean"]), np.asarray(outputs["log_std"]))
+        decisions: list[Decision] = []
+        for i, obs in enumerate(observations):
+            if not has[i]:
+                decisions.append(Decision(WaitAction(agent=obs.agent, type="wait"), confidence=0.0))
+                continue
+            vec = aim[i] if np.hypot(*aim[i]) > 1e-6 else rel[i]
+            norm = float(np.hypot(*vec))
+            if not math.isfinite(norm) or norm < 1e-9:
+                decisions.append(Decision(WaitAction(agent=obs.agent, type="wait"), confidence=0.5))
+                continue
+            dist = float(np.hypot(*rel[i]))
+            conf = 1.0 / (1.0 + float(std[i]) / (1.0 + dist))
+            args = MoveArgs.model_construct(
+                dir=Vec3.model_construct(x=float(vec[0] / norm), y=0.0, z=float(vec[1] / norm)), speed=1.0
+            )
+            decisions.append(Decision(MoveAction.model_construct(agent=obs.agent, type="move", args=args), conf))
+        return decisions
+
+
+# ----------------------------------------------------------------------------- random worlds
+
+NAMES = ["alice", "bob", "carol", "dave", "eve", "frank", "grace", "heidi", "ivan", "judy", "mallory"]
+
+
+def _vec(rng: np.random.Generator, scale: float) -> dict[str, float]:
+    x, y, z = rng.normal(0, scale, 3).round(3).tolist()
+    return {"x": x, "y": y, "z": z}
+
+
+def _entities(rng: np.random.Generator) -> tuple[list[dict[str, Any]], list[str]]:
+    style = rng.integers(0, 10)
+    if style == 0:
+        return [], []  # nothing in view
+    if style == 1:  # only mobs/items: no target
+        return [{"kind": str(rng.choice(["mob", "item"])), "rel": _vec(rng, 5)} for _ in range(rng.integers(1, 4))], []
+    ents: list[dict[str, Any]] = []
+    for _ in range(int(rng.integers(1, 6))):
+        e: dict[str, Any] = {"kind": str(rng.choice(["player", "player", "agent", "mob"])), "rel": _vec(rng, 12)}
+        if rng.random() < 0.8:
+            e["name"] = str(rng.choice(NAMES))  # duplicates happen: the last one of a name wins
+        if rng.random() < 0.7:
+            e["velocity"] = _vec(rng, 3)
+        if rng.random() < 0.05:
+            e["rel"] = {"x": 0.0, "y": 0.0, "z": 0.0}  # standing on the agent
+        ents.append(e)
+    if style == 2:
+        return ents, []  # nearest player (named or not)
+    targets = [str(t) for t in rng.choice(NAMES, size=int(rng.integers(1, 4)), replace=False)]
+    return ents, targets
+
+
+def _obs(rng: np.random.Generator, agent: str, tick: int) -> Observation:
+    ents, targets = _entities(rng)
+    raw = {"agent": agent, "kind": "pursuit", "tick": tick, "pos": _vec(rng, 30), "entities": ents, "targets": targets}
+    return Observation.model_validate(raw)
+
+
+def _many_targets_obs(agent: str, tick: int, k: int) -> Observation:
+    """An agent that sees a different named player every step (to exercise forgetting)."""
+    name = f"p{k}"
+    raw = {
+        "agent": agent,
+        "kind": "pursuit",
+        "tick": tick,
+        "pos": {"x": 1.0 * k, "y": 0, "z": 0},
+        "entities": [{"kind": "player", "name": name, "rel": {"x": 2.0, "y": 0, "z": 1.0 + k}}],
+        "targets": [name],
+    }
+    return Observation.model_validate(raw)
+
+
+def batches(seed: int, steps: int = 60, agents: int = 120) -> list[list[Observation]]:
+    rng = np.random.default_rng(seed)
+    ticks = {f"e{i}": int(rng.integers(0, 50)) for i in range(agents)}
+    out: list[list[Observation]] = []
+    for step in range(steps):
+        batch: list[Observation] = []
+        for a in list(ticks):
+            if rng.random() < 0.15:
+                continue  # absent this step: histories of different lengths
+            r = rng.random()
+            if r < 0.75:
+                ticks[a] += 1
+            elif r < 0.82:
+                ticks[a] += int(rng.integers(2, 8))  # skipped steps
+            elif r < 0.86:
+                pass  # same tick again
+            elif r < 0.90:
+                ticks[a] = max(0, ticks[a] - int(rng.integers(1, 6)))  # a little back
+            elif r < 0.92:
+                ticks[a] = max(0, ticks[a] - int(rng.integers(30, 60)))  # far back: new episode
+            else:
+                ticks[a] += 1
+            batch.append(_obs(rng, a, ticks[a]))
+        if step % 7 == 3:  # an agent twice in one batch (second one later in time)
+            a = next(iter(ticks))
+            batch.append(_obs(rng, a, ticks[a] + 1))
+        if step % 11 == 5:  # new agents join
+            for j in range(5):
+                ticks[f"n{step}-{j}"] = int(rng.integers(0, 1000))
+        batch.append(_many_targets_obs("hoarder", 10 * step, step))
+        order = rng.permutation(len(batch))
+        out.append([batch[i] for i in order])
+    return out
+
+
+def _outputs(rng: np.random.Generator, n: int, horizons: int) -> dict[str, np.ndarray]:
+    mean = rng.normal(0, 3, (n, horizons, 2)).astype(np.float32)
+    log_std = rng.normal(0, 1, (n, horizons)).astype(np.float32)
+    mean[rng.random(n) < 0.05] = 0.0
+    bad = rng.random(n) < 0.02
+    mean[bad, 0, 0] = np.nan
+    return {"mean": mean, "log_std": log_std}
+
+
+def assert_same_decisions(got: list[Decision], want: list[Decision]) -> None:
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        assert type(g.action) is type(w.action)
+        assert g.action.model_dump() == w.action.model_dump()
+        assert g.action == w.action
+        assert g.action.model_fields_set == w.action.model_fields_set
+        assert g.confidence == w.confidence
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_batched_adapter_equals_per_agent_reference(seed: int) -> None:
+    new, ref = fam.PursuitAdapter(), Reference()
+    mem_new: dict[str, Any] = {}
+    mem_ref: dict[str, Any] = {}
+    rng = np.random.default_rng(100 + seed)
+    seen = 0
+    for step, batch in enumerate(batches(seed)):
+        if step == 30:  # hot swap: a fresh adapter takes over the same memory
+            new = fam.PursuitAdapter()
+        got = new.featurize(batch, mem_new)
+        want = ref.featurize(batch, mem_ref)
+        for k in want:
+            assert got[k].dtype == want[k].dtype and got[k].shape == want[k].shape
+            np.testing.assert_allclose(got[k], want[k], rtol=0, atol=1e-6, err_msg=f"{k} at step {step}")
+        outputs = _outputs(rng, len(batch), len(new.horizons))
+        assert_same_decisions(new.decode(batch, outputs), ref.decode(batch, outputs))
+        seen += len(batch)
+        # the same tracks are remembered (what the memory holds, per agent and target)
+        assert set(mem_new) == set(mem_ref)
+        for agent, m in mem_ref.items():
+            assert set(mem_new[agent]["tracks"]) == set(m["tracks"]), agent
+            for key, track in m["tracks"].items():
+                mine = mem_new[agent]["tracks"][key]
+                assert len(mine) == len(track)
+                assert [tuple(x) for x in mine] == track
+    assert seen > 5000
+    assert len(mem_ref["hoarder"]["tracks"]) <= 9
+
+
+def test_decode_without_featurize_and_on_fresh_memory() -> None:
+    """decode does not depend on a preceding featurize; a fresh memory means no history."""
+    batch = batches(7, steps=1, agents=300)[0]
+    new, ref = fam.PursuitAdapter(), Reference()
+    outputs = _outputs(np.random.default_rng(3), len(batch), len(new.horizons))
+    assert_same_decisions(new.decode(batch, outputs), ref.decode(batch, outputs))
+    for _ in range(2):
+        got, want = new.featurize(batch, {}), ref.featurize(batch, {})
+        for k in want:
+            np.testing.assert_allclose(got[k], want[k], rtol=0, atol=1e-6)
+    assert new.featurize([], {})["hist"].shape == (0, new.history, 2)
+    assert new.decode([], {"mean": np.zeros((0, 3, 2)), "log_std": np.zeros((0, 3))}) == []
