@@ -4,7 +4,9 @@
 The cycle runs the way the worker runs it: in a separate (spawned) process with one torch thread
 and lowered CPU priority, reading the same SQLite store the ingest loop writes to. Ingest is
 measured in this process as validated events appended per second (``parse_event`` +
-``store.append`` in batches of 500, the service's path without HTTP).
+``store.append`` in batches of 500, the service's path without HTTP). The ingest load is
+``player.move``-shaped events of a mob actor, so no pursuit dataset (players only) trains on it
+and every measured cycle learns from exactly its simulated new events.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ def _fresh_events(n: int, seed: int) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     k = 0
     while len(out) < n:
-        out += tp.simulated_events(HELDOUT_STYLES, minutes=1.0, seed=seed + k, sessions=1)
+        out += tp.simulated_events(HELDOUT_STYLES, minutes=0.5, seed=seed + k, sessions=1)
         k += 1
     return out[:n]
 
@@ -66,6 +68,7 @@ def _ingest_for(
             ev = dict(pool[i % len(pool)])
             i += 1
             ev["source"] = "bench-ingest"
+            ev["actor"] = {"kind": "mob", "name": "bench-mob"}  # same shape; not a player: no dataset sees it
             ev["seq"] = seq
             ev.pop("episode_id", None)
             ev.pop("event_id", None)
