@@ -5,6 +5,7 @@
 --   clear                          remove all agents
 --   protect <x1> <y1> <z1> <x2> <y2> <z2>  mark a box as protected (core.is_protected)
 --   set_node <x> <y> <z> <name>
+--   teleport <player> <x> <y> <z>  move a connected player
 --   save                           write the status file now
 -- and writes WORLD/luanti_tune_ctl_state.json (agents' positions, step count) every 0.2 s.
 
@@ -62,6 +63,11 @@ local function run(line)
 		boxes[#boxes + 1] = b
 	elseif c == "set_node" then
 		core.set_node({ x = tonumber(w[2]), y = tonumber(w[3]), z = tonumber(w[4]) }, { name = w[5] })
+	elseif c == "teleport" then
+		local player = core.get_player_by_name(w[2] or "")
+		if player then
+			player:set_pos({ x = tonumber(w[3]), y = tonumber(w[4]), z = tonumber(w[5]) })
+		end
 	elseif c == "save" then
 		luanti_tune.write_status()
 	elseif c then

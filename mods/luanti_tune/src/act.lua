@@ -75,7 +75,7 @@ function act.observe(ent, tick, players, cfg, chat, cache)
 			and #entities < 16 then
 			entities[#entities + 1] = { kind = "player", name = pl.name, rel = Events.vec(rel),
 				velocity = Events.vec(pl.vel), hp = pl.hp }
-			if ent.kind == "pursuit" then
+			if ent.kind == "pursuit" or ent.kind == "team" then
 				targets[#targets + 1] = pl.name
 			end
 		end
@@ -99,6 +99,10 @@ function act.observe(ent, tick, players, cfg, chat, cache)
 	end
 	if ent.goal then
 		o.goal = Events.vec(ent.goal)
+	end
+	if ent.kind == "team" then
+		-- team agents of this server share one blackboard in the service unless they name a team
+		o.team = ent.team or "team"
 	end
 	if ent.kind == "npc" and #chat > 0 then
 		o.chat = json.array(chat)
