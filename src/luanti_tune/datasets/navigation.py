@@ -141,17 +141,17 @@ class _Builder:
             tr.direction, tr.failed = None, False
         elif etype == "agent.act":
             key = (str(ev["source"]), str(ev.get("episode_id") or ""), str(ev["actor"]["name"]))
-            tr = self.tracks.get(key)
-            if tr is None or tr.obs is None:
+            found = self.tracks.get(key)
+            if found is None or found.obs is None:
                 return
             act = AgentActPayload.model_validate(payload).action
-            tr.direction = action_direction(tr.obs, act)
-            note_decision(tr.mem, tr.obs, act)
+            found.direction = action_direction(found.obs, act)
+            note_decision(found.mem, found.obs, act)
         elif etype == "agent.result":
             key = (str(ev["source"]), str(ev.get("episode_id") or ""), str(ev["actor"]["name"]))
-            tr = self.tracks.get(key)
-            if tr is not None and tr.obs is not None and not LastResult.model_validate(payload).ok:
-                tr.failed = True
+            found = self.tracks.get(key)
+            if found is not None and found.obs is not None and not LastResult.model_validate(payload).ok:
+                found.failed = True
 
     def emit(self, tr: _Track, nxt: Observation, t: float) -> None:
         obs, d = tr.obs, tr.direction

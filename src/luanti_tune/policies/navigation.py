@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -64,7 +64,7 @@ NODE_SECONDS = 0.25
 #: Seconds between two decisions of a simulated agent (the simulator's step).
 DECISION_SECONDS = 0.09
 #: Cost of one hp of damage, in seconds of walking.
-HP_SECONDS = 1.0
+HP_SECONDS = 3.0
 BLOCKED_SECONDS = 1.0
 FELL_SECONDS = 2.0
 #: A cell predicted blocked with more than this probability is not entered at all.
@@ -75,7 +75,7 @@ BLOCKED_PROGRESS = 0.03
 #: Planner penalty per decision step already spent in a column (breaks local-minimum loops,
 #: like LRTA*: a dead end the agent keeps returning to becomes expensive), and its cap.
 VISIT_SECONDS = 0.1
-MAX_VISITS = 300.0
+MAX_VISITS = 100.0
 GOAL_REACHED = 0.6
 
 DEFAULT_ARCHITECTURE: dict[str, Any] = {
@@ -149,6 +149,12 @@ def update_experience(mem: dict[str, Any], obs: Observation) -> None:
         if loss > 0:
             _bounded_add(hurt, cell_of(here), loss)
         d = prev.get("dir")
+        if d is None and obs.last_result is not None and obs.last_result.action == "move":
+            # the decision was not recorded (e.g. the inference engine path): the simulator and
+            # the mod turn the body to the move direction, so the yaw tells where it went
+            d = (-math.sin(obs.yaw), math.cos(obs.yaw))
+            px0, py0, pz0 = cell_of(prev["pos"])
+            prev["ahead"] = (px0 + int(round(d[0] * 1.41)), py0, pz0 + int(round(d[1] * 1.41)))
         if d is not None:
             progress = (here[0] - px) * d[0] + (here[2] - pz) * d[1]
             failed = obs.last_result is not None and not obs.last_result.ok
@@ -284,7 +290,7 @@ def build_navigation_model(architecture: Mapping[str, Any]) -> Any:
             (kernel offset, code) patch of each position with the rearranged kernel, the second a
             matrix product over the 27 positions.
             """
-            c1, c2, c3, c4 = self.body[0], self.body[2], self.body[4], self.body[6]
+            c1, c2, c3, c4 = (cast(Any, self.body[i]) for i in (0, 2, 4, 6))
             m = codes.shape[0]
             k1 = c1.weight  # (h, C, 3, 3, 3)
             h = k1.shape[0]
@@ -523,7 +529,7 @@ def _decision(obs: Observation, plan: PlanResult, i: int, radius: int, in_liquid
     if sx == 0 and sz == 0:
         # nowhere better to go in view: head straight for the goal (low confidence: the engine may fall back)
         return Decision(_move(obs, gx / dist, gz / dist, jump=in_liquid), confidence=0.2)
-    tx, tz = c[0] + sx, c[2] + sz
+    tx, tz = float(c[0] + sx), float(c[2] + sz)
     if abs(obs.goal.x - tx) < 0.5 and abs(obs.goal.z - tz) < 0.5:
         tx, tz = obs.goal.x, obs.goal.z
     dx, dz = tx - obs.pos.x, tz - obs.pos.z

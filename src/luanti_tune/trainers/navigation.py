@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 
 FAMILY = nav.FAMILY
 BASE_FIT = FitConfig(steps=500, batch_size=256, lr=3e-3, replay_fraction=0.0, time_budget_s=120.0)
+#: Seconds of walking one hp of damage is worth in the simulator ``cost`` figure (fixed, so that
+#: figures stay comparable when the planner's own risk weighting is tuned).
+SIM_HP_SECONDS = 1.0
 FINETUNE_FIT = FitConfig(steps=400, batch_size=256, lr=2e-3, replay_fraction=0.3, time_budget_s=60.0)
 
 
@@ -113,13 +116,14 @@ def simulated_events(cfg: ExperienceConfig, policy: Policy | None = None) -> lis
     exploration streaks, so the experience includes sand, water, lava and walls.
     """
     from luanti_tune.policies.scripted import AStarNavigationPolicy
-    from luanti_tune.sim.core import Dynamics, Simulation
+    from luanti_tune.sim.core import DEFAULT_EPOCH_US, Dynamics, Simulation
     from luanti_tune.sim.scenarios import GOAL_RADIUS
     from luanti_tune.sim.world import World
 
     policy = policy or AStarNavigationPolicy()
     wcfg = world_config(cfg.world)
     events: list[dict[str, Any]] = []
+    seq = 0
     for ep in range(cfg.episodes):
         seed = cfg.seed * 100_003 + ep
         rng = np.random.default_rng([seed, 404])
@@ -130,7 +134,15 @@ def simulated_events(cfg: ExperienceConfig, policy: Policy | None = None) -> lis
             bridge_collapse_tick=int(rng.integers(40, 160)) if cfg.terrain_changes else None,
         )
         source = f"{cfg.source}-{cfg.world}-{cfg.seed}"
-        sim = Simulation(world, seed=seed, source=source, episode_id=f"{source}-{ep}", dynamics=dyn)
+        sim = Simulation(
+            world,
+            seed=seed,
+            source=source,
+            episode_id=f"{source}-{ep}",
+            dynamics=dyn,
+            start_wall_us=DEFAULT_EPOCH_US + int(ep * (cfg.steps + 10) * 0.09 * 1e6),
+        )
+        sim.seq = seq  # one source, one increasing (source, seq) sequence across episodes
         cols = world.standable_columns()
         names = [f"nav-{k + 1}" for k in range(cfg.agents)]
         for name in names:
@@ -167,6 +179,7 @@ def simulated_events(cfg: ExperienceConfig, policy: Policy | None = None) -> lis
                     cell = np.array([int(round(p[0])), int(round(p[2]))])
                     actor.goal = _pick_goal(world, cols, cell, rng)
         events.extend(sim.drain_events())
+        seq = sim.seq
     return events
 
 
@@ -194,7 +207,7 @@ def simulate(policy: Policy, cfg: SimEvalConfig) -> dict[str, float]:
     """Navigation episodes on changing terrain: success rate, time, damage, deaths and a ``cost``.
 
     ``cost`` (lower is better) folds them into one number: seconds of walking (failed episodes
-    count as ``max_steps``), plus :data:`~luanti_tune.policies.navigation.HP_SECONDS` per hp lost.
+    count as ``max_steps``), plus :data:`SIM_HP_SECONDS` per hp lost.
     """
     from luanti_tune.sim import run_navigation_episodes
     from luanti_tune.sim.physics import DT
@@ -219,7 +232,7 @@ def summarize(res: Mapping[str, Any], max_seconds: float) -> dict[str, float]:
         "mean_time_censored_s": round(censored, 4),
         "mean_damage": round(damage, 4),
         "deaths": float(res.get("deaths", 0)),
-        "cost": round(censored + nav.HP_SECONDS * damage, 4),
+        "cost": round(censored + SIM_HP_SECONDS * damage, 4),
     }
 
 
@@ -296,12 +309,16 @@ def bootstrap_base(
     experience: ExperienceConfig | None = None,
     arch: Mapping[str, Any] | None = None,
     cfg: FitConfig = BASE_FIT,
+    events: list[dict[str, Any]] | None = None,
 ) -> str:
-    """Pre-train the base cost model on simulated experience in the calm world; save + promote it."""
+    """Pre-train the base cost model on simulated experience in the calm world; save + promote it.
+
+    ``events``: the experience to use (default: freshly simulated from ``experience``).
+    """
     exp = experience or ExperienceConfig(world="calm", terrain_changes=False, episodes=4, seed=seed)
     arch = {**nav.DEFAULT_ARCHITECTURE, **dict(arch or {})}
     t0 = time.perf_counter()
-    events = simulated_events(exp)
+    events = simulated_events(exp) if events is None else events
     data = build_base_dataset(events, arch, exp)
     module, info = pretrain_base(data, arch, replace(cfg, seed=seed))
     metrics = {"val": nav.evaluate(module, data.val())}
@@ -394,3 +411,77 @@ def run_cycle(ctx: CycleContext) -> CycleResult:
         training={**fit_cfg.to_dict(), **info, "gate": asdict(opts.gate)},
         timings=timings,
     )
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def _train_navigation_command() -> Any:
+    import json
+    from pathlib import Path
+
+    import click
+
+    @click.command("navigation")
+    @click.option("--config", type=click.Path(path_type=Path), default=None, help="TOML config file.")
+    @click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="Data directory.")
+    @click.option("--db", "db_url", default=None, help="Store URL (sqlite:///PATH or postgresql://...).")
+    @click.option("--model-path", type=click.Path(path_type=Path), default=None, help="Model registry root.")
+    @click.option("--base", is_flag=True, help="Pre-train the base model on simulated experience and promote it.")
+    @click.option("--episodes", type=int, default=4, show_default=True, help="--base: simulated episodes.")
+    @click.option("--after-id", type=int, default=0, show_default=True, help="Cycle: learn from events with id > this.")
+    @click.option("--until-id", type=int, default=None, help="Cycle: up to this id (default: current max).")
+    @click.option("--steps", type=int, default=None, help="Fine-tune steps.")
+    @click.option("--no-sim", is_flag=True, help="Gate on held-out data only (skip simulator episodes).")
+    @click.option("--seed", type=int, default=None, help="Seed (default: settings.seed).")
+    def train_navigation(
+        config: Path | None,
+        data_dir: Path | None,
+        db_url: str | None,
+        model_path: Path | None,
+        base: bool,
+        episodes: int,
+        after_id: int,
+        until_id: int | None,
+        steps: int | None,
+        no_sim: bool,
+        seed: int | None,
+    ) -> None:
+        """Pre-train (--base) or fine-tune the navigation cost model once: dataset, fit, gate, promote/reject."""
+        from luanti_tune.config.settings import load_settings
+        from luanti_tune.registry import Registry
+        from luanti_tune.store.base import open_store
+        from luanti_tune.trainers.common import guarded_cycle
+
+        settings = load_settings(config, data_dir=data_dir, db_url=db_url, model_path=model_path, seed=seed)
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
+        reg = Registry(settings.resolved_model_path)
+        if base:
+            exp = ExperienceConfig(world="calm", terrain_changes=False, episodes=episodes, seed=settings.seed)
+            version = bootstrap_base(reg, seed=settings.seed, experience=exp)
+            click.echo(
+                json.dumps({"status": "promoted", "version": version, **reg.manifest(FAMILY, version)["metrics"]})
+            )
+            return
+        opts = CycleOptions()
+        if steps is not None:
+            opts = replace(opts, fit=replace(opts.fit, steps=steps))
+        if no_sim:
+            opts = replace(opts, gate=replace(opts.gate, sim=False))
+        with open_store(settings.resolved_db_url) as store:
+            until = store.max_id() if until_id is None else until_id
+            ctx = CycleContext(
+                store, reg, after_id, until, seed=settings.seed, settings=settings, options={FAMILY: opts}
+            )
+            result = guarded_cycle(FAMILY, ctx, run_cycle)
+        click.echo(json.dumps(result.to_dict()))
+        if result.status == "failed":
+            raise SystemExit(1)
+
+    return train_navigation
+
+
+#: ``luanti-tune train navigation`` (registered by :mod:`luanti_tune.trainers.cli`).
+train_navigation = _train_navigation_command()
