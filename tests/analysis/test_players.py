@@ -122,3 +122,20 @@ def test_cli_players_on_a_real_store(tmp_path: Path, train_population: list[dict
     assert "Play styles" in res.output
     again = load_style_book(path=data_dir / "analysis" / "styles.json")
     assert again is not None and again.model.names == book.model.names
+
+
+def test_players_of_styles_for_per_style_adaptation(tmp_path: Path, train_population: list[dict[str, Any]]) -> None:
+    from luanti_tune.analysis.players import players_of_styles
+    from luanti_tune.cli.main import cli
+
+    path = tmp_path / "data" / "analysis" / "styles.json"
+    # no analysis yet: the trainer refuses with a clear message, nothing trained
+    res = CliRunner().invoke(cli, ["train", "pursuit", "--style", "builder", "--data-dir", str(tmp_path / "data")])
+    assert res.exit_code != 0 and "analyze players" in str(res.exception or res.output)
+    report = analyze_players(train_population, seed=0)
+    report.book.save(path)
+    builders = [p for p, lab in zip(report.players, report.labels, strict=True) if lab == "builder"]
+    assert builders and players_of_styles(["builder"], path=path) == sorted(builders)
+    assert all(true_style(p) == "builder" for p in builders)
+    with pytest.raises(ConfigError, match="unknown play style"):
+        players_of_styles(["astronaut"], path=path)

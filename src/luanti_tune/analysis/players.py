@@ -14,6 +14,10 @@ player. Trainers that adapt per style read it with the small API::
     book = load_style_book(settings)       # StyleBook | None
     book.players_by_style()["strafer"]     # -> ["alice", ...]
     book.classify_events(events)           # label players not seen at fit time
+    players_of_styles(["strafer"], settings)  # -> players to adapt to
+
+Per-style adaptation: ``luanti-tune train pursuit --style strafer [--per-player]`` fine-tunes the
+pursuit model on the players labelled ``strafer`` (resolved through :func:`players_of_styles`).
 
 Nearest-centroid prediction is pure numpy, so readers need neither scikit-learn nor the fit.
 """
@@ -646,3 +650,18 @@ def plot_styles(report: PlayersReport, out_dir: Path) -> list[Path]:
     fig.savefig(paths[-1], dpi=100)
     plt.close(fig)
     return paths
+
+
+def players_of_styles(styles: Sequence[str], settings: Any = None, path: Path | None = None) -> list[str]:
+    """Players labelled with any of ``styles`` (for per-style adaptation); clear errors otherwise."""
+    book = load_style_book(settings, path)
+    if book is None:
+        raise ConfigError("no play styles stored yet: run `luanti-tune analyze players` first")
+    groups = book.players_by_style()
+    unknown = [s for s in styles if s not in groups]
+    if unknown:
+        raise ConfigError(f"unknown play style(s) {', '.join(unknown)}; known: {', '.join(sorted(groups))}")
+    found = sorted({p for s in styles for p in groups[s]})
+    if not found:
+        raise ConfigError(f"no players are labelled {', '.join(styles)}")
+    return found

@@ -1,35 +1,39 @@
 """The ``team`` model family: teammates share what they see and a learned model splits the targets.
 
-Blackboard (shared observation). All observations of one team that arrive in a batch are merged:
-every target any teammate sees (``entities`` named in ``targets``, or players) is written, with
-its absolute position, velocity and tick, to the team's blackboard kept in the adapter memory
-(key ``"@team:<team>"``, bounded like every other memory entry). An agent therefore knows where a
-target is even when only a teammate sees it; entries older than ``ttl_ticks`` are dropped.
+Blackboard (shared observation, kept by the service per team). All observations of one team
+(``Observation.team``; no team = a team of one) that arrive in a batch are merged: every target
+any teammate sees - items (keyed by name and position), players named in ``targets`` (or any
+player when the list is empty) - is written with its absolute position, velocity and tick to the
+team's blackboard in the adapter memory (key ``"@team:<team>"``, bounded like every memory entry).
+An agent therefore knows where a target is even when only a teammate sees it. Entries go when
+older than ``ttl_ticks``, when a teammate within ``sight`` no longer sees an item (collected), or
+when no member lists a player in ``targets`` any more (caught).
 
-Columns. The targets of a team in a batch are the sorted union of its members' ``targets`` lists
-(or, when empty, of the names of visible players) - computable from the observations alone, so
-``featurize`` and ``decode`` agree without shared state. At most ``max_targets`` columns.
+Columns: the team's live blackboard entries, sorted by key (the ``max_targets`` nearest to the
+team when there are more), identical for every member of the team in the batch.
 
 Model (:func:`build_module`, torch): inputs ``pair`` ``[B, K, F]`` (features of agent b and
-target column k: relative position, distance, target velocity split into radial/tangential
-parts, staleness, who of the team is closest, team size) and ``mask`` ``[B, K]``. A per-pair MLP
-plus a mean-pooled team-context embedding outputs, for every pair,
+target column k: relative position, distance, height difference, target velocity split into
+radial/tangential parts, staleness, whether b itself sees it, b's distance rank in the team and
+margin to the closest teammate, team and target counts, hp) and ``mask`` ``[B, K]``. A per-pair
+MLP plus a mean-pooled team-context embedding, on top of a geometric prior (straight run at
+``agent_speed`` against the target's closing speed), outputs for every pair
 
-* ``log_t`` ``[B, K]``: log of the predicted time (s) agent b needs to reach target k if it goes
-  for it (masked pairs get a huge value), and
-* ``aim`` ``[B, K, 2]``: where to run to (relative x/z): the target's current relative position
-  plus its predicted displacement over that time (an intercept point, not the target itself).
+* ``log_t`` ``[B, K]``: log of the time (s) agent b needs to reach target k if it goes for it
+  (masked pairs get :data:`MASKED_LOG_T`), and
+* ``aim`` ``[B, K, 2]``: where to run to (relative x/z): the target's position plus its predicted
+  displacement over that time (an intercept point for a moving target).
 
-Both are learned from team episodes with hindsight labels (:func:`hindsight_labels`): from the
-target's real future track, the earliest time a straight run at ``agent_speed`` meets it, and the
-target's displacement by then. Playing styles that flee or zig-zag are slower to catch and their
-intercept points differ; the model learns that from data.
+Both are learned from team episodes (:mod:`luanti_tune.datasets.team`): actual pickup times of the
+agent that collected an item, censored lower bounds for items nobody reached (e.g. high above),
+and hindsight intercept labels for moving targets (:func:`hindsight_labels`).
 
-Decode (:class:`TeamAdapter`): per team, the agents x targets matrix of predicted times is turned
-into an assignment that minimises the team's completion time (targets replicated when agents
-outnumber them; :func:`assign`), so teammates split targets instead of all chasing the nearest one.
-Each agent runs to its pair's intercept point and ``attack``\\s when within ``attack_range``.
-The target each agent was assigned is kept in ``TeamAdapter.last_assignment`` (its "role").
+Decode (:class:`TeamAdapter`): per team, the agents x targets matrix of predicted times becomes an
+assignment minimising the sum of squared times (:func:`assign`; targets replicated when agents
+outnumber them), so teammates split targets instead of all going for the nearest one. Each agent
+runs to its pair's aim point (sliding sideways when a wall blocked its last move) and attacks an
+assigned player within ``attack_range``. ``TeamAdapter.last_assignment`` records each agent's
+target (its role); decisions depend only on observations and outputs, so decode is repeatable.
 """
 
 from __future__ import annotations

@@ -25,6 +25,9 @@ def train() -> None:
 @click.option("--after-id", type=int, default=0, show_default=True, help="Cycle: learn from events with id > this.")
 @click.option("--until-id", type=int, default=None, help="Cycle: up to this id (default: current max).")
 @click.option("--player", "players", multiple=True, help="Adapt to these players only (repeatable).")
+@click.option(
+    "--style", "styles", multiple=True, help="Adapt to the players of this play style (`analyze players`; repeatable)."
+)
 @click.option("--per-player", is_flag=True, help="With --player: keep a separate champion pursuit@<player>.")
 @click.option("--steps", type=int, default=None, help="Fine-tune steps.")
 @click.option("--no-sim", is_flag=True, help="Gate on held-out data only (skip simulator episodes).")
@@ -39,6 +42,7 @@ def train_pursuit(
     after_id: int,
     until_id: int | None,
     players: tuple[str, ...],
+    styles: tuple[str, ...],
     per_player: bool,
     steps: int | None,
     no_sim: bool,
@@ -63,6 +67,10 @@ def train_pursuit(
             )
         )
         return
+    if styles:
+        from luanti_tune.analysis.players import players_of_styles
+
+        players = tuple(sorted(set(players) | set(players_of_styles(styles, settings))))
     opts = tp.CycleOptions(players=players, per_player_scope=per_player)
     if steps is not None:
         opts = dataclasses.replace(opts, fit=dataclasses.replace(opts.fit, steps=steps))
