@@ -224,10 +224,10 @@ def bootstrap_base(
 ) -> str:
     """Pre-train the base model on simulated team episodes; save + promote it.
 
-    ``minutes`` (the worker's bootstrap budget knob) overrides ``episodes``: 6 episodes per minute.
+    ``minutes`` (the worker's bootstrap budget knob) overrides ``episodes``: 4 episodes per minute.
     """
     if minutes is not None:
-        episodes = max(6, int(round(minutes * 6)))
+        episodes = max(6, int(round(minutes * 4)))
     arch = fam.architecture(**dict(arch or {}))
     t0 = time.perf_counter()
     data = simulated_dataset(arch, episodes=episodes, seed=seed)
