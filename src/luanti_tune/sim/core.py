@@ -322,7 +322,7 @@ class Simulation:
 
     def _act_jump(self, actor: Actor, args: Any) -> tuple[bool, str | None]:
         b = self.bodies
-        inside = self.world.node_at(np.floor(b.pos[actor.idx] + np.array([0.0, 0.8, 0.0])))
+        inside = self.world.node_at(np.floor(b.pos[actor.idx] + np.array([0.5, 0.8, 0.5])))
         if not b.on_ground[actor.idx] and not LIQUID[int(inside)]:
             return False, "not on ground"
         b.jump[actor.idx] = True

@@ -102,8 +102,8 @@ class Bodies:
         n = self.n
         alive = self.alive
         pos, vel = self.pos, self.vel
-        below = world.node_at(np.floor(pos + np.array([0.0, 0.5 - 0.08, 0.0])))
-        inside = world.node_at(np.floor(pos + np.array([0.0, 0.5 + 0.3, 0.0])))
+        below = world.node_at(np.floor(pos + np.array([0.5, 0.5 - 0.08, 0.5])))
+        inside = world.node_at(np.floor(pos + np.array([0.5, 0.5 + 0.3, 0.5])))
         in_liquid = LIQUID[inside] | (inside == LADDER)
 
         factor = np.where(self.on_ground, SPEED_FACTOR[below], 1.0) * np.where(in_liquid, SPEED_FACTOR[inside], 1.0)
@@ -168,7 +168,7 @@ class Bodies:
             np.round((impact - FALL_SAFE_SPEED) * FALL_DAMAGE_PER_SPEED),
             0.0,
         )
-        now_inside = world.node_at(np.floor(pos + np.array([0.0, 0.5 + 0.3, 0.0])))
+        now_inside = world.node_at(np.floor(pos + np.array([0.5, 0.5 + 0.3, 0.5])))
         hazard = DAMAGE_PER_S[now_inside] * dt
         fall_damage = np.where(alive, fall_damage, 0.0)
         hazard = np.where(alive, hazard, 0.0)
