@@ -157,3 +157,13 @@ def test_registry_save_load_gives_identical_predictions_and_refuses_tampering(tm
     weights.write_bytes(bytes(data))
     with pytest.raises(ModelError, match="sha256"):
         reg.load("navigation", version)
+
+
+def test_onnx_export_matches_pytorch(tmp_path: Path) -> None:
+    from luanti_tune.registry.export import export_onnx
+
+    torch.manual_seed(4)
+    reg = Registry(tmp_path / "models")
+    version = reg.save("navigation", module=nav.build_navigation_model({}), architecture=nav.DEFAULT_ARCHITECTURE)
+    report = export_onnx(reg.load("navigation", version), tmp_path / "nav.onnx")
+    assert report["max_abs_diff"] is not None and report["max_abs_diff"] < 1e-4

@@ -310,12 +310,17 @@ def bootstrap_base(
     arch: Mapping[str, Any] | None = None,
     cfg: FitConfig = BASE_FIT,
     events: list[dict[str, Any]] | None = None,
+    minutes: float | None = None,
 ) -> str:
     """Pre-train the base cost model on simulated experience in the calm world; save + promote it.
 
-    ``events``: the experience to use (default: freshly simulated from ``experience``).
+    ``events``: the experience to use (default: freshly simulated from ``experience``);
+    ``minutes``: simulated agent-minutes of experience (sets the number of episodes).
     """
     exp = experience or ExperienceConfig(world="calm", terrain_changes=False, episodes=4, seed=seed)
+    if minutes is not None:
+        per_episode_min = exp.agents * exp.steps * nav.DECISION_SECONDS / 60.0
+        exp = replace(exp, episodes=max(2, math.ceil(minutes / per_episode_min)))
     arch = {**nav.DEFAULT_ARCHITECTURE, **dict(arch or {})}
     t0 = time.perf_counter()
     events = simulated_events(exp) if events is None else events
