@@ -14,6 +14,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "dialogue": ("luanti_tune.bench.dialogue:dialogue", "Dialogue model latency and LoRA step time."),
     "luanti": ("luanti_tune.bench.luanti:luanti", "Real server step time with the mod; delivery latency."),
     "team": ("luanti_tune.bench.team:team", "Team model vs independent greedy agents."),
+    "navigation": ("luanti_tune.bench.navigation:navigation", "Learned terrain costs vs geometry-only A*."),
 }
 
 
