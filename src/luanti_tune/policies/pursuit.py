@@ -23,6 +23,8 @@ with a confidence that falls with the predicted uncertainty relative to the dist
 from __future__ import annotations
 
 import math
+import operator
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -227,18 +229,151 @@ def baseline_metrics(data: Mapping[str, np.ndarray], horizons: Sequence[float]) 
 
 def select_target(obs: Observation) -> EntityView | None:
     """The first named target visible in ``entities``, else the nearest player."""
-    by_name = {e.name: e for e in obs.entities if e.name}
+    entities = obs.entities
+    if len(entities) == 1:  # the common case, same answer without building the name map
+        e = entities[0]
+        if e.name and e.name in obs.targets:
+            return e
+        return e if e.kind == "player" else None
+    by_name = {e.name: e for e in entities if e.name}
     for name in obs.targets:
         if name in by_name:
             return by_name[name]
-    players = [e for e in obs.entities if e.kind == "player"]
+    players = [e for e in entities if e.kind == "player"]
     if not players:
         return None
     return min(players, key=lambda e: e.rel.x**2 + e.rel.z**2)
 
 
+class _TrackStore:
+    """Every target track of one adapter in preallocated rows: times/x/z ``[slots, width]``,
+    oldest first, ``count[slot]`` valid samples. Rows are recycled when their :class:`Track` dies."""
+
+    def __init__(self, width: int, slots: int = 1024) -> None:
+        self.width = width
+        self.t = np.zeros((slots, width))
+        self.x = np.zeros((slots, width))
+        self.z = np.zeros((slots, width))
+        self.count = np.zeros(slots, dtype=np.int64)
+        self.free: list[int] = list(range(slots - 1, -1, -1))
+        self.lock = threading.Lock()
+
+    def alloc(self) -> int:
+        if not self.free:
+            old = len(self.count)
+            new = old * 2
+            for name in ("t", "x", "z"):
+                arr = getattr(self, name)
+                grown = np.zeros((new, self.width))
+                grown[:old] = arr
+                setattr(self, name, grown)
+            count = np.zeros(new, dtype=np.int64)
+            count[:old] = self.count
+            self.count = count
+            self.free.extend(range(new - 1, old - 1, -1))
+        slot = self.free.pop()
+        self.count[slot] = 0
+        return slot
+
+
+class Track:
+    """One target's recent absolute positions ``(t, x, z)``, oldest first (a sequence of tuples).
+
+    Normally a row of the adapter's :class:`_TrackStore` (updated for the whole batch at once);
+    a track whose times stop increasing strictly (ticks going back a little) or outgrow the row
+    keeps a plain list and is updated one by one, exactly like before.
+    """
+
+    __slots__ = ("store", "slot", "items", "__weakref__")
+
+    def __init__(self, store: _TrackStore, items: list[tuple[float, float, float]] | None = None) -> None:
+        self.store = store
+        self.slot = -1
+        self.items = items
+        if items is None:
+            self.slot = store.alloc()
+
+    def __del__(self) -> None:
+        if self.slot >= 0:
+            self.store.free.append(self.slot)
+            self.slot = -1
+
+    def to_list(self) -> list[tuple[float, float, float]]:
+        if self.items is not None:
+            return list(self.items)
+        s, n = self.store, int(self.store.count[self.slot])
+        return list(zip(s.t[self.slot, :n].tolist(), s.x[self.slot, :n].tolist(), s.z[self.slot, :n].tolist()))
+
+    def make_list(self) -> list[tuple[float, float, float]]:
+        """Switch to the one-by-one list representation (same contents)."""
+        if self.items is None:
+            self.items = self.to_list()
+            self.store.free.append(self.slot)
+            self.slot = -1
+        return self.items
+
+    def __len__(self) -> int:
+        return len(self.items) if self.items is not None else int(self.store.count[self.slot])
+
+    def __getitem__(self, i: int) -> tuple[float, float, float]:
+        if self.items is not None:
+            return self.items[i]
+        n = int(self.store.count[self.slot])
+        j = i + n if i < 0 else i
+        if not 0 <= j < n:
+            raise IndexError("track index out of range")
+        s = self.store
+        return (float(s.t[self.slot, j]), float(s.x[self.slot, j]), float(s.z[self.slot, j]))
+
+    def __iter__(self) -> Any:
+        return iter(self.to_list())
+
+
+def _strictly_increasing(items: Sequence[tuple[float, float, float]]) -> bool:
+    return all(a[0] < b[0] for a, b in zip(items, items[1:], strict=False))
+
+
+def _interp_rows(tq: np.ndarray, xp: np.ndarray, fps: Sequence[np.ndarray], n: np.ndarray) -> list[np.ndarray]:
+    """``np.interp(tq[r], xp[r, :n[r]], fp[r, :n[r]])`` for every row ``r`` at once, same arithmetic.
+
+    ``xp`` rows strictly increasing over their first ``n[r] >= 1`` entries; ``tq`` ``[R, Q]``.
+    """
+    rows = np.arange(len(n))[:, None]
+    valid = np.arange(xp.shape[1])[None, :] < n[:, None]
+    # j: the last knot <= x (-1 below the first); like numpy's binary search on an increasing xp
+    j = ((xp[:, None, :] <= tq[:, :, None]) & valid[:, None, :]).sum(-1) - 1
+    last = (n - 1)[:, None]
+    jc = np.minimum(np.maximum(j, 0), np.maximum(last - 1, 0))
+    x0 = xp[rows, jc]
+    x1 = xp[rows, jc + 1]
+    below = j < 0
+    above = j >= last
+    exact = x0 == tq
+    out = []
+    for fp in fps:
+        f0 = fp[rows, jc]
+        f1 = fp[rows, jc + 1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            inner = ((f1 - f0) / (x1 - x0)) * (tq - x0) + f0
+        res = np.where(exact, f0, inner)
+        res = np.where(above, fp[rows, last], res)
+        res = np.where(below, fp[:, :1], res)
+        out.append(res)
+    return out
+
+
+#: ``(observation ids, rel [N, 2], has [N])`` of the last featurized batch, reused by decode.
+_Targets = tuple[tuple[Observation, ...], np.ndarray, np.ndarray]
+
+
 class PursuitAdapter(FamilyAdapter):
-    """Observations + per-agent target tracks <-> ``hist``/``vel`` arrays; intercept decoding."""
+    """Observations + per-agent target tracks <-> ``hist``/``vel`` arrays; intercept decoding.
+
+    Batched: one pass in Python picks each agent's target and its :class:`Track` in ``memory``
+    (``memory[agent]["tracks"][target name or "_nearest"]``), then every track is updated and
+    resampled for the whole batch with numpy. Results equal the per-agent algorithm (see
+    ``tests/policies/test_pursuit_batched.py``).
+    """
 
     family = FAMILY
     input_names = INPUTS
@@ -252,6 +387,10 @@ class PursuitAdapter(FamilyAdapter):
         self.agent_speed = float(self.arch["agent_speed"])
         self.catch_radius = float(self.arch["catch_radius"])
         self.keep_s = (self.history - 1) * self.hist_dt + 0.5
+        # ticks are integers, so a strictly increasing track holds at most keep_s/TICK_S + 1 samples
+        self._store = _TrackStore(int(self.keep_s / TICK_S) + 3)
+        self._offsets = np.arange(self.history, dtype=np.float64) * self.hist_dt
+        self._last: _Targets | None = None
 
     def example_inputs(self, batch: int = 4) -> dict[str, np.ndarray]:
         rng = np.random.default_rng(0)
@@ -260,42 +399,213 @@ class PursuitAdapter(FamilyAdapter):
         threat = np.concatenate([rng.normal(0, 6, (batch, 2)), np.ones((batch, 1))], axis=1).astype(np.float32)
         return {"hist": hist, "vel": rng.normal(0, 2, (batch, 2)).astype(np.float32), "threat": threat}
 
+    # ------------------------------------------------------------------ featurize
     def featurize(self, observations: Sequence[Observation], memory: AgentMemory) -> dict[str, np.ndarray]:
         n = len(observations)
         hist = np.zeros((n, self.history, 2), dtype=np.float32)
         vel = np.zeros((n, 2), dtype=np.float32)
         threat = np.zeros((n, 3), dtype=np.float32)
-        for i, obs in enumerate(observations):
+        rel = np.zeros((n, 2))
+        has = np.zeros(n, dtype=bool)
+        agents = [o.agent for o in observations]
+        if len(set(agents)) == n:
+            rounds = [range(n)]
+        else:  # an agent twice in a batch: its second observation sees the first one's update
+            seen: dict[str, int] = {}
+            by_round: list[list[int]] = []
+            for i, a in enumerate(agents):
+                r = seen[a] = seen.get(a, -1) + 1
+                if r == len(by_round):
+                    by_round.append([])
+                by_round[r].append(i)
+            rounds = by_round  # type: ignore[assignment]
+        with self._store.lock:
+            for idx in rounds:
+                self._featurize_rows(observations, idx, memory, hist, vel, threat, rel, has)
+        self._last = (tuple(observations), rel, has)
+        return {"hist": hist, "vel": vel, "threat": threat}
+
+    def _featurize_rows(
+        self,
+        observations: Sequence[Observation],
+        idx: Sequence[int],
+        memory: AgentMemory,
+        hist: np.ndarray,
+        vel: np.ndarray,
+        threat: np.ndarray,
+        rel_out: np.ndarray,
+        has_out: np.ndarray,
+    ) -> None:
+        """Agents ``idx`` (each agent at most once): pick targets, update their tracks, resample."""
+        store = self._store
+        keep_s = self.keep_s
+        rows: list[int] = []  # batch rows with a target
+        tracks_of: list[Track] = []
+        ticks: list[int] = []
+        px: list[float] = []
+        pz: list[float] = []
+        rx: list[float] = []
+        rz: list[float] = []
+        vel_rows: list[int] = []
+        vel_vals: list[tuple[float, float]] = []
+        for i in idx:
+            obs = observations[i]
             target = select_target(obs)
             if target is None:
                 continue
-            if target.rel.x**2 + target.rel.z**2 <= THREAT_RANGE**2:
-                threat[i] = (-target.rel.x, -target.rel.z, 1.0)
-            t = obs.tick * TICK_S
-            ax, az = obs.pos.x + target.rel.x, obs.pos.z + target.rel.z
+            r = target.rel
             mem = memory.setdefault(obs.agent, {})
-            tracks: dict[str, list[tuple[float, float, float]]] = mem.setdefault("tracks", {})
+            tracks = mem.setdefault("tracks", {})
             key = target.name or "_nearest"
-            track = tracks.setdefault(key, [])
-            if track and t <= track[-1][0]:
-                if t < track[-1][0] - self.keep_s:  # tick went backwards (new episode): restart
-                    track.clear()
-                else:
-                    track.pop()
-            track.append((t, ax, az))
-            while track and track[0][0] < t - self.keep_s:
-                track.pop(0)
-            if len(tracks) > 8:  # forget targets not seen for a while
-                for k in [k for k, tr in tracks.items() if k != key and tr[-1][0] < t - self.keep_s]:
+            track = tracks.get(key)
+            if track is None:
+                track = tracks[key] = Track(store)
+            elif type(track) is not Track or track.store is not store:  # another adapter's (hot swap)
+                items = list(track.to_list() if isinstance(track, Track) else track)
+                fits = _strictly_increasing(items) and len(items) < store.width
+                track = tracks[key] = Track(store, None if fits else items)
+                if fits and items:
+                    s = track.slot
+                    store.t[s, : len(items)], store.x[s, : len(items)], store.z[s, : len(items)] = zip(
+                        *items, strict=True
+                    )
+                    store.count[s] = len(items)
+            if len(tracks) > 8:  # forget targets not seen for a while (the current one updates below)
+                t = obs.tick * TICK_S
+                for k in [k for k, tr in tracks.items() if k != key and tr[-1][0] < t - keep_s]:
                     del tracks[k]
-            arr = np.asarray(track, dtype=np.float64)
-            hist[i] = window_features(arr[:, 0], arr[:, 1:], np.array([t]), self.history, self.hist_dt)[0]
+            rows.append(i)
+            tracks_of.append(track)
+            ticks.append(obs.tick)
+            px.append(obs.pos.x)
+            pz.append(obs.pos.z)
+            rx.append(r.x)
+            rz.append(r.z)
             if target.velocity is not None:
-                vel[i] = (target.velocity.x, target.velocity.z)
-            elif len(arr) >= 2 and arr[-1, 0] > arr[-2, 0]:
-                vel[i] = (arr[-1, 1:] - arr[-2, 1:]) / (arr[-1, 0] - arr[-2, 0])
-        return {"hist": hist, "vel": vel, "threat": threat}
+                vel_rows.append(i)
+                vel_vals.append((target.velocity.x, target.velocity.z))
+        if not rows:
+            return
+        m = len(rows)
+        ri = np.asarray(rows, dtype=np.intp)
+        t = np.asarray(ticks, dtype=np.float64) * TICK_S
+        rel = np.empty((m, 2))
+        rel[:, 0] = rx
+        rel[:, 1] = rz
+        rel_out[ri] = rel
+        has_out[ri] = True
+        near = rel[:, 0] ** 2 + rel[:, 1] ** 2 <= THREAT_RANGE**2
+        threat[ri[near], 0] = -rel[near, 0]
+        threat[ri[near], 1] = -rel[near, 1]
+        threat[ri[near], 2] = 1.0
+        ax = np.asarray(px, dtype=np.float64) + rel[:, 0]
+        az = np.asarray(pz, dtype=np.float64) + rel[:, 1]
 
+        slots = np.fromiter((tr.slot for tr in tracks_of), dtype=np.intp, count=m)
+        # rows whose track would stop increasing strictly (tick back by less than keep_s, over an
+        # older sample) leave the batched representation; list tracks go one by one
+        cnt = store.count[np.maximum(slots, 0)]
+        ring = slots >= 0
+        st = store.t[np.maximum(slots, 0)]
+        lastt = st[np.arange(m), np.maximum(cnt - 1, 0)]
+        back = ring & (cnt > 0) & (t <= lastt)
+        clear = back & (t < lastt - keep_s)
+        pop = back & ~clear
+        prev = st[np.arange(m), np.maximum(cnt - 2, 0)]
+        breaks = pop & (cnt >= 2) & (prev >= t)
+        if breaks.any():
+            for j in np.flatnonzero(breaks).tolist():
+                tracks_of[j].make_list()
+            ring &= ~breaks
+        vel_from_obs = np.zeros(m, dtype=bool)
+        if vel_rows:
+            pos_in = np.full(len(hist), -1, dtype=np.intp)
+            pos_in[ri] = np.arange(m)
+            vj = pos_in[np.asarray(vel_rows, dtype=np.intp)]
+            vel_from_obs[vj] = True
+            vel[np.asarray(vel_rows, dtype=np.intp)] = vel_vals
+        if not ring.all():
+            for j in np.flatnonzero(~ring).tolist():
+                self._list_row(
+                    tracks_of[j],
+                    float(t[j]),
+                    float(ax[j]),
+                    float(az[j]),
+                    int(rows[j]),
+                    hist,
+                    vel,
+                    bool(vel_from_obs[j]),
+                )
+        if not ring.any():
+            return
+        k = np.flatnonzero(ring)
+        s, tk = slots[k], t[k]
+        n = np.where(clear[k], 0, np.where(pop[k], cnt[k] - 1, cnt[k]))
+        store.t[s, n] = tk
+        store.x[s, n] = ax[k]
+        store.z[s, n] = az[k]
+        n = n + 1
+        width = store.width
+        cols = np.arange(width)
+        T = store.t[s]
+        old = (T < (tk - keep_s)[:, None]) & (cols[None, :] < n[:, None])
+        drop = old.sum(1)
+        X, Z = store.x[s], store.z[s]
+        if drop.any():
+            src = np.minimum(drop[:, None] + cols[None, :], width - 1)
+            rr = np.arange(len(s))[:, None]
+            T, X, Z = T[rr, src], X[rr, src], Z[rr, src]
+            store.t[s], store.x[s], store.z[s] = T, X, Z
+            n = n - drop
+        store.count[s] = n
+        tq = tk[:, None] - self._offsets[None, :]
+        qx, qz = _interp_rows(tq, T, (X, Z), n)
+        out = np.stack([qx - qx[:, :1], qz - qz[:, :1]], axis=-1).astype(np.float32)
+        hist[ri[k]] = out
+        # velocity from the last two samples where the observation has none
+        need = ~vel_from_obs[k] & (n >= 2)
+        if need.any():
+            q = np.flatnonzero(need)
+            rr = np.arange(len(q))
+            a, b = n[q] - 1, n[q] - 2
+            Tq, Xq, Zq = T[q], X[q], Z[q]
+            dt = Tq[rr, a] - Tq[rr, b]
+            ok = dt > 0
+            if ok.any():
+                v = np.stack([Xq[rr, a] - Xq[rr, b], Zq[rr, a] - Zq[rr, b]], axis=1)[ok] / dt[ok][:, None]
+                vel[ri[k[q[ok]]]] = v
+        full = n >= width
+        if full.any():  # cannot happen with integer ticks; keep exact anyway
+            for j in np.flatnonzero(full).tolist():
+                tracks_of[int(k[j])].make_list()
+
+    def _list_row(
+        self,
+        track: Track,
+        t: float,
+        ax: float,
+        az: float,
+        i: int,
+        hist: np.ndarray,
+        vel: np.ndarray,
+        vel_from_obs: bool,
+    ) -> None:
+        """The per-agent update of a list track (the algorithm the batched path reproduces)."""
+        items = track.make_list()
+        if items and t <= items[-1][0]:
+            if t < items[-1][0] - self.keep_s:  # tick went backwards (new episode): restart
+                items.clear()
+            else:
+                items.pop()
+        items.append((t, ax, az))
+        while items and items[0][0] < t - self.keep_s:
+            items.pop(0)
+        arr = np.asarray(items, dtype=np.float64)
+        hist[i] = window_features(arr[:, 0], arr[:, 1:], np.array([t]), self.history, self.hist_dt)[0]
+        if not vel_from_obs and len(arr) >= 2 and arr[-1, 0] > arr[-2, 0]:
+            vel[i] = (arr[-1, 1:] - arr[-2, 1:]) / (arr[-1, 0] - arr[-2, 0])
+
+    # ------------------------------------------------------------------ decode
     def intercept(self, rel: np.ndarray, mean: np.ndarray, log_std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Aim points ``[N, 2]`` (relative to the agent) and their std ``[N]``.
 
@@ -318,7 +628,12 @@ class PursuitAdapter(FamilyAdapter):
         rows = np.arange(n)
         return pts[rows, first], path_std[rows, first]
 
-    def decode(self, observations: Sequence[Observation], outputs: dict[str, np.ndarray]) -> list[Decision]:
+    def _targets(self, observations: Sequence[Observation]) -> tuple[np.ndarray, np.ndarray]:
+        last = self._last
+        if last is not None:
+            seen, rel, has = last
+            if len(seen) == len(observations) and all(map(operator.is_, seen, observations)):
+                return rel, has  # decode right after featurize of the same batch
         rel = np.zeros((len(observations), 2))
         has = np.zeros(len(observations), dtype=bool)
         for i, obs in enumerate(observations):
@@ -326,23 +641,50 @@ class PursuitAdapter(FamilyAdapter):
             if target is not None:
                 rel[i] = (target.rel.x, target.rel.z)
                 has[i] = True
+        return rel, has
+
+    def decode(self, observations: Sequence[Observation], outputs: dict[str, np.ndarray]) -> list[Decision]:
+        n = len(observations)
+        rel, has = self._targets(observations)
         aim, std = self.intercept(rel, np.asarray(outputs["mean"]), np.asarray(outputs["log_std"]))
+        use_aim = np.hypot(aim[:, 0], aim[:, 1]) > 1e-6
+        vec = np.where(use_aim[:, None], aim, rel)
+        norm = np.hypot(vec[:, 0], vec[:, 1])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            move = has & np.isfinite(norm) & ~(norm < 1e-9)
+            dist = np.hypot(rel[:, 0], rel[:, 1])
+            conf = (1.0 / (1.0 + std / (1.0 + dist))).tolist()
+            dx = (vec[:, 0] / norm).tolist()
+            dz = (vec[:, 1] / norm).tolist()
+        move_l = move.tolist()
+        has_l = has.tolist()
+        new = object.__new__
+        setattr_ = object.__setattr__
         decisions: list[Decision] = []
-        for i, obs in enumerate(observations):
-            if not has[i]:
-                decisions.append(Decision(WaitAction(agent=obs.agent, type="wait"), confidence=0.0))
+        append = decisions.append
+        for i in range(n):
+            if not move_l[i]:
+                agent = observations[i].agent
+                c = 0.5 if has_l[i] else 0.0
+                append(Decision(WaitAction(agent=agent, type="wait"), confidence=c))
                 continue
-            vec = aim[i] if np.hypot(*aim[i]) > 1e-6 else rel[i]
-            norm = float(np.hypot(*vec))
-            if not math.isfinite(norm) or norm < 1e-9:
-                decisions.append(Decision(WaitAction(agent=obs.agent, type="wait"), confidence=0.5))
-                continue
-            dist = float(np.hypot(*rel[i]))
-            conf = 1.0 / (1.0 + float(std[i]) / (1.0 + dist))
-            args = MoveArgs.model_construct(
-                dir=Vec3.model_construct(x=float(vec[0] / norm), y=0.0, z=float(vec[1] / norm)), speed=1.0
-            )
-            decisions.append(Decision(MoveAction.model_construct(agent=obs.agent, type="move", args=args), conf))
+            # MoveAction.model_construct(...) without its per-call field loop: same instances
+            d = new(Vec3)
+            setattr_(d, "__dict__", {"x": dx[i], "y": 0.0, "z": dz[i]})
+            setattr_(d, "__pydantic_fields_set__", {"x", "y", "z"})
+            setattr_(d, "__pydantic_extra__", None)
+            setattr_(d, "__pydantic_private__", None)
+            a = new(MoveArgs)
+            setattr_(a, "__dict__", {"dir": d, "speed": 1.0})
+            setattr_(a, "__pydantic_fields_set__", {"dir", "speed"})
+            setattr_(a, "__pydantic_extra__", None)
+            setattr_(a, "__pydantic_private__", None)
+            act = new(MoveAction)
+            setattr_(act, "__dict__", {"agent": observations[i].agent, "type": "move", "args": a})
+            setattr_(act, "__pydantic_fields_set__", {"agent", "type", "args"})
+            setattr_(act, "__pydantic_extra__", None)
+            setattr_(act, "__pydantic_private__", None)
+            append(Decision(act, conf[i]))
         return decisions
 
 
