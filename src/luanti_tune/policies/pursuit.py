@@ -302,7 +302,9 @@ class Track:
         if self.items is not None:
             return list(self.items)
         s, n = self.store, int(self.store.count[self.slot])
-        return list(zip(s.t[self.slot, :n].tolist(), s.x[self.slot, :n].tolist(), s.z[self.slot, :n].tolist()))
+        return list(
+            zip(s.t[self.slot, :n].tolist(), s.x[self.slot, :n].tolist(), s.z[self.slot, :n].tolist(), strict=True)
+        )
 
     def make_list(self) -> list[tuple[float, float, float]]:
         """Switch to the one-by-one list representation (same contents)."""
@@ -437,57 +439,13 @@ class PursuitAdapter(FamilyAdapter):
         has_out: np.ndarray,
     ) -> None:
         """Agents ``idx`` (each agent at most once): pick targets, update their tracks, resample."""
-        store = self._store
-        keep_s = self.keep_s
-        rows: list[int] = []  # batch rows with a target
-        tracks_of: list[Track] = []
-        ticks: list[int] = []
-        px: list[float] = []
-        pz: list[float] = []
-        rx: list[float] = []
-        rz: list[float] = []
-        vel_rows: list[int] = []
-        vel_vals: list[tuple[float, float]] = []
-        for i in idx:
-            obs = observations[i]
-            target = select_target(obs)
-            if target is None:
-                continue
-            r = target.rel
-            mem = memory.setdefault(obs.agent, {})
-            tracks = mem.setdefault("tracks", {})
-            key = target.name or "_nearest"
-            track = tracks.get(key)
-            if track is None:
-                track = tracks[key] = Track(store)
-            elif type(track) is not Track or track.store is not store:  # another adapter's (hot swap)
-                items = list(track.to_list() if isinstance(track, Track) else track)
-                fits = _strictly_increasing(items) and len(items) < store.width
-                track = tracks[key] = Track(store, None if fits else items)
-                if fits and items:
-                    s = track.slot
-                    store.t[s, : len(items)], store.x[s, : len(items)], store.z[s, : len(items)] = zip(
-                        *items, strict=True
-                    )
-                    store.count[s] = len(items)
-            if len(tracks) > 8:  # forget targets not seen for a while (the current one updates below)
-                t = obs.tick * TICK_S
-                for k in [k for k, tr in tracks.items() if k != key and tr[-1][0] < t - keep_s]:
-                    del tracks[k]
-            rows.append(i)
-            tracks_of.append(track)
-            ticks.append(obs.tick)
-            px.append(obs.pos.x)
-            pz.append(obs.pos.z)
-            rx.append(r.x)
-            rz.append(r.z)
-            if target.velocity is not None:
-                vel_rows.append(i)
-                vel_vals.append((target.velocity.x, target.velocity.z))
-        if not rows:
+        recs = self._collect(observations, idx, memory)
+        if not recs:
             return
-        m = len(rows)
-        ri = np.asarray(rows, dtype=np.intp)
+        rows_t, tracks_t, ticks, px, pz, rx, rz, vs = zip(*recs, strict=True)
+        tracks_of: list[Track] = list(tracks_t)
+        m = len(recs)
+        ri = np.asarray(rows_t, dtype=np.intp)
         t = np.asarray(ticks, dtype=np.float64) * TICK_S
         rel = np.empty((m, 2))
         rel[:, 0] = rx
@@ -500,57 +458,109 @@ class PursuitAdapter(FamilyAdapter):
         threat[ri[near], 2] = 1.0
         ax = np.asarray(px, dtype=np.float64) + rel[:, 0]
         az = np.asarray(pz, dtype=np.float64) + rel[:, 1]
+        vel_from_obs = np.fromiter((v is not None for v in vs), dtype=bool, count=m)
+        if vel_from_obs.any():
+            vel[ri[vel_from_obs]] = [(v.x, v.z) for v in vs if v is not None]
 
+        store = self._store
         slots = np.fromiter((tr.slot for tr in tracks_of), dtype=np.intp, count=m)
         # rows whose track would stop increasing strictly (tick back by less than keep_s, over an
         # older sample) leave the batched representation; list tracks go one by one
-        cnt = store.count[np.maximum(slots, 0)]
         ring = slots >= 0
-        st = store.t[np.maximum(slots, 0)]
-        lastt = st[np.arange(m), np.maximum(cnt - 1, 0)]
+        safe = np.where(ring, slots, 0)
+        cnt = store.count[safe]
+        arange_m = np.arange(m)
+        lastt = store.t[safe, np.maximum(cnt - 1, 0)]
         back = ring & (cnt > 0) & (t <= lastt)
-        clear = back & (t < lastt - keep_s)
+        clear = back & (t < lastt - self.keep_s)
         pop = back & ~clear
-        prev = st[np.arange(m), np.maximum(cnt - 2, 0)]
-        breaks = pop & (cnt >= 2) & (prev >= t)
+        breaks = pop & (cnt >= 2) & (store.t[safe, np.maximum(cnt - 2, 0)] >= t)
         if breaks.any():
             for j in np.flatnonzero(breaks).tolist():
                 tracks_of[j].make_list()
             ring &= ~breaks
-        vel_from_obs = np.zeros(m, dtype=bool)
-        if vel_rows:
-            pos_in = np.full(len(hist), -1, dtype=np.intp)
-            pos_in[ri] = np.arange(m)
-            vj = pos_in[np.asarray(vel_rows, dtype=np.intp)]
-            vel_from_obs[vj] = True
-            vel[np.asarray(vel_rows, dtype=np.intp)] = vel_vals
         if not ring.all():
             for j in np.flatnonzero(~ring).tolist():
-                self._list_row(
-                    tracks_of[j],
-                    float(t[j]),
-                    float(ax[j]),
-                    float(az[j]),
-                    int(rows[j]),
-                    hist,
-                    vel,
-                    bool(vel_from_obs[j]),
-                )
-        if not ring.any():
+                self._list_row(tracks_of[j], float(t[j]), float(ax[j]), float(az[j]), int(ri[j]), hist, vel, vs[j])
+        if ring.all():
+            k = arange_m
+        elif ring.any():
+            k = np.flatnonzero(ring)
+        else:
             return
-        k = np.flatnonzero(ring)
-        s, tk = slots[k], t[k]
         n = np.where(clear[k], 0, np.where(pop[k], cnt[k] - 1, cnt[k]))
+        self._update_ring(slots[k], t[k], ax[k], az[k], n, ri[k], vel_from_obs[k], hist, vel, [tracks_of[j] for j in k])
+
+    def _collect(self, observations: Sequence[Observation], idx: Sequence[int], memory: AgentMemory) -> list[Any]:
+        """``(row, track, tick, pos x, pos z, rel x, rel z, velocity)`` of every agent with a target."""
+        store = self._store
+        keep_s = self.keep_s
+        recs: list[Any] = []
+        rec = recs.append
+        for i in idx:
+            obs = observations[i]
+            entities = obs.entities
+            if len(entities) == 1:  # select_target's common case, inline
+                target = entities[0]
+                if not (target.name and target.name in obs.targets) and target.kind != "player":
+                    continue
+            else:
+                found = select_target(obs)
+                if found is None:
+                    continue
+                target = found
+            mem = memory.setdefault(obs.agent, {})
+            tracks = mem.setdefault("tracks", {})
+            key = target.name or "_nearest"
+            track = tracks.get(key)
+            if track is None:
+                track = tracks[key] = Track(store)
+            elif track.__class__ is not Track or track.store is not store:  # another adapter's (hot swap)
+                track = tracks[key] = self._adopt(track)
+            if len(tracks) > 8:  # forget targets not seen for a while (the current one updates below)
+                t = obs.tick * TICK_S
+                for k in [k for k, tr in tracks.items() if k != key and tr[-1][0] < t - keep_s]:
+                    del tracks[k]
+            pos, r = obs.pos, target.rel
+            rec((i, track, obs.tick, pos.x, pos.z, r.x, r.z, target.velocity))
+        return recs
+
+    def _adopt(self, track: Any) -> Track:
+        """A track of this adapter with the contents of ``track`` (a previous adapter's, or a list)."""
+        store = self._store
+        items = list(track.to_list() if isinstance(track, Track) else track)
+        if not (_strictly_increasing(items) and 0 < len(items) < store.width):
+            return Track(store, items)
+        mine = Track(store)
+        s, n = mine.slot, len(items)
+        store.t[s, :n], store.x[s, :n], store.z[s, :n] = zip(*items, strict=True)
+        store.count[s] = n
+        return mine
+
+    def _update_ring(
+        self,
+        s: np.ndarray,
+        tk: np.ndarray,
+        ax: np.ndarray,
+        az: np.ndarray,
+        n: np.ndarray,
+        rows: np.ndarray,
+        vel_from_obs: np.ndarray,
+        hist: np.ndarray,
+        vel: np.ndarray,
+        tracks: list[Track],
+    ) -> None:
+        """Append ``(tk, ax, az)`` at position ``n`` of rows ``s``, drop samples older than keep_s,
+        resample; what :meth:`_list_row` does, for all rows at once."""
+        store = self._store
         store.t[s, n] = tk
-        store.x[s, n] = ax[k]
-        store.z[s, n] = az[k]
+        store.x[s, n] = ax
+        store.z[s, n] = az
         n = n + 1
         width = store.width
         cols = np.arange(width)
-        T = store.t[s]
-        old = (T < (tk - keep_s)[:, None]) & (cols[None, :] < n[:, None])
-        drop = old.sum(1)
-        X, Z = store.x[s], store.z[s]
+        T, X, Z = store.t[s], store.x[s], store.z[s]
+        drop = ((T < (tk - self.keep_s)[:, None]) & (cols[None, :] < n[:, None])).sum(1)
         if drop.any():
             src = np.minimum(drop[:, None] + cols[None, :], width - 1)
             rr = np.arange(len(s))[:, None]
@@ -560,24 +570,23 @@ class PursuitAdapter(FamilyAdapter):
         store.count[s] = n
         tq = tk[:, None] - self._offsets[None, :]
         qx, qz = _interp_rows(tq, T, (X, Z), n)
-        out = np.stack([qx - qx[:, :1], qz - qz[:, :1]], axis=-1).astype(np.float32)
-        hist[ri[k]] = out
+        hist[rows] = np.stack([qx - qx[:, :1], qz - qz[:, :1]], axis=-1).astype(np.float32)
         # velocity from the last two samples where the observation has none
-        need = ~vel_from_obs[k] & (n >= 2)
+        need = ~vel_from_obs & (n >= 2)
         if need.any():
             q = np.flatnonzero(need)
-            rr = np.arange(len(q))
+            rr1 = np.arange(len(q))
             a, b = n[q] - 1, n[q] - 2
             Tq, Xq, Zq = T[q], X[q], Z[q]
-            dt = Tq[rr, a] - Tq[rr, b]
+            dt = Tq[rr1, a] - Tq[rr1, b]
             ok = dt > 0
             if ok.any():
-                v = np.stack([Xq[rr, a] - Xq[rr, b], Zq[rr, a] - Zq[rr, b]], axis=1)[ok] / dt[ok][:, None]
-                vel[ri[k[q[ok]]]] = v
+                v = np.stack([Xq[rr1, a] - Xq[rr1, b], Zq[rr1, a] - Zq[rr1, b]], axis=1)[ok] / dt[ok][:, None]
+                vel[rows[q[ok]]] = v
         full = n >= width
-        if full.any():  # cannot happen with integer ticks; keep exact anyway
+        if full.any():  # cannot happen with integer ticks; stays exact anyway
             for j in np.flatnonzero(full).tolist():
-                tracks_of[int(k[j])].make_list()
+                tracks[j].make_list()
 
     def _list_row(
         self,
@@ -588,7 +597,7 @@ class PursuitAdapter(FamilyAdapter):
         i: int,
         hist: np.ndarray,
         vel: np.ndarray,
-        vel_from_obs: bool,
+        velocity: Any,
     ) -> None:
         """The per-agent update of a list track (the algorithm the batched path reproduces)."""
         items = track.make_list()
@@ -602,7 +611,7 @@ class PursuitAdapter(FamilyAdapter):
             items.pop(0)
         arr = np.asarray(items, dtype=np.float64)
         hist[i] = window_features(arr[:, 0], arr[:, 1:], np.array([t]), self.history, self.hist_dt)[0]
-        if not vel_from_obs and len(arr) >= 2 and arr[-1, 0] > arr[-2, 0]:
+        if velocity is None and len(arr) >= 2 and arr[-1, 0] > arr[-2, 0]:
             vel[i] = (arr[-1, 1:] - arr[-2, 1:]) / (arr[-1, 0] - arr[-2, 0])
 
     # ------------------------------------------------------------------ decode
@@ -615,18 +624,25 @@ class PursuitAdapter(FamilyAdapter):
         n = len(rel)
         knots_t = np.concatenate([[0.0], self.horizons]).astype(np.float64)
         grid = np.linspace(0.0, float(knots_t[-1]), 41)
-        disp = np.concatenate([np.zeros((n, 1, 2)), mean.astype(np.float64)], axis=1)
-        std = np.concatenate([np.zeros((n, 1)), np.exp(log_std.astype(np.float64))], axis=1)
-        # piecewise-linear interpolation on the time grid, vectorised over the batch
         idx = np.clip(np.searchsorted(knots_t, grid, side="right") - 1, 0, len(knots_t) - 2)
         w = (grid - knots_t[idx]) / (knots_t[idx + 1] - knots_t[idx])
-        path = disp[:, idx] * (1 - w)[None, :, None] + disp[:, idx + 1] * w[None, :, None]
-        path_std = std[:, idx] * (1 - w)[None, :] + std[:, idx + 1] * w[None, :]
-        pts = rel[:, None, :] + path
-        reach = np.sqrt((pts**2).sum(-1)) <= self.agent_speed * grid[None, :] + self.catch_radius
+        w0 = 1 - w
+        # piecewise-linear interpolation on the time grid, vectorised over the batch; x and z
+        # separately (same arithmetic per element as on [n, grid, 2]), the std only where needed
+        mean = mean.astype(np.float64)
+        pts = []
+        for c in (0, 1):
+            disp = np.zeros((n, len(knots_t)))
+            disp[:, 1:] = mean[:, :, c]
+            pts.append(rel[:, c, None] + (disp[:, idx] * w0[None, :] + disp[:, idx + 1] * w[None, :]))
+        px, pz = pts
+        reach = np.sqrt(px**2 + pz**2) <= self.agent_speed * grid[None, :] + self.catch_radius
         first = np.where(reach.any(1), reach.argmax(1), len(grid) - 1)
         rows = np.arange(n)
-        return pts[rows, first], path_std[rows, first]
+        std = np.concatenate([np.zeros((n, 1)), np.exp(log_std.astype(np.float64))], axis=1)
+        fi = idx[first]
+        path_std = std[rows, fi] * w0[first] + std[rows, fi + 1] * w[first]
+        return np.stack([px[rows, first], pz[rows, first]], axis=1), path_std
 
     def _targets(self, observations: Sequence[Observation]) -> tuple[np.ndarray, np.ndarray]:
         last = self._last
