@@ -113,6 +113,10 @@ def simulate(policy: Any, cfg: SimEvalConfig) -> dict[str, float]:
 # ----------------------------------------------------------------------------- gate
 
 
+#: Simulator figures of a champion version (deterministic for a fixed config): computed once per process.
+_SIM_CACHE: dict[Any, dict[str, float]] = {}
+
+
 @dataclass(frozen=True)
 class GateConfig:
     tolerance: float = 0.03  # allowed relative regression per horizon / in the simulator
@@ -133,6 +137,7 @@ def gate(
     *,
     sim_cfg: SimEvalConfig | None = None,
     simulate_fn: Callable[[Any, SimEvalConfig], dict[str, float]] = simulate,
+    champion_key: str | None = None,
 ) -> GateVerdict:
     """Decide whether ``candidate`` may replace ``champion`` (both torch modules)."""
     n_val = len(val["hist"])
@@ -155,7 +160,12 @@ def gate(
         sc = sim_cfg or SimEvalConfig()
         a = fam.PursuitAdapter(arch)
         cs = simulate_fn(ModelPolicy(candidate, a, "candidate"), sc)
-        hs = simulate_fn(ModelPolicy(champion, fam.PursuitAdapter(arch), "champion"), sc)
+        cache_key = (champion_key, sc, simulate_fn) if champion_key else None
+        hs = _SIM_CACHE.get(cache_key) if cache_key else None
+        if hs is None:
+            hs = simulate_fn(ModelPolicy(champion, fam.PursuitAdapter(arch), "champion"), sc)
+            if cache_key:
+                _SIM_CACHE[cache_key] = hs
         figures["sim"] = {"styles": list(sc.styles), "candidate": cs, "champion": hs}
         if cfg.sim_must_improve:
             checks.append(check_better("sim_time", cs["mean_time"], hs["mean_time"]))
@@ -321,7 +331,8 @@ def run_cycle(ctx: CycleContext) -> CycleResult:
     timings["train_s"] = round(time.perf_counter() - t, 3)
     t = time.perf_counter()
     sim_cfg = opts.sim or SimEvalConfig(styles=styles_from_players(new.manifest["players"]), seed=ctx.seed + 1000)
-    verdict = gate(cand, champ.module, new.val(), arch, opts.gate, sim_cfg=sim_cfg)
+    key = f"{champ.family}:{champ.version}:{champ.manifest['files']['weights.safetensors']['sha256']}"
+    verdict = gate(cand, champ.module, new.val(), arch, opts.gate, sim_cfg=sim_cfg, champion_key=key)
     timings["gate_s"] = round(time.perf_counter() - t, 3)
     ds_manifest = {
         "new": new.manifest,
