@@ -179,3 +179,28 @@ def test_service_metrics_include_agent_behaviour(tmp_path: Path) -> None:
             text = client.get("/metrics").text
     assert 'luanti_tune_agent_action_entropy_bits{model="team",version="2"}' in text
     assert 'luanti_tune_agent_role_switch_rate{model="team",version="1"} 0.0' in text
+
+
+def test_monitor_on_simulated_teams_sees_the_team_spread_out() -> None:
+    from luanti_tune.policies import team as fam
+    from luanti_tune.trainers import team as tt
+
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    arch = fam.architecture()
+    team_events = tt.team_episode_events(
+        tt.policy_of(fam.build_module(arch), arch, "team"), episodes=2, seed=3, max_steps=200
+    )
+    greedy_events = tt.team_episode_events(tt.greedy_policy(), episodes=2, seed=3, max_steps=200)
+    rows = {}
+    for events in (team_events, greedy_events):
+        mon = BehaviourMonitor()
+        mon.update(events)
+        (row,) = mon.summary()
+        rows[row["model"]] = row
+    team, greedy = rows["team"], rows["scripted-greedy-team"]
+    # independent greedy members pile onto the same item; the coordinated team spreads over the map
+    assert team["team_spacing"] > 1.3 * greedy["team_spacing"], (team, greedy)
+    # targets are inferred from where moves head (no target field in these events): roles are tracked
+    assert team["role_switch_rate"] is not None and greedy["role_switch_rate"] is not None
+    assert team["reward_mean"] > greedy["reward_mean"]

@@ -11,7 +11,8 @@ Per model version the :class:`BehaviourMonitor` keeps:
 * frequent action n-grams per agent stream, and which ones are *new*: frequent in this version
   (share >= ``min_share``) but rare in the previous version of the same model (< half of that);
 * team spacing: mean distance of an acting agent to its teammates' latest positions;
-* role switches: how often an agent's assigned target changes between consecutive decisions;
+* role switches: how often an agent's target changes between consecutive decisions (the event's
+  ``target``, an ``attack`` target, or the seen target a ``move`` heads for);
 * success: share of ``agent.result`` with ``ok`` and mean ``reward``; fallback share.
 
 :class:`BehaviourCollector` exposes the figures as Prometheus metrics; give it a store and it pulls
@@ -93,6 +94,8 @@ class _AgentState:
     recent: deque[str]
     version: tuple[str, str] | None = None
     target: str | None = None
+    #: targets seen in the agent's last observation: (key, rel x, rel z)
+    seen: list[tuple[str, float, float]] = field(default_factory=list)
 
 
 class BehaviourMonitor:
@@ -133,9 +136,7 @@ class BehaviourMonitor:
             elif kind == "agent.result":
                 self._on_result(ev)
             elif kind == "agent.obs":
-                team = (ev.get("payload") or {}).get("team")
-                if team:
-                    self._remember_team(str(ev["actor"]["name"]), str(team))
+                self._on_obs(ev)
             elif kind == "reward":
                 self._on_reward(ev)
             else:
@@ -143,6 +144,26 @@ class BehaviourMonitor:
             n += 1
         self.events_seen += n
         return n
+
+    def _on_obs(self, ev: Mapping[str, Any]) -> None:
+        payload = ev.get("payload") or {}
+        agent = str(ev["actor"]["name"])
+        if payload.get("team"):
+            self._remember_team(agent, str(payload["team"]))
+        pos = payload.get("pos") or {}
+        wanted = set(payload.get("targets") or ())
+        seen = []
+        for e in payload.get("entities") or ():
+            rel = e.get("rel") or {}
+            if e.get("kind") == "item":  # items share names: key them by position
+                x, z = round(pos.get("x", 0) + rel.get("x", 0)), round(pos.get("z", 0) + rel.get("z", 0))
+                key = f"{e.get('name')}@{x},{z}"
+            elif e.get("name") and (e.get("name") in wanted or (not wanted and e.get("kind") == "player")):
+                key = str(e["name"])
+            else:
+                continue
+            seen.append((key, float(rel.get("x", 0.0)), float(rel.get("z", 0.0))))
+        self._agent(agent).seen = seen
 
     def _remember_team(self, agent: str, team: str) -> None:
         if len(self._teams) >= self.max_agents and agent not in self._teams:
@@ -202,6 +223,8 @@ class BehaviourMonitor:
         target = (ev.get("target") or {}).get("name")
         if target is None and action.get("type") == "attack":
             target = (action.get("args") or {}).get("target")
+        if target is None and action.get("type") == "move":
+            target = _heading_target(action, st.seen)
         if target is None:
             return
         if st.target is not None:
@@ -289,6 +312,23 @@ class BehaviourMonitor:
                 }
             )
         return rows
+
+
+def _heading_target(action: Mapping[str, Any], seen: list[tuple[str, float, float]]) -> str | None:
+    """The seen target a ``move`` heads for (direction within ~25 degrees; nearest first)."""
+    d = (action.get("args") or {}).get("dir") or {}
+    dx, dz = float(d.get("x", 0.0)), float(d.get("z", 0.0))
+    n = math.hypot(dx, dz)
+    if n < 1e-6 or not seen:
+        return None
+    best: tuple[float, str] | None = None
+    for key, rx, rz in seen:
+        dist = math.hypot(rx, rz)
+        if dist < 1e-6:
+            continue
+        if (dx * rx + dz * rz) / (n * dist) >= 0.9 and (best is None or dist < best[0]):
+            best = (dist, key)
+    return None if best is None else best[1]
 
 
 # ----------------------------------------------------------------------------- Prometheus
