@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic import Strict as StrictMode
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import core_schema as cs
 
 #: Luanti's map is limited to +-31000 nodes on each axis; anything beyond is garbage.
 MAP_LIMIT = 31_000.0
@@ -37,15 +39,48 @@ def _as_int(value: Any) -> Any:
     raise ValueError(f"expected an integer, got {type(value).__name__}")
 
 
-Int = Annotated[int, BeforeValidator(_as_int)]
+class IntegralNumber:
+    """``Annotated`` metadata: an integer with :func:`_as_int`'s semantics, validated in pydantic-core.
+
+    JSON integers, and integral floats (``42.0``, Lua) converted to ``int``; strings, booleans,
+    fractional and non-finite numbers refused; then the bounds. No Python call per value except
+    for integral floats beyond +-2**63 (converted by ``int``, as ``_as_int`` did). The JSON
+    Schema stays ``{"type": "integer", "minimum", "maximum"}``.
+    """
+
+    __slots__ = ("ge", "le")
+
+    def __init__(self, ge: int | None = None, le: int | None = None) -> None:
+        self.ge = ge
+        self.le = le
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> cs.CoreSchema:
+        number = cs.union_schema(
+            [
+                cs.int_schema(strict=True),
+                cs.float_schema(strict=True, allow_inf_nan=False, lt=2.0**63, gt=-(2.0**63)),
+                cs.no_info_after_validator_function(int, cs.float_schema(strict=True, allow_inf_nan=False)),
+            ],
+            mode="left_to_right",
+            custom_error_type="int_type",
+        )
+        # lax int on an int or float: integral floats -> int, fractional refused (int_from_float)
+        return cs.chain_schema([number, cs.int_schema(strict=False, ge=self.ge, le=self.le)])
+
+    def __get_pydantic_json_schema__(self, schema: cs.CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        return handler(cs.int_schema(ge=self.ge, le=self.le))
+
+    def __repr__(self) -> str:
+        return f"IntegralNumber(ge={self.ge!r}, le={self.le!r})"
+
+
+Int = Annotated[int, IntegralNumber()]
 # Floats, booleans and strings use pydantic's strict mode (validated in Rust, fast): ints are
 # accepted as floats, strings/booleans are refused, NaN/Infinity refused by ``allow_inf_nan``.
 Float = Annotated[float, StrictMode()]
 Bool = Annotated[bool, StrictMode()]
 Str = Annotated[str, StrictMode()]
-# Constraints BEFORE the BeforeValidator: pydantic then checks them in Rust on the converted int;
-# after it, they would run as an extra Python validator per field (1.5x slower, same behaviour).
-NonNegInt = Annotated[int, Field(ge=0), BeforeValidator(_as_int)]
+NonNegInt = Annotated[int, IntegralNumber(ge=0)]
 Coord = Annotated[float, StrictMode(), Field(ge=-MAP_LIMIT, le=MAP_LIMIT)]
 Name = Annotated[str, StrictMode(), Field(pattern=NAME_PATTERN)]
 ItemName = Annotated[str, StrictMode(), Field(max_length=128)]
@@ -81,4 +116,4 @@ def float_in(lo: float, hi: float) -> Any:
 
 def int_in(lo: int, hi: int) -> Any:
     """An integer within ``[lo, hi]`` (integral floats accepted, strings refused)."""
-    return Annotated[int, Field(ge=lo, le=hi), BeforeValidator(_as_int)]
+    return Annotated[int, IntegralNumber(ge=lo, le=hi)]
