@@ -15,12 +15,14 @@ A batched planner (:func:`plan_first_steps`) then runs a backward Bellman-Ford o
 surface of the observed grid with those learned costs and walks the first step of the
 cheapest path. Terrain that changes during an episode (lava spreading, a bridge collapsing)
 changes the observed grid, so the plan changes with it; the experience map remembers what
-geometry cannot show.
+geometry cannot show, and a per-column count of the steps already spent there makes dead ends
+the agent keeps returning to expensive (LRTA*-like), so it does not loop in local minima.
 
 The family is split as the contract in :mod:`luanti_tune.policies.base` asks:
-:class:`NavigationAdapter` (``featurize`` -> ``{"grid"}``, module -> ``{"cells"}``,
-``decode`` -> move actions) and :class:`NavigationPolicy` for the simulator runners.
-Torch is imported lazily (only :func:`build_navigation_model` needs it).
+:class:`NavigationAdapter` (``featurize`` -> ``{"grid", "visits"}``, module ->
+``{"cells", "penalty"}``, ``decode`` -> move actions) and :class:`NavigationPolicy` for the
+simulator runners; :class:`GeometryNavigationPolicy` is the same planner with geometry-only
+costs (the ablation). Torch is imported lazily (only :func:`build_navigation_model` needs it).
 """
 
 from __future__ import annotations

@@ -438,6 +438,13 @@ def _train_navigation_command() -> Any:
     @click.option("--until-id", type=int, default=None, help="Cycle: up to this id (default: current max).")
     @click.option("--steps", type=int, default=None, help="Fine-tune steps.")
     @click.option("--no-sim", is_flag=True, help="Gate on held-out data only (skip simulator episodes).")
+    @click.option(
+        "--simulate",
+        type=click.IntRange(0),
+        default=0,
+        show_default=True,
+        help="Cycle: first store this many episodes of simulated live-world experience (4 agents each).",
+    )
     @click.option("--seed", type=int, default=None, help="Seed (default: settings.seed).")
     def train_navigation(
         config: Path | None,
@@ -450,6 +457,7 @@ def _train_navigation_command() -> Any:
         until_id: int | None,
         steps: int | None,
         no_sim: bool,
+        simulate: int,
         seed: int | None,
     ) -> None:
         """Pre-train (--base) or fine-tune the navigation cost model once: dataset, fit, gate, promote/reject."""
@@ -476,6 +484,12 @@ def _train_navigation_command() -> Any:
         if no_sim:
             opts = replace(opts, gate=replace(opts.gate, sim=False))
         with open_store(settings.resolved_db_url) as store:
+            if simulate:
+                from luanti_tune.sim.session import to_store
+
+                live = ExperienceConfig(world="live", episodes=simulate, seed=settings.seed + 1)
+                report = to_store(simulated_events(live), store)
+                click.echo(json.dumps({"simulated": {"episodes": simulate, "accepted": report.accepted}}))
             until = store.max_id() if until_id is None else until_id
             ctx = CycleContext(
                 store, reg, after_id, until, seed=settings.seed, settings=settings, options={FAMILY: opts}
