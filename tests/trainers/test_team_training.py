@@ -76,8 +76,8 @@ def test_cycle_fine_tunes_and_gates_on_stored_team_episodes(
     module, arch, _ = base
     reg = _registry_with_base(tmp_path / "models", module, arch)
     champion_before = reg.champion_version("team")
-    events = tt.team_episode_events(tt.policy_of(module, arch, "team"), episodes=4, seed=50, max_steps=300)
-    opts = tt.CycleOptions(min_train_pairs=50, sim=tt.SimEvalConfig(episodes=3, seed=900, max_steps=300))
+    events = tt.team_episode_events(tt.policy_of(module, arch, "team"), episodes=3, seed=50, max_steps=250)
+    opts = tt.CycleOptions(min_train_pairs=50, sim=tt.SimEvalConfig(episodes=2, seed=900, max_steps=250))
     with open_store(f"sqlite:///{tmp_path / 'e.db'}") as store:
         to_store(events, store)
         ctx = CycleContext(store, reg, 0, store.max_id(), seed=0, options={"team": opts})
