@@ -5,7 +5,8 @@ before it was vectorised (one ``window_features`` call and dict/list memory per 
 randomised sequence of batches (agents coming and going, histories of every length, agents
 without a target or with several, unnamed players, missing velocities, ticks repeating or going
 backwards a little or a lot, one agent twice in a batch, more than 8 targets per agent, hot swaps
-of the adapter over the same memory) must give the same features and the same actions.
+of the adapter over the same memory, small batches mixed with large ones) must give the same features
+and the same actions.
 """
 
 from __future__ import annotations
@@ -217,7 +218,11 @@ def test_batched_adapter_equals_per_agent_reference(seed: int) -> None:
     for step, batch in enumerate(batches(seed)):
         if step == 30:  # hot swap: a fresh adapter takes over the same memory
             new = fam.PursuitAdapter()
-        got = new.featurize(batch, mem_new)
+        if step % 5 == 2:  # small batches (agent by agent inside the adapter), same memory
+            parts = [new.featurize(batch[j : j + 3], mem_new) for j in range(0, len(batch), 3)]
+            got = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        else:
+            got = new.featurize(batch, mem_new)
         want = ref.featurize(batch, mem_ref)
         for k in want:
             assert got[k].dtype == want[k].dtype and got[k].shape == want[k].shape

@@ -48,6 +48,8 @@ DEFAULT_ARCH: dict[str, Any] = {
     "agent_speed": 4.0,
     "catch_radius": 1.0,
 }
+#: Batches with at most this many targeted agents are featurized agent by agent (cheaper than numpy).
+SCALAR_BATCH = 8
 #: A pursuer farther than this (nodes) from the target is treated as absent.
 THREAT_RANGE = 20.0
 POS_SCALE = 4.0
@@ -306,6 +308,23 @@ class Track:
             zip(s.t[self.slot, :n].tolist(), s.x[self.slot, :n].tolist(), s.z[self.slot, :n].tolist(), strict=True)
         )
 
+    def store_items(self, items: list[tuple[float, float, float]]) -> None:
+        """Replace the contents: in a store row when strictly increasing and short enough, else a list."""
+        store = self.store
+        n = len(items)
+        if 0 < n < store.width and _strictly_increasing(items):
+            if self.slot < 0:
+                self.slot = store.alloc()
+            s = self.slot
+            store.t[s, :n], store.x[s, :n], store.z[s, :n] = zip(*items, strict=True)
+            store.count[s] = n
+            self.items = None
+        else:
+            if self.slot >= 0:
+                store.free.append(self.slot)
+                self.slot = -1
+            self.items = items
+
     def make_list(self) -> list[tuple[float, float, float]]:
         """Switch to the one-by-one list representation (same contents)."""
         if self.items is None:
@@ -442,6 +461,16 @@ class PursuitAdapter(FamilyAdapter):
         recs = self._collect(observations, idx, memory)
         if not recs:
             return
+        if len(recs) <= SCALAR_BATCH:  # a few agents: plain Python beats numpy's per-call overhead
+            for i, track, tick, px_, pz_, rx_, rz_, v in recs:
+                if rx_**2 + rz_**2 <= THREAT_RANGE**2:
+                    threat[i] = (-rx_, -rz_, 1.0)
+                rel_out[i] = (rx_, rz_)
+                has_out[i] = True
+                if v is not None:
+                    vel[i] = (v.x, v.z)
+                self._scalar_row(track, tick * TICK_S, px_ + rx_, pz_ + rz_, i, hist, vel, v)
+            return
         rows_t, tracks_t, ticks, px, pz, rx, rz, vs = zip(*recs, strict=True)
         tracks_of: list[Track] = list(tracks_t)
         m = len(recs)
@@ -475,13 +504,10 @@ class PursuitAdapter(FamilyAdapter):
         clear = back & (t < lastt - self.keep_s)
         pop = back & ~clear
         breaks = pop & (cnt >= 2) & (store.t[safe, np.maximum(cnt - 2, 0)] >= t)
-        if breaks.any():
-            for j in np.flatnonzero(breaks).tolist():
-                tracks_of[j].make_list()
-            ring &= ~breaks
+        ring &= ~breaks
         if not ring.all():
             for j in np.flatnonzero(~ring).tolist():
-                self._list_row(tracks_of[j], float(t[j]), float(ax[j]), float(az[j]), int(ri[j]), hist, vel, vs[j])
+                self._scalar_row(tracks_of[j], float(t[j]), float(ax[j]), float(az[j]), int(ri[j]), hist, vel, vs[j])
         if ring.all():
             k = arange_m
         elif ring.any():
@@ -551,7 +577,7 @@ class PursuitAdapter(FamilyAdapter):
         tracks: list[Track],
     ) -> None:
         """Append ``(tk, ax, az)`` at position ``n`` of rows ``s``, drop samples older than keep_s,
-        resample; what :meth:`_list_row` does, for all rows at once."""
+        resample; what :meth:`_scalar_row` does, for all rows at once."""
         store = self._store
         store.t[s, n] = tk
         store.x[s, n] = ax
@@ -588,7 +614,7 @@ class PursuitAdapter(FamilyAdapter):
             for j in np.flatnonzero(full).tolist():
                 tracks[j].make_list()
 
-    def _list_row(
+    def _scalar_row(
         self,
         track: Track,
         t: float,
@@ -599,8 +625,8 @@ class PursuitAdapter(FamilyAdapter):
         vel: np.ndarray,
         velocity: Any,
     ) -> None:
-        """The per-agent update of a list track (the algorithm the batched path reproduces)."""
-        items = track.make_list()
+        """The per-agent update of one track (the algorithm the batched path reproduces)."""
+        items = track.to_list() if track.items is None else track.items
         if items and t <= items[-1][0]:
             if t < items[-1][0] - self.keep_s:  # tick went backwards (new episode): restart
                 items.clear()
@@ -613,6 +639,7 @@ class PursuitAdapter(FamilyAdapter):
         hist[i] = window_features(arr[:, 0], arr[:, 1:], np.array([t]), self.history, self.hist_dt)[0]
         if velocity is None and len(arr) >= 2 and arr[-1, 0] > arr[-2, 0]:
             vel[i] = (arr[-1, 1:] - arr[-2, 1:]) / (arr[-1, 0] - arr[-2, 0])
+        track.store_items(items)
 
     # ------------------------------------------------------------------ decode
     def intercept(self, rel: np.ndarray, mean: np.ndarray, log_std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
