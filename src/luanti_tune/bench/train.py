@@ -1,6 +1,10 @@
 """``luanti-tune bench train``: one full fine-tuning cycle (dataset build + fine-tune + gate) on
 10,000 and 100,000 new events, and store ingest throughput while the cycle runs vs idle.
 
+Each size runs the cycle twice on the same events: alone (``cycle_alone_s``, on a copy of the
+registry) and while this process ingests flat out (``cycle_s``; the niced cycle yields CPU to
+ingest, which is the point, so it takes longer).
+
 The cycle runs the way the worker runs it: in a separate (spawned) process with one torch thread
 and lowered CPU priority, reading the same SQLite store the ingest loop writes to. Ingest is
 measured in this process as validated events appended per second (``parse_event`` +
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -125,6 +130,17 @@ def train(sizes: tuple[int, ...], ingest_seconds: float, seed: int) -> None:
                 to_store(fresh, store, batch_size=5000)
                 until = store.max_id()
                 out = tmp / f"cycle-{size}.json"
+                # the same cycle with nothing else running here (on a copy of the registry)
+                progress.update(task, description=f"cycle on {size} events, no ingest")
+                alone_root = tmp / f"models-alone-{size}"
+                shutil.copytree(reg.root, alone_root)
+                alone_out = tmp / f"cycle-alone-{size}.json"
+                proc = ctx.Process(
+                    target=_cycle_child, args=(db_url, str(alone_root), after, until, seed, str(alone_out))
+                )
+                proc.start()
+                proc.join()
+                alone: dict[str, Any] = json.loads(alone_out.read_text()) if alone_out.exists() else {"timings": {}}
                 # idle ingest right before the cycle, so both rates see the same machine load
                 progress.update(task, description=f"idle ingest before the {size}-event cycle")
                 idle_rate, seq = _ingest_for(store, moves, ingest_seconds, seq)
@@ -145,12 +161,15 @@ def train(sizes: tuple[int, ...], ingest_seconds: float, seed: int) -> None:
                     "cycle_s": round(float(res.get("timings", {}).get("total_s", float("nan"))), 2),
                     "timings": res.get("timings"),
                     "process_wall_s": round(wall, 2),
+                    "cycle_alone_s": round(float(alone.get("timings", {}).get("total_s", float("nan"))), 2),
+                    "alone_timings": alone.get("timings"),
                     "ingest_idle_events_per_s": round(idle_rate),
                     "ingest_events_per_s": round(busy_rate),
                     "ingest_ratio_vs_idle": round(ratio, 3),
                 }
     c10: dict[str, Any] = cycles.get("10000", {})
     figures["cycle_10k_s"] = c10.get("cycle_s")
+    figures["cycle_10k_alone_s"] = c10.get("cycle_alone_s")
     figures["target_cycle_10k_s"] = 30
     figures["ingest_ratio_min"] = round(min(ratios), 3) if ratios else None
     figures["target_ingest_ratio"] = 0.7
