@@ -1,8 +1,8 @@
 """The dialogue generation service behind ``/v1/chat/completions``.
 
-* Generation runs on ONE dedicated worker thread (``dialogue-gen``), never on the event loop, so
-  ingest and act requests keep being served while a reply is generated; requests queue in front
-  of it and are refused (``Overloaded``) beyond ``max_pending``.
+* Generation runs on ONE dedicated worker thread (``dialogue-gen``, reniced to ``nice``), never on
+  the event loop, so ingest and act requests keep being served while a reply is generated;
+  requests queue in front of it and are refused (``Overloaded``) beyond ``max_pending``.
 * Every request is bounded: ``max_tokens`` <= ``max_tokens_limit``, prompt <= ``max_prompt_tokens``,
   wall time <= ``timeout_s`` (``generate(max_time=...)``; the reply then ends with
   ``finish_reason = "length"``). A client that disconnects from a stream cancels its generation.
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Sequence
@@ -145,6 +146,7 @@ class DialogueService:
         context_window_events: int = 5_000,
         personas: dict[str, Persona] | None = None,
         poll_interval_s: float = 1.0,
+        nice: int = 10,
     ) -> None:
         self.base_name = base
         self.registry = registry
@@ -159,7 +161,10 @@ class DialogueService:
         self.personas = personas
         self.poll_interval_s = poll_interval_s
         self.created = int(time.time())
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dialogue-gen")
+        self.nice = nice
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="dialogue-gen", initializer=self._lower_priority
+        )
         self._pending = 0
         self._pending_lock = threading.Lock()
         self._base: Any = None  # BaseModel, loaded on the worker thread
@@ -198,6 +203,15 @@ class DialogueService:
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _lower_priority(self) -> None:
+        """Renice the generation thread (Linux nice values are per thread; the torch worker threads
+        it starts inherit it), so ingest/act threads win the CPU while a reply is generated."""
+        if self.nice > 0 and hasattr(os, "setpriority"):
+            try:
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.nice)
+            except OSError as exc:
+                log.warning("dialogue: cannot lower the generation thread priority: %s", exc)
 
     def _ensure_loaded(self) -> None:
         if self._base is None:
