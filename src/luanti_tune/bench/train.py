@@ -47,7 +47,7 @@ def _cycle_child(db_url: str, model_root: str, after: int, until: int, seed: int
     from luanti_tune.trainers import pursuit as tp
     from luanti_tune.trainers.common import CycleContext, configure_torch, guarded_cycle
 
-    configure_torch(1, nice=10)
+    configure_torch(1, nice=19)  # as the worker process
     t0 = time.perf_counter()
     with open_store(db_url) as store:
         ctx = CycleContext(store, Registry(model_root), after, until, seed=seed)

@@ -54,7 +54,7 @@ def worker(
     unknown = sorted(set(families) - set(CYCLES))
     if unknown:
         raise click.BadParameter(f"unknown {', '.join(unknown)}; known: {', '.join(CYCLES)}", param_hint="--family")
-    cfg = WorkerConfig(families=families or tuple(CYCLES), poll_s=poll_s, bootstrap=bootstrap, nice=0 if once else 10)
+    cfg = WorkerConfig(families=families or tuple(CYCLES), poll_s=poll_s, bootstrap=bootstrap, nice=0 if once else 19)
     configure_process(settings, cfg.nice)
     w = Worker(settings, cfg)
     try:

@@ -44,7 +44,7 @@ class WorkerConfig:
     poll_s: float = 2.0
     bootstrap: bool = True  # pre-train a base model from the simulator when no champion exists
     bootstrap_minutes: float = 2.0
-    nice: int = 10
+    nice: int = 19  # lowest CPU priority: ingest and inference always come first
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     monitor_every_s: float = 5.0
     options: dict[str, Any] = field(default_factory=dict)  # per-family cycle options
