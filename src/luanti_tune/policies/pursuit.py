@@ -535,8 +535,12 @@ class PursuitAdapter(FamilyAdapter):
                 if found is None:
                     continue
                 target = found
-            mem = memory.setdefault(obs.agent, {})
-            tracks = mem.setdefault("tracks", {})
+            mem = memory.get(obs.agent)  # setdefault without a new dict per call
+            if mem is None:
+                mem = memory[obs.agent] = {}
+            tracks = mem.get("tracks")
+            if tracks is None:
+                tracks = mem["tracks"] = {}
             key = target.name or "_nearest"
             track = tracks.get(key)
             if track is None:
