@@ -45,6 +45,7 @@ def _adapter(lo: int | None, hi: int | None) -> TypeAdapter[Any]:
     if hi is None:
         assert lo == 0
         return TypeAdapter(NonNegInt)
+    assert lo is not None
     return TypeAdapter(int_in(lo, hi))
 
 
