@@ -5,7 +5,8 @@ The team model is pre-trained here on simulated team episodes (training seeds), 
 held-out seeds against: the scripted independent greedy members (each goes for its nearest item),
 the same model without coordination (every member takes its own best pair: isolates the gain of
 the assignment), and the untrained model (geometric prior only: isolates the gain of learning).
-Episodes that do not finish count as the time limit.
+Episodes that do not finish count as the time limit. ``behaviour``: what ``analyze agents`` sees
+in recorded episodes of the team and the greedy members (spacing, target switches, entropy).
 """
 
 from __future__ import annotations
@@ -55,6 +56,10 @@ def team(episodes: int, train_episodes: int, agents: int, items: int, max_steps:
             progress.update(task, description=f"evaluating {name} ({episodes} episodes)")
             t = time.perf_counter()
             results[name] = {**tt.evaluate_team(pol, cfg), "eval_s": round(time.perf_counter() - t, 2)}
+        progress.update(task, description="behaviour of recorded episodes (analyze agents)")
+        behaviour = _behaviour(
+            {"team": policies["team"], "greedy": policies["greedy"]}, seed + 7000, max(2, episodes // 5), max_steps
+        )
     val = data.val()
     g, tm = results["greedy"]["mean_time"], results["team"]["mean_time"]
     emit(
@@ -78,8 +83,26 @@ def team(episodes: int, train_episodes: int, agents: int, items: int, max_steps:
                 "trained": round(fam.evaluate(module, val)["loss"], 4),
                 "untrained": round(fam.evaluate(fam.build_module(arch), val)["loss"], 4),
             },
+            "behaviour": behaviour,
             "dataset": data.manifest["counts"],
             "train_s": round(train_s, 2),
             "fit": {k: info[k] for k in ("steps", "seconds", "last_loss") if k in info},
         },
     )
+
+
+def _behaviour(policies: dict[str, Any], seed: int, episodes: int, max_steps: int) -> dict[str, Any]:
+    """Emergent-behaviour figures (:class:`BehaviourMonitor`) of recorded Team-v0 episodes per policy."""
+    from luanti_tune.analysis.agents import BehaviourMonitor
+    from luanti_tune.trainers import team as tt
+
+    out: dict[str, Any] = {"episodes": episodes}
+    for name, pol in policies.items():
+        mon = BehaviourMonitor()
+        mon.update(tt.team_episode_events(pol, episodes=episodes, seed=seed, max_steps=max_steps))
+        rows = mon.summary()
+        if rows:
+            r = rows[0]
+            keys = ("entropy_bits", "team_spacing", "role_switch_rate", "success_rate", "reward_mean", "top_ngrams")
+            out[name] = {k: r[k] for k in keys}
+    return out
