@@ -8,7 +8,8 @@ One run, one JSON line:
   decode tokens/s, aggregate tokens/s, reply time p50/p99;
 * ``act``: ``/v1/act`` p99 idle vs while the 4 conversations generate (``ratio`` = during/idle);
   if the service has no ``/v1/act`` route, ``/healthz`` is measured instead and named so;
-* ``lora``: seconds per LoRA training step (batch of 8 NPC conversations) on the same base.
+* ``lora``: seconds per LoRA training step (batch of 8 NPC conversations) on the same base, with
+  one torch thread like the training worker.
 """
 
 from __future__ import annotations
@@ -148,8 +149,11 @@ def _has_act(url: str) -> bool:
 
 
 def _lora_step_seconds(base_model: Any, examples: list[dict[str, Any]], steps: int) -> dict[str, Any]:
+    import torch
+
     from luanti_tune.dialogue.lora import LoraTrainConfig, add_lora, train_lora
 
+    torch.set_num_threads(1)  # as the training worker runs (Settings.torch_threads default)
     cfg = LoraTrainConfig(steps=1, batch_size=8, seed=0)
     peft_model = add_lora(base_model.model, cfg)
     train_lora(peft_model, base_model.tokenizer, examples, cfg)  # warm-up step

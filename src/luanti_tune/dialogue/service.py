@@ -147,6 +147,7 @@ class DialogueService:
         personas: dict[str, Persona] | None = None,
         poll_interval_s: float = 1.0,
         nice: int = 10,
+        threads: int = 1,
     ) -> None:
         self.base_name = base
         self.registry = registry
@@ -162,8 +163,9 @@ class DialogueService:
         self.poll_interval_s = poll_interval_s
         self.created = int(time.time())
         self.nice = nice
+        self.threads = threads
         self._executor = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="dialogue-gen", initializer=self._lower_priority
+            max_workers=1, thread_name_prefix="dialogue-gen", initializer=self._init_worker
         )
         self._pending = 0
         self._pending_lock = threading.Lock()
@@ -204,9 +206,17 @@ class DialogueService:
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    def _lower_priority(self) -> None:
-        """Renice the generation thread (Linux nice values are per thread; the torch worker threads
-        it starts inherit it), so ingest/act threads win the CPU while a reply is generated."""
+    def _init_worker(self) -> None:
+        """Bound the generation thread's torch intra-op threads (an OpenMP setting of the calling
+        thread: other threads keep theirs) and renice it (Linux nice values are per thread; the
+        torch worker threads it starts inherit it), so ingest/act threads win the CPU.
+
+        One thread is the default: on a busy 2-core machine two OpenMP threads decode 4-5x slower
+        than one (they wait for each other), and the other core stays free for act requests.
+        """
+        import torch
+
+        torch.set_num_threads(self.threads)
         if self.nice > 0 and hasattr(os, "setpriority"):
             try:
                 os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.nice)
