@@ -43,8 +43,11 @@ test: install system-deps lint typecheck lua-test pytest
 demo: install
 	$(VENV)/bin/luanti-tune -v demo
 
-bench: install
-	$(VENV)/bin/luanti-tune bench all
+BENCHES ?= ingest sim train act navigation team dialogue luanti
+
+# Every benchmark prints one JSON line (figures + ratio to a baseline measured in the same run).
+bench: install system-deps
+	@for b in $(BENCHES); do $(VENV)/bin/luanti-tune bench $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
