@@ -1,22 +1,38 @@
-"""`make demo` stages against the real service subprocess: every simulated event ends up stored."""
+"""`make demo` end to end against the real service subprocess: every simulated event is stored,
+the worker fine-tunes on players of unseen styles, the gate promotes, and the fine-tuned model
+predicts those players better than the base model it started from."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from luanti_tune.cli.demo import DemoContext, run_demo
-from luanti_tune.store.base import open_store
+from luanti_tune.registry import Registry
+from luanti_tune.store.base import EventQuery, open_store
 
 
-def test_demo_streams_into_real_service_and_stops_it(tmp_path: Path) -> None:
+def test_demo_runs_the_loop_end_to_end(tmp_path: Path) -> None:
     ctx = DemoContext(data_dir=tmp_path, players=3, minutes=0.1, seed=4)
     results = run_demo(ctx)
     assert ctx.proc is not None and ctx.proc.poll() is not None  # service stopped
+
+    # stage "where the events went": the service stored exactly what the players sent
     sent = results["stream"]
     assert sent["accepted"] == sent["events"] > 50 and sent["duplicates"] == 0
     assert results["stats"]["events"] == sent["events"]
+    assert results["stats"]["by_type"] == sent["by_type"]
     with open_store(ctx.db_url) as store:
-        stats = store.stats()
-    assert stats.events == sent["events"]
-    assert stats.by_type == sent["by_type"]
-    assert set(stats.sources) == {"demo-sim-4"}
+        demo_events = sum(1 for _ in store.iter_events(EventQuery(sources=(sent["source"],))))
+        assert demo_events == sent["events"]
+        assert "demo-sim-4" in store.stats().sources
+
+    # stages of the fine-tuning loop: a fine-tuned champion that beats its base on unseen styles
+    cycle = results["cycle"]
+    assert cycle["status"] == "promoted", cycle
+    reg = Registry(tmp_path / "models")
+    champion = reg.manifest("pursuit", "champion")
+    assert champion["version"] != results["base"]["version"]
+    assert champion["parent"] == results["base"]["version"]
+    rows = {r["policy"].split(" ")[0]: r for r in results["before_after"]}
+    assert rows["fine-tuned"]["prediction_error"] < rows["base"]["prediction_error"]
+    assert Path(results["plot"]).stat().st_size > 10_000
