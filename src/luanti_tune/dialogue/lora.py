@@ -143,7 +143,11 @@ def train_lora(
     pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id)
     params = [p for p in peft_model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.steps // 10)))
+    warmup = max(1, cfg.steps // 10)
+    # linear warm-up, then linear decay to 10% of lr: the last steps settle instead of bouncing
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min((s + 1) / warmup, 1.0 - 0.9 * max(0, s - warmup) / max(1, cfg.steps - warmup))
+    )
     peft_model.train()
     losses: list[float] = []
     order: list[int] = []
