@@ -23,11 +23,14 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from luanti_tune.errors import LuantiTuneError, TrainingSkipped
+from luanti_tune.errors import LuantiTuneError, ModelError, TrainingSkipped
+
+if TYPE_CHECKING:
+    from luanti_tune.datasets.common import Dataset
 
 log = logging.getLogger(__name__)
 
@@ -274,6 +277,108 @@ def finish_candidate(
         champion=reg.champion_version(family),
         figures=verdict.figures,
         timings=dict(timings or {}),
+    )
+
+
+class FineTuneOptions(Protocol):
+    """The parts of a family's ``CycleOptions`` that :func:`finetune_cycle` reads."""
+
+    @property
+    def fit(self) -> FitConfig: ...
+
+    @property
+    def gate(self) -> Any: ...
+
+    @property
+    def replay_events(self) -> int: ...
+
+
+def _train_split(data: Dataset) -> Mapping[str, np.ndarray]:
+    return data.train()
+
+
+def _all_rows(data: Dataset) -> Mapping[str, np.ndarray]:
+    return data.arrays
+
+
+@dataclass(frozen=True)
+class FineTuneRecipe:
+    """The family-specific pieces of one fine-tuning cycle (:func:`finetune_cycle` does the rest)."""
+
+    #: the base family: its champion is the starting point, its name is in the skip hint
+    family: str
+    #: ``datasets.<family>.build_from_store(store, spec, *, after_id, until_id) -> Dataset``
+    build_from_store: Callable[..., Dataset]
+    #: champion architecture -> the spec ``build_from_store`` takes
+    spec: Callable[[Mapping[str, Any]], Any]
+    #: new dataset -> None; raises :class:`TrainingSkipped` naming the counts when it is too small
+    check_size: Callable[[Dataset], None]
+    #: ``finetune(module, rows, cfg, *, replay=rows) -> (candidate, fit info)`` on a copy of ``module``
+    finetune: Callable[..., tuple[Any, dict[str, Any]]]
+    #: ``(candidate, champion, new dataset, architecture, fit info) -> verdict``
+    gate: Callable[[Any, Any, Dataset, Mapping[str, Any], Mapping[str, Any]], GateVerdict]
+    #: the rows of the new dataset to fine-tune on, and of the replay dataset to mix in
+    train_rows: Callable[[Dataset], Mapping[str, np.ndarray]] = _train_split
+    replay_rows: Callable[[Dataset], Mapping[str, np.ndarray]] = _all_rows
+    #: record the fit's replay fraction in the candidate's dataset manifest
+    manifest_replay_fraction: bool = True
+
+
+def finetune_cycle(
+    ctx: CycleContext, recipe: FineTuneRecipe, opts: FineTuneOptions, *, target: str | None = None
+) -> CycleResult:
+    """Build the dataset over the new events, fine-tune the champion with replay, gate, promote/reject.
+
+    ``target``: the registry family the candidate competes in (default ``recipe.family``); its
+    champion is the starting point if it has one, else the base family's champion.
+    """
+    family = recipe.family
+    target = target or family
+    reg = ctx.registry
+    timings: dict[str, float] = {}
+    try:
+        if target != family and reg.champion_version(target):
+            champ = reg.load(target, "champion")
+        else:
+            champ = reg.load(family, "champion")
+    except ModelError as exc:
+        raise TrainingSkipped(
+            f"no usable {family} champion to fine-tune ({exc}); run `luanti-tune train {family} --base`"
+        ) from exc
+    arch = champ.manifest["architecture"]
+    spec = recipe.spec(arch)
+    t = time.perf_counter()
+    new = recipe.build_from_store(ctx.store, spec, after_id=ctx.after_id, until_id=ctx.until_id)
+    recipe.check_size(new)
+    replay_after = max(0, ctx.after_id - opts.replay_events)
+    replay = (
+        recipe.build_from_store(ctx.store, spec, after_id=replay_after, until_id=ctx.after_id)
+        if ctx.after_id > 0
+        else None
+    )
+    timings["dataset_s"] = round(time.perf_counter() - t, 3)
+    t = time.perf_counter()
+    fit_cfg = FitConfig(**{**opts.fit.to_dict(), "seed": ctx.seed})
+    rep = recipe.replay_rows(replay) if replay is not None and len(replay) else None
+    cand, info = recipe.finetune(champ.module, recipe.train_rows(new), fit_cfg, replay=rep)
+    timings["train_s"] = round(time.perf_counter() - t, 3)
+    t = time.perf_counter()
+    verdict = recipe.gate(cand, champ, new, arch, info)
+    timings["gate_s"] = round(time.perf_counter() - t, 3)
+    ds_manifest: dict[str, Any] = {"new": new.manifest, "replay": replay.manifest if replay is not None else None}
+    if recipe.manifest_replay_fraction:
+        ds_manifest["replay_fraction"] = fit_cfg.replay_fraction
+    return finish_candidate(
+        ctx,
+        target,
+        cand,
+        arch,
+        verdict,
+        parent=champ.version if champ.family == target else f"{champ.family}:{champ.version}",
+        dataset=ds_manifest,
+        metrics={"val": verdict.figures.get("candidate", {}), "champion_val": verdict.figures.get("champion", {})},
+        training={**fit_cfg.to_dict(), **info, "gate": asdict(opts.gate)},
+        timings=timings,
     )
 
 

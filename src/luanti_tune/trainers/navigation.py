@@ -25,19 +25,20 @@ import numpy as np
 
 from luanti_tune.datasets.common import Dataset
 from luanti_tune.datasets.navigation import NavigationSpec, build_from_events, build_from_store
-from luanti_tune.errors import ModelError, TrainingSkipped
+from luanti_tune.errors import TrainingSkipped
 from luanti_tune.policies import navigation as nav
 from luanti_tune.policies.base import AgentMemory, Policy
 from luanti_tune.trainers.common import (
     CycleContext,
     CycleResult,
+    FineTuneRecipe,
     FitConfig,
     GateCheck,
     GateVerdict,
     check_better,
     check_finite,
     clone_module,
-    finish_candidate,
+    finetune_cycle,
     fit,
 )
 
@@ -364,58 +365,30 @@ class CycleOptions:
 def run_cycle(ctx: CycleContext) -> CycleResult:
     """Build the dataset over the new events, fine-tune the champion with replay, gate, promote/reject."""
     opts: CycleOptions = ctx.options.get(FAMILY) or CycleOptions()
-    reg = ctx.registry
-    timings: dict[str, float] = {}
-    try:
-        champ = reg.load(FAMILY, "champion")
-    except ModelError as exc:
-        raise TrainingSkipped(
-            f"no usable navigation champion to fine-tune ({exc}); run `luanti-tune train navigation --base`"
-        ) from exc
-    arch = champ.manifest["architecture"]
-    spec = NavigationSpec(radius=int(arch["radius"]))
-    t = time.perf_counter()
-    new = build_from_store(ctx.store, spec, after_id=ctx.after_id, until_id=ctx.until_id)
-    counts = new.manifest["counts"]
-    if counts["train"] < opts.min_train_rows:
-        raise TrainingSkipped(
-            f"dataset too small: {counts['train']} navigation training rows < {opts.min_train_rows} "
-            f"({counts['events']} agent events in ids ({ctx.after_id}, {ctx.until_id}])"
-        )
-    if counts["val"] < opts.gate.min_val_rows:
-        raise TrainingSkipped(f"dataset too small: {counts['val']} held-out rows < {opts.gate.min_val_rows}")
-    replay_after = max(0, ctx.after_id - opts.replay_events)
-    replay = (
-        build_from_store(ctx.store, spec, after_id=replay_after, until_id=ctx.after_id) if ctx.after_id > 0 else None
+
+    def check_size(new: Dataset) -> None:
+        counts = new.manifest["counts"]
+        if counts["train"] < opts.min_train_rows:
+            raise TrainingSkipped(
+                f"dataset too small: {counts['train']} navigation training rows < {opts.min_train_rows} "
+                f"({counts['events']} agent events in ids ({ctx.after_id}, {ctx.until_id}])"
+            )
+        if counts["val"] < opts.gate.min_val_rows:
+            raise TrainingSkipped(f"dataset too small: {counts['val']} held-out rows < {opts.gate.min_val_rows}")
+
+    def gate_step(cand: Any, champ: Any, new: Dataset, arch: Mapping[str, Any], info: Mapping[str, Any]) -> GateVerdict:
+        sim_cfg = opts.sim or SimEvalConfig(seed=ctx.seed + 1000)
+        return gate(cand, champ.module, new.val(), arch, opts.gate, sim_cfg=sim_cfg)
+
+    recipe = FineTuneRecipe(
+        family=FAMILY,
+        build_from_store=build_from_store,
+        spec=lambda arch: NavigationSpec(radius=int(arch["radius"])),
+        check_size=check_size,
+        finetune=finetune,
+        gate=gate_step,
     )
-    timings["dataset_s"] = round(time.perf_counter() - t, 3)
-    t = time.perf_counter()
-    fit_cfg = replace(opts.fit, seed=ctx.seed)
-    cand, info = finetune(
-        champ.module, new.train(), fit_cfg, replay=replay.arrays if replay is not None and len(replay) else None
-    )
-    timings["train_s"] = round(time.perf_counter() - t, 3)
-    t = time.perf_counter()
-    sim_cfg = opts.sim or SimEvalConfig(seed=ctx.seed + 1000)
-    verdict = gate(cand, champ.module, new.val(), arch, opts.gate, sim_cfg=sim_cfg)
-    timings["gate_s"] = round(time.perf_counter() - t, 3)
-    ds_manifest = {
-        "new": new.manifest,
-        "replay": replay.manifest if replay is not None else None,
-        "replay_fraction": fit_cfg.replay_fraction,
-    }
-    return finish_candidate(
-        ctx,
-        FAMILY,
-        cand,
-        arch,
-        verdict,
-        parent=champ.version,
-        dataset=ds_manifest,
-        metrics={"val": verdict.figures.get("candidate", {}), "champion_val": verdict.figures.get("champion", {})},
-        training={**fit_cfg.to_dict(), **info, "gate": asdict(opts.gate)},
-        timings=timings,
-    )
+    return finetune_cycle(ctx, recipe, opts)
 
 
 # ----------------------------------------------------------------------------- command line
@@ -463,8 +436,6 @@ def _train_navigation_command() -> Any:
         """Pre-train (--base) or fine-tune the navigation cost model once: dataset, fit, gate, promote/reject."""
         from luanti_tune.config.settings import load_settings
         from luanti_tune.registry import Registry
-        from luanti_tune.store.base import open_store
-        from luanti_tune.trainers.common import guarded_cycle
 
         settings = load_settings(config, data_dir=data_dir, db_url=db_url, model_path=model_path, seed=seed)
         import torch
@@ -478,26 +449,26 @@ def _train_navigation_command() -> Any:
                 json.dumps({"status": "promoted", "version": version, **reg.manifest(FAMILY, version)["metrics"]})
             )
             return
-        opts = CycleOptions()
-        if steps is not None:
-            opts = replace(opts, fit=replace(opts.fit, steps=steps))
-        if no_sim:
-            opts = replace(opts, gate=replace(opts.gate, sim=False))
-        with open_store(settings.resolved_db_url) as store:
-            if simulate:
-                from luanti_tune.sim.session import to_store
+        from luanti_tune.trainers.cli import run_cycle_once, with_overrides
 
-                live = ExperienceConfig(world="live", episodes=simulate, seed=settings.seed + 1)
-                report = to_store(simulated_events(live), store)
-                click.echo(json.dumps({"simulated": {"episodes": simulate, "accepted": report.accepted}}))
-            until = store.max_id() if until_id is None else until_id
-            ctx = CycleContext(
-                store, reg, after_id, until, seed=settings.seed, settings=settings, options={FAMILY: opts}
-            )
-            result = guarded_cycle(FAMILY, ctx, run_cycle)
-        click.echo(json.dumps(result.to_dict()))
-        if result.status == "failed":
-            raise SystemExit(1)
+        def store_simulated(store: Any) -> None:
+            from luanti_tune.sim.session import to_store
+
+            live = ExperienceConfig(world="live", episodes=simulate, seed=settings.seed + 1)
+            report = to_store(simulated_events(live), store)
+            click.echo(json.dumps({"simulated": {"episodes": simulate, "accepted": report.accepted}}))
+
+        opts = with_overrides(CycleOptions(), steps=steps, no_sim=no_sim)
+        run_cycle_once(
+            settings,
+            reg,
+            FAMILY,
+            run_cycle,
+            opts,
+            after_id=after_id,
+            until_id=until_id,
+            prepare=store_simulated if simulate else None,
+        )
 
     return train_navigation
 

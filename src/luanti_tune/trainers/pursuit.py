@@ -16,19 +16,20 @@ import logging
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from luanti_tune.datasets.common import Dataset
 from luanti_tune.datasets.pursuit import PursuitSpec, build_from_events, build_from_store
-from luanti_tune.errors import ModelError, TrainingSkipped
+from luanti_tune.errors import TrainingSkipped
 from luanti_tune.policies import pursuit as fam
 from luanti_tune.policies.families import ModelPolicy
 from luanti_tune.trainers.common import (
     CycleContext,
     CycleResult,
+    FineTuneRecipe,
     FitConfig,
     GateCheck,
     GateVerdict,
@@ -36,7 +37,7 @@ from luanti_tune.trainers.common import (
     check_finite,
     check_no_regression,
     clone_module,
-    finish_candidate,
+    finetune_cycle,
     fit,
 )
 
@@ -297,57 +298,29 @@ def styles_from_players(names: Sequence[str]) -> tuple[str, ...]:
 def run_cycle(ctx: CycleContext) -> CycleResult:
     """Build datasets over the new events, fine-tune the champion with replay, gate, promote/reject."""
     opts: CycleOptions = ctx.options.get("pursuit") or CycleOptions()
-    reg = ctx.registry
-    timings: dict[str, float] = {}
+
+    def check_size(new: Dataset) -> None:
+        counts = new.manifest["counts"]
+        if counts["train"] < opts.min_train_windows:
+            raise TrainingSkipped(
+                f"dataset too small: {counts['train']} training windows < {opts.min_train_windows} "
+                f"({counts['events']} player.move events in ids ({ctx.after_id}, {ctx.until_id}])"
+            )
+        if counts["val"] < opts.gate.min_val_windows:
+            raise TrainingSkipped(f"dataset too small: {counts['val']} held-out windows < {opts.gate.min_val_windows}")
+
+    def gate_step(cand: Any, champ: Any, new: Dataset, arch: Mapping[str, Any], info: Mapping[str, Any]) -> GateVerdict:
+        sim_cfg = opts.sim or SimEvalConfig(styles=styles_from_players(new.manifest["players"]), seed=ctx.seed + 1000)
+        key = f"{champ.family}:{champ.version}:{champ.manifest['files']['weights.safetensors']['sha256']}"
+        return gate(cand, champ.module, new.val(), arch, opts.gate, sim_cfg=sim_cfg, champion_key=key)
+
+    recipe = FineTuneRecipe(
+        family=FAMILY,
+        build_from_store=build_from_store,
+        spec=lambda arch: PursuitSpec.from_arch(arch, players=opts.players),
+        check_size=check_size,
+        finetune=finetune,
+        gate=gate_step,
+    )
     target = scope_name(opts.players) if opts.per_player_scope and opts.players else FAMILY
-    try:
-        champ = reg.load(target, "champion") if reg.champion_version(target) else reg.load(FAMILY, "champion")
-    except ModelError as exc:
-        raise TrainingSkipped(
-            f"no usable pursuit champion to fine-tune ({exc}); run `luanti-tune train pursuit --base`"
-        ) from exc
-    arch = champ.manifest["architecture"]
-    spec = PursuitSpec.from_arch(arch, players=opts.players)
-    t = time.perf_counter()
-    new = build_from_store(ctx.store, spec, after_id=ctx.after_id, until_id=ctx.until_id)
-    counts = new.manifest["counts"]
-    if counts["train"] < opts.min_train_windows:
-        raise TrainingSkipped(
-            f"dataset too small: {counts['train']} training windows < {opts.min_train_windows} "
-            f"({counts['events']} player.move events in ids ({ctx.after_id}, {ctx.until_id}])"
-        )
-    if counts["val"] < opts.gate.min_val_windows:
-        raise TrainingSkipped(f"dataset too small: {counts['val']} held-out windows < {opts.gate.min_val_windows}")
-    replay_after = max(0, ctx.after_id - opts.replay_events)
-    replay = (
-        build_from_store(ctx.store, spec, after_id=replay_after, until_id=ctx.after_id) if ctx.after_id > 0 else None
-    )
-    timings["dataset_s"] = round(time.perf_counter() - t, 3)
-    t = time.perf_counter()
-    fit_cfg = FitConfig(**{**opts.fit.to_dict(), "seed": ctx.seed})
-    cand, info = finetune(
-        champ.module, new.train(), fit_cfg, replay=replay.arrays if replay is not None and len(replay) else None
-    )
-    timings["train_s"] = round(time.perf_counter() - t, 3)
-    t = time.perf_counter()
-    sim_cfg = opts.sim or SimEvalConfig(styles=styles_from_players(new.manifest["players"]), seed=ctx.seed + 1000)
-    key = f"{champ.family}:{champ.version}:{champ.manifest['files']['weights.safetensors']['sha256']}"
-    verdict = gate(cand, champ.module, new.val(), arch, opts.gate, sim_cfg=sim_cfg, champion_key=key)
-    timings["gate_s"] = round(time.perf_counter() - t, 3)
-    ds_manifest = {
-        "new": new.manifest,
-        "replay": replay.manifest if replay is not None else None,
-        "replay_fraction": fit_cfg.replay_fraction,
-    }
-    return finish_candidate(
-        ctx,
-        target,
-        cand,
-        arch,
-        verdict,
-        parent=champ.version if champ.family == target else f"{champ.family}:{champ.version}",
-        dataset=ds_manifest,
-        metrics={"val": verdict.figures.get("candidate", {}), "champion_val": verdict.figures.get("champion", {})},
-        training={**fit_cfg.to_dict(), **info, "gate": asdict(opts.gate)},
-        timings=timings,
-    )
+    return finetune_cycle(ctx, recipe, opts, target=target)

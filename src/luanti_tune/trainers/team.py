@@ -28,12 +28,13 @@ import numpy as np
 
 from luanti_tune.datasets.common import Dataset
 from luanti_tune.datasets.team import build_from_events, build_from_store
-from luanti_tune.errors import ModelError, TrainingSkipped
+from luanti_tune.errors import TrainingSkipped
 from luanti_tune.policies import team as fam
 from luanti_tune.policies.families import ModelPolicy
 from luanti_tune.trainers.common import (
     CycleContext,
     CycleResult,
+    FineTuneRecipe,
     FitConfig,
     GateCheck,
     GateVerdict,
@@ -41,7 +42,7 @@ from luanti_tune.trainers.common import (
     check_finite,
     check_no_regression,
     clone_module,
-    finish_candidate,
+    finetune_cycle,
     fit,
 )
 
@@ -268,56 +269,42 @@ class CycleOptions:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def _fit_rows(data: Dataset) -> dict[str, np.ndarray]:
+    return {k: v for k, v in data.train().items() if k in KEYS}
+
+
 def run_cycle(ctx: CycleContext) -> CycleResult:
     """Build the team dataset over the new events, fine-tune the champion with replay, gate."""
     opts: CycleOptions = ctx.options.get("team") or CycleOptions()
-    reg = ctx.registry
-    timings: dict[str, float] = {}
-    try:
-        champ = reg.load(FAMILY, "champion")
-    except ModelError as exc:
-        raise TrainingSkipped(
-            f"no usable team champion to fine-tune ({exc}); run `luanti-tune train team --base`"
-        ) from exc
-    arch = champ.manifest["architecture"]
-    t = time.perf_counter()
-    new = build_from_store(ctx.store, arch, after_id=ctx.after_id, until_id=ctx.until_id)
-    counts = new.manifest["counts"]
-    train_pairs = int(new.train()["weight"].sum()) if len(new) else 0
-    if train_pairs < opts.min_train_pairs:
-        raise TrainingSkipped(
-            f"dataset too small: {train_pairs} labelled training pairs < {opts.min_train_pairs} "
-            f"({counts['episodes']} team episodes in ids ({ctx.after_id}, {ctx.until_id}])"
-        )
-    replay = None
-    if ctx.after_id > 0:
-        replay = build_from_store(
-            ctx.store, arch, after_id=max(0, ctx.after_id - opts.replay_events), until_id=ctx.after_id
-        )
-    timings["dataset_s"] = round(time.perf_counter() - t, 3)
-    t = time.perf_counter()
-    fit_cfg = FitConfig(**{**opts.fit.to_dict(), "seed": ctx.seed})
-    rep = {k: v for k, v in replay.train().items() if k in KEYS} if replay is not None and len(replay) else None
-    cand, info = finetune(champ.module, {k: v for k, v in new.train().items() if k in KEYS}, fit_cfg, replay=rep)
-    timings["train_s"] = round(time.perf_counter() - t, 3)
-    t = time.perf_counter()
-    sim_cfg = opts.sim or SimEvalConfig(seed=ctx.seed + 5000)
-    verdict = gate(cand, champ.module, new.val(), arch, opts.gate, sim_cfg=sim_cfg)
-    timings["gate_s"] = round(time.perf_counter() - t, 3)
-    if not math.isfinite(float(info.get("last_loss", 0.0))):
-        verdict = GateVerdict.decide([GateCheck("training_loss", False, "non-finite")], verdict.figures)
-    return finish_candidate(
-        ctx,
-        FAMILY,
-        cand,
-        arch,
-        verdict,
-        parent=champ.version,
-        dataset={"new": new.manifest, "replay": replay.manifest if replay is not None else None},
-        metrics={"val": verdict.figures.get("candidate", {}), "champion_val": verdict.figures.get("champion", {})},
-        training={**fit_cfg.to_dict(), **info, "gate": asdict(opts.gate)},
-        timings=timings,
+
+    def check_size(new: Dataset) -> None:
+        counts = new.manifest["counts"]
+        train_pairs = int(new.train()["weight"].sum()) if len(new) else 0
+        if train_pairs < opts.min_train_pairs:
+            raise TrainingSkipped(
+                f"dataset too small: {train_pairs} labelled training pairs < {opts.min_train_pairs} "
+                f"({counts['episodes']} team episodes in ids ({ctx.after_id}, {ctx.until_id}])"
+            )
+
+    def gate_step(cand: Any, champ: Any, new: Dataset, arch: Mapping[str, Any], info: Mapping[str, Any]) -> GateVerdict:
+        sim_cfg = opts.sim or SimEvalConfig(seed=ctx.seed + 5000)
+        verdict = gate(cand, champ.module, new.val(), arch, opts.gate, sim_cfg=sim_cfg)
+        if not math.isfinite(float(info.get("last_loss", 0.0))):
+            verdict = GateVerdict.decide([GateCheck("training_loss", False, "non-finite")], verdict.figures)
+        return verdict
+
+    recipe = FineTuneRecipe(
+        family=FAMILY,
+        build_from_store=build_from_store,
+        spec=lambda arch: arch,
+        check_size=check_size,
+        finetune=finetune,
+        gate=gate_step,
+        train_rows=_fit_rows,
+        replay_rows=_fit_rows,
+        manifest_replay_fraction=False,
     )
+    return finetune_cycle(ctx, recipe, opts)
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -347,30 +334,16 @@ def train_team(
     seed: int | None,
 ) -> None:
     """Pre-train (--base) or fine-tune the team model once: dataset, fit, gate, promote/reject."""
-    import dataclasses
     import json
 
-    from luanti_tune.config.settings import load_settings
-    from luanti_tune.registry import Registry
-    from luanti_tune.store.base import open_store
-    from luanti_tune.trainers.common import configure_torch, guarded_cycle
+    from luanti_tune.trainers.cli import run_cycle_once, training_setup, with_overrides
 
-    settings = load_settings(config, data_dir=data_dir, db_url=db_url, model_path=model_path, seed=seed)
-    configure_torch(settings.torch_threads)
-    reg = Registry(settings.resolved_model_path)
+    settings, reg = training_setup(config, data_dir, db_url, model_path, seed)
     if base:
         version = bootstrap_base(reg, episodes=episodes, seed=settings.seed)
         click.echo(
             json.dumps({"status": "promoted", "version": version, "metrics": reg.manifest(FAMILY, version)["metrics"]})
         )
         return
-    opts = CycleOptions()
-    if no_sim:
-        opts = dataclasses.replace(opts, gate=dataclasses.replace(opts.gate, sim=False))
-    with open_store(settings.resolved_db_url) as store:
-        until = store.max_id() if until_id is None else until_id
-        ctx = CycleContext(store, reg, after_id, until, seed=settings.seed, settings=settings, options={"team": opts})
-        result = guarded_cycle(FAMILY, ctx, run_cycle)
-    click.echo(json.dumps(result.to_dict()))
-    if result.status == "failed":
-        raise SystemExit(1)
+    opts = with_overrides(CycleOptions(), no_sim=no_sim)
+    run_cycle_once(settings, reg, FAMILY, run_cycle, opts, after_id=after_id, until_id=until_id)
