@@ -18,8 +18,8 @@ from typing import Any
 import orjson
 
 from luanti_tune.errors import StoreUnavailable
-from luanti_tune.store.base import EventQuery, StoreStats
-from luanti_tune.store.rows import COLUMNS, BatchResult, EventRow, RowStore, paged, where_clause
+from luanti_tune.store.base import EventQuery
+from luanti_tune.store.rows import COLUMNS, BatchResult, EventRow, SQLRowStore, paged, where_clause
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def _redact(url: str) -> str:
     return f"{scheme}://{user}@{host}"
 
 
-class PostgresStore(RowStore):
+class PostgresStore(SQLRowStore):
     """Append-only events in a PostgreSQL table ``events``."""
 
     def __init__(self, url: str, *, connect_timeout: float = 5.0, require_connection: bool = True) -> None:
@@ -205,19 +205,6 @@ class PostgresStore(RowStore):
             return [(int(i), b) for i, b in self._read(sql, [after, *params, n])]
 
         return paged(fetch, query, batch_size)
-
-    def stats(self) -> StoreStats:
-        by_type = {t: int(n) for t, n in self._read("SELECT type, count(*) FROM events GROUP BY type ORDER BY type")}
-        sources = {
-            s: int(n) for s, n in self._read("SELECT source, count(*) FROM events GROUP BY source ORDER BY source")
-        }
-        return StoreStats(events=sum(by_type.values()), by_type=by_type, sources=sources, max_id=self.max_id())
-
-    def max_id(self) -> int:
-        return int(self._read("SELECT coalesce(max(id), 0) FROM events")[0][0])
-
-    def ping(self) -> None:
-        self._read("SELECT 1")
 
     def close(self) -> None:
         if self._closed:

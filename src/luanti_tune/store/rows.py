@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from luanti_tune.schemas.event import EventBase
-from luanti_tune.store.base import AppendResult, EventQuery, Store
+from luanti_tune.store.base import AppendResult, EventQuery, Store, StoreStats
 
 
 class EventRow(NamedTuple):
@@ -93,6 +93,27 @@ class RowStore(Store):
             event: dict[str, Any] = orjson.loads(body)
             event["_id"] = row_id
             yield event
+
+
+class SQLRowStore(RowStore):
+    """A :class:`RowStore` over an SQL ``events`` table: the reads both backends write alike."""
+
+    @abc.abstractmethod
+    def _read(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        """Run one read-only statement and return all its rows."""
+
+    def stats(self) -> StoreStats:
+        by_type = {t: int(n) for t, n in self._read("SELECT type, count(*) FROM events GROUP BY type ORDER BY type")}
+        sources = {
+            s: int(n) for s, n in self._read("SELECT source, count(*) FROM events GROUP BY source ORDER BY source")
+        }
+        return StoreStats(events=sum(by_type.values()), by_type=by_type, sources=sources, max_id=self.max_id())
+
+    def max_id(self) -> int:
+        return int(self._read("SELECT coalesce(max(id), 0) FROM events")[0][0])
+
+    def ping(self) -> None:
+        self._read("SELECT 1")
 
 
 def where_clause(query: EventQuery, placeholder: str) -> tuple[str, list[Any]]:

@@ -17,8 +17,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from luanti_tune.errors import ConfigError, StoreUnavailable
-from luanti_tune.store.base import EventQuery, StoreStats
-from luanti_tune.store.rows import COLUMNS, BatchResult, EventRow, RowStore, count_types, paged, where_clause
+from luanti_tune.store.base import EventQuery
+from luanti_tune.store.rows import COLUMNS, BatchResult, EventRow, SQLRowStore, count_types, paged, where_clause
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def sqlite_path(url: str) -> Path:
     return Path(url[len("sqlite:///") :])
 
 
-class SQLiteStore(RowStore):
+class SQLiteStore(SQLRowStore):
     """Append-only events in one SQLite file (WAL)."""
 
     def __init__(self, url: str, *, synchronous: str = "FULL") -> None:
@@ -153,19 +153,6 @@ class SQLiteStore(RowStore):
             return self._read(sql, [after, *params, n])
 
         return paged(fetch, query, batch_size)
-
-    def stats(self) -> StoreStats:
-        by_type = {t: int(n) for t, n in self._read("SELECT type, count(*) FROM events GROUP BY type ORDER BY type")}
-        sources = {
-            s: int(n) for s, n in self._read("SELECT source, count(*) FROM events GROUP BY source ORDER BY source")
-        }
-        return StoreStats(events=sum(by_type.values()), by_type=by_type, sources=sources, max_id=self.max_id())
-
-    def max_id(self) -> int:
-        return int(self._read("SELECT coalesce(max(id), 0) FROM events")[0][0])
-
-    def ping(self) -> None:
-        self._read("SELECT 1")
 
     def close(self) -> None:
         if self._closed:
