@@ -37,7 +37,7 @@ import click
 import numpy as np
 import orjson
 
-from luanti_tune.bench.common import emit, percentiles_ms
+from luanti_tune.bench.common import emit, percentiles_ms, stop_process
 
 TARGETS = {"engine_p99_ms": 2.0, "http_p99_ms": 10.0, "batched_speedup": 20.0, "training_ratio": 1.5}
 
@@ -120,17 +120,8 @@ def _start_server(data_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
             return proc, port
         except (OSError, click.ClickException):
             time.sleep(0.2)
-    _stop(proc)
+    stop_process(proc)
     raise click.ClickException(f"luanti-tune serve did not start:\n{log_path.read_text(errors='replace')[-2000:]}")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 TRAIN_LOOP = textwrap.dedent(
@@ -369,7 +360,7 @@ def act(agents: int, reps: int, seed: int) -> None:
             breakdown = _breakdown(make_observations(agents, seed), onnx_engine)
             progress.advance(task)
         finally:
-            _stop(proc)
+            stop_process(proc)
             onnx_engine.close()
             torch_engine.close()
     top = results[str(agents)]

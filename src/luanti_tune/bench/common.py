@@ -1,9 +1,10 @@
-"""Helpers shared by benchmarks: percentiles and the one-line JSON report."""
+"""Helpers shared by benchmarks: percentiles, the one-line JSON report, stopping a server."""
 
 from __future__ import annotations
 
 import json
 import platform
+import subprocess
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -47,3 +48,13 @@ def _cpus() -> int:
     import os
 
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate ``proc`` and wait for it (killed if it has not exited after 15 s)."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -240,16 +240,9 @@ def group_cpu_seconds(pgid: int) -> float:
     return total / tick
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 def _run_backend(tag: str, url: str, data_dir: Path, opts: dict[str, Any]) -> dict[str, float]:
+    from luanti_tune.bench.common import stop_process
+
     figures = bench_store(url, opts["store_events"], opts["batch"], opts["naive_events"], tag)
     proc, port = start_server(url, data_dir, validate_workers=opts["validate_workers"])
     try:
@@ -258,7 +251,7 @@ def _run_backend(tag: str, url: str, data_dir: Path, opts: dict[str, Any]) -> di
         cpu = group_cpu_seconds(proc.pid) - cpu0
         figures["server_cpu_us_per_event"] = cpu / max(figures["http_events"], 1.0) * 1e6
     finally:
-        _stop(proc)
+        stop_process(proc)
     return figures
 
 

@@ -273,26 +273,8 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def warm_up(app: Any) -> None:
-    """Create and start the app's act service now (load and check champions) instead of on the
-    first request; a failure is logged and left to the first request to report."""
-    state = app.state.luanti
-    try:
-        with _create_lock:
-            service = state.components.get("act")
-            if service is None:
-                service = ActService(state.settings, state.store, registry=state.registry)
-                state.components["act"] = service
-                state.shutdown_hooks.append(service.close)
-        if not service.started:
-            service.start()
-    except Exception:  # noqa: BLE001 - serving events must not depend on the models loading
-        log.exception("act engine warm-up failed")
-
-
-async def get_service(request: Request) -> ActService:
-    """The app's :class:`ActService`, created and started (models loaded) on first use."""
-    state = get_state(request)
+def _service_of(state: Any) -> ActService:
+    """The act service of an app's ``state``, created (not started) on first use."""
     service: ActService | None = state.components.get("act")
     if service is None:
         with _create_lock:
@@ -301,6 +283,23 @@ async def get_service(request: Request) -> ActService:
                 service = ActService(state.settings, state.store, registry=state.registry)
                 state.components["act"] = service
                 state.shutdown_hooks.append(service.close)
+    return service
+
+
+def warm_up(app: Any) -> None:
+    """Create and start the app's act service now (load and check champions) instead of on the
+    first request; a failure is logged and left to the first request to report."""
+    try:
+        service = _service_of(app.state.luanti)
+        if not service.started:
+            service.start()
+    except Exception:  # noqa: BLE001 - serving events must not depend on the models loading
+        log.exception("act engine warm-up failed")
+
+
+async def get_service(request: Request) -> ActService:
+    """The app's :class:`ActService`, created and started (models loaded) on first use."""
+    service = _service_of(get_state(request))
     if not service.started:
         await run_in_threadpool(service.start)
     return service

@@ -352,15 +352,19 @@ class Simulation:
         self.world.set_nodes(cell, AIR)
         item = NODE_NAMES[node]
         actor.inventory[item] = actor.inventory.get(item, 0) + 1
+        self._emit_node("node.dig", actor, item, cell)
+        return True, None
+
+    def _emit_node(self, type_: str, actor: Actor, item: str, cell: np.ndarray) -> None:
+        """``node.dig`` / ``node.place`` by ``actor`` of ``item`` at ``cell``."""
         self.emit(
-            "node.dig",
+            type_,
             actor.kind,
             actor.name,
             {"node": item, "item": item},
             pos=self.bodies.pos[actor.idx],
             target={"kind": "node", "name": item, "pos": _v(cell)},
         )
-        return True, None
 
     def _act_place(self, actor: Actor, args: Any) -> tuple[bool, str | None]:
         cell, why = self._reach_cell(actor, args.pos)
@@ -387,14 +391,7 @@ class Simulation:
             return False, "nothing to place against"
         self.world.set_nodes(cell, PLACEABLE[item])
         actor.inventory[item] -= 1
-        self.emit(
-            "node.place",
-            actor.kind,
-            actor.name,
-            {"node": item, "item": item},
-            pos=self.bodies.pos[actor.idx],
-            target={"kind": "node", "name": item, "pos": _v(cell)},
-        )
+        self._emit_node("node.place", actor, item, cell)
         return True, None
 
     def _act_attack(self, actor: Actor, args: Any) -> tuple[bool, str | None]:
