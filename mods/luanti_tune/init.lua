@@ -136,20 +136,87 @@ end
 -- ------------------------------------------------------------------ hooks, agents, decisions
 
 local ratelog = RateLog.new(log, now, 30)
-agents.init({ storage = storage, emit = luanti_tune.emit, ratelog = ratelog, log = log })
+local talk -- NPC dialogue, below
+agents.init({ storage = storage, emit = luanti_tune.emit, ratelog = ratelog, log = log,
+	on_rightclick = function(ent, clicker)
+		talk.show_form(ent, clicker)
+	end })
 
 local decisions = act.new({
 	fetch = http and http.fetch or noop_fetch, cfg = config, now = now, log = log, ratelog = ratelog,
 	agents = agents, emit = luanti_tune.emit, tick = clock.tick,
 })
 
+-- NPC dialogue: chat addressed to an NPC or the right-click dialog asks the chat endpoint; the
+-- NPC answers in chat when the reply arrives (see src/dialogue.lua).
+local Dialogue = luanti_tune.require("dialogue")
+local function is_npc(name)
+	local ent = agents.get(name)
+	return ent ~= nil and ent.kind == "npc"
+end
+local dialogue = Dialogue.new({
+	fetch = http and http.fetch or noop_fetch, now = now, log = log, ratelog = ratelog, emit = luanti_tune.emit,
+	cfg = { enabled = config.dialogue_enabled, url = config.dialogue_url, token = config.token,
+		max_tokens = config.dialogue_max_tokens, timeout = config.dialogue_timeout,
+		max_inflight = config.dialogue_max_inflight, fallback = config.dialogue_fallback },
+	say = function(npc, _, text)
+		core.chat_send_all("<" .. npc .. "> " .. text)
+	end,
+	npc_pos = agents.pos,
+})
+local FORM = "luanti_tune:talk"
+local talking = {} -- player name -> NPC name of the open dialog
+talk = {
+	show_form = function(ent, clicker)
+		if ent.kind ~= "npc" or not config.dialogue_enabled then
+			return
+		end
+		local npc = ent.luanti_tune_id
+		local name = clicker:get_player_name()
+		talking[name] = npc
+		core.show_formspec(name, FORM, "formspec_version[4]size[9,2.6]"
+			.. "field[0.4,0.8;8.2,0.7;message;" .. core.formspec_escape("Say to " .. npc .. ":") .. ";]"
+			.. "field_close_on_enter[message;true]button_exit[3.5,1.7;2,0.7;send;Say]")
+	end,
+}
+core.register_on_player_receive_fields(function(player, formname, fields)
+	if formname ~= FORM then
+		return false
+	end
+	local name = player:get_player_name()
+	local npc = talking[name]
+	talking[name] = nil
+	local text = type(fields.message) == "string" and fields.message:gsub("^%s+", ""):gsub("%s+$", "") or ""
+	if npc and text ~= "" and (fields.send or fields.key_enter) and is_npc(npc) then
+		local ok, err = pcall(function()
+			core.chat_send_all("<" .. name .. "> @" .. npc .. " " .. text)
+			luanti_tune.emit("chat.msg", { kind = "player", name = name }, player:get_pos(),
+				{ message = text:sub(1, 4096), to = npc })
+			dialogue:ask(npc, name, text)
+		end)
+		if not ok then
+			ratelog:log_key("talk_form", "error", "[luanti_tune] NPC dialog failed: " .. tostring(err))
+		end
+	end
+	return true
+end)
+core.register_on_leaveplayer(function(player)
+	talking[player:get_player_name()] = nil
+end)
+
 hooks.register(luanti_tune.emit, {
 	move_sample_rate = config.move_sample_rate,
 	on_error = function(err)
 		ratelog:log_key("hook_error", "error", "[luanti_tune] error in an event hook: " .. tostring(err))
 	end,
-	on_chat = function(name, message)
+	address = function(message)
+		return Dialogue.parse_address(message, is_npc)
+	end,
+	on_chat = function(name, message, to, text)
 		decisions:heard(name, message)
+		if to then
+			dialogue:ask(to, name, text)
+		end
 	end,
 })
 
@@ -165,6 +232,7 @@ core.register_globalstep(function(dtime)
 	game_elapsed = game_elapsed + dtime
 	stats.step(dtime)
 	step_part("decision", decisions.step, decisions)
+	step_part("dialogue", dialogue.step, dialogue)
 	step_part("delivery", delivery.step, delivery)
 end)
 
@@ -209,6 +277,7 @@ function luanti_tune.status()
 		service_down = delivery.down,
 		agents = agents.count(),
 		act = decisions.stats,
+		dialogue = dialogue.stats,
 		steps = stats.snapshot(),
 	}
 end

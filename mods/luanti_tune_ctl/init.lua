@@ -7,6 +7,7 @@
 --   set_node <x> <y> <z> <name>
 --   teleport <player> <x> <y> <z>  move a connected player
 --   save                           write the status file now
+--   chat <player> <message...>     run the chat handlers as for a chat line the player sent
 -- and writes WORLD/luanti_tune_ctl_state.json (agents' positions, step count) every 0.2 s.
 
 local world = core.get_worldpath()
@@ -67,6 +68,14 @@ local function run(line)
 		local player = core.get_player_by_name(w[2] or "")
 		if player then
 			player:set_pos({ x = tonumber(w[3]), y = tonumber(w[4]), z = tonumber(w[5]) })
+		end
+	elseif c == "chat" then
+		-- like the engine: registered on_chat_message callbacks until one returns true
+		local message = line:match("^%s*chat%s+%S+%s+(.-)%s*$") or ""
+		for _, fn in ipairs(core.registered_on_chat_messages) do
+			if fn(w[2], message) then
+				break
+			end
 		end
 	elseif c == "save" then
 		luanti_tune.write_status()

@@ -11,7 +11,7 @@ agents.JUMP_SPEED = 6.5
 agents.GRAVITY = -9.81
 
 local registry = {} -- id -> luaentity
-local ctx -- set by agents.init: {storage, emit, ratelog, log}
+local ctx -- set by agents.init: {storage, emit, ratelog, log, on_rightclick(ent, clicker) optional}
 
 local KIND_COLORS = { pursuit = "#c03030", navigation = "#3060c0", npc = "#30a040", team = "#c0a030" }
 
@@ -169,6 +169,15 @@ core.register_entity("luanti_tune:agent", {
 			registry[self.luanti_tune_id] = nil
 		end
 		release_block(self)
+	end,
+
+	on_rightclick = function(self, clicker)
+		if ctx.on_rightclick and clicker and clicker:is_player() then
+			local ok, err = pcall(ctx.on_rightclick, self, clicker)
+			if not ok then
+				ctx.ratelog:log_key("on_rightclick", "error", "[luanti_tune] agent right-click failed: " .. tostring(err))
+			end
+		end
 	end,
 
 	on_step = function(self, dtime, moveresult)

@@ -19,6 +19,12 @@ config.SPEC = {
 	{ "nearby_radius", "int", 1, 0, 3 },
 	{ "agent_events", "bool", false },
 	{ "stats_interval", "float", 0, 0, 3600 },
+	{ "dialogue_enabled", "bool", true },
+	{ "dialogue_url", "string", "" },
+	{ "dialogue_max_tokens", "int", 48, 1, 256 },
+	{ "dialogue_timeout", "float", 20, 1, 120 },
+	{ "dialogue_max_inflight", "int", 4, 1, 64 },
+	{ "dialogue_fallback", "string", "" },
 }
 
 local function clamp(x, lo, hi)
@@ -58,6 +64,9 @@ function config.read(settings)
 	out.service_url = out.service_url:gsub("/+$", "")
 	if out.act_url == "" then
 		out.act_url = out.service_url .. "/v1/act"
+	end
+	if out.dialogue_url == "" then
+		out.dialogue_url = out.service_url .. "/v1/chat/completions"
 	end
 	return out
 end

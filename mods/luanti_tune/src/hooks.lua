@@ -66,7 +66,8 @@ local function guarded(fn, on_error)
 end
 
 --- Registers all hooks. emit: function(type, actor, pos, payload, target); opts.move_sample_rate;
---- opts.on_chat(name, message) is told about chat lines (for NPC observations); opts.on_error(err).
+--- opts.on_chat(name, message, to, text) is told about chat lines (for NPC observations and
+--- dialogue); opts.address(message) -> npc, text names the NPC a line is addressed to; opts.on_error(err).
 function hooks.register(emit, opts)
 	local function wrap(register)
 		return function(fn, ...)
@@ -131,10 +132,15 @@ function hooks.register(emit, opts)
 
 	core.register_on_chat_message(function(name, message)
 		local player = core.get_player_by_name(name)
+		-- a line addressed to an NPC ("@npc-1 hi") records the NPC as payload.to
+		local to, text
+		if opts.address then
+			to, text = opts.address(message)
+		end
 		emit("chat.msg", { kind = "player", name = name }, player and player:get_pos() or nil,
-			{ message = message:sub(1, MAX_CHAT) })
+			{ message = message:sub(1, MAX_CHAT), to = to })
 		if opts.on_chat then
-			opts.on_chat(name, message)
+			opts.on_chat(name, message, to, text)
 		end
 	end)
 
