@@ -18,6 +18,8 @@ player. Trainers that adapt per style read it with the small API::
 
 Per-style adaptation: ``luanti-tune train pursuit --style strafer [--per-player]`` fine-tunes the
 pursuit model on the players labelled ``strafer`` (resolved through :func:`players_of_styles`).
+``luanti-tune dialogue train --style builder`` does the same for the NPC dialogue model, whose
+player context also carries the stored label (``luanti_tune.dialogue.context.player_styles``).
 
 Nearest-centroid prediction is pure numpy, so readers need neither scikit-learn nor the fit.
 """

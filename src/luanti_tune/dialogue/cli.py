@@ -15,6 +15,12 @@ _db_option = click.option("--db", "db_url", default=None, help="Store URL (sqlit
 _config_option = click.option(
     "--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="TOML config file."
 )
+_style_option = click.option(
+    "--style",
+    "styles",
+    multiple=True,
+    help="Only conversations of players of this play style (`analyze players`; repeatable).",
+)
 _base_option = click.option(
     "--base", default=None, help="Base model: 'smollm2' or a model directory [default: setting dialogue_base]."
 )
@@ -59,17 +65,34 @@ def simulate(conversations: int, seed: int | None, source: str, db_url: str | No
 @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Dataset directory.")
 @click.option("--after-id", type=int, default=0, show_default=True, help="Only events with id > this.")
 @click.option("--heldout", type=click.FloatRange(0.05, 0.5), default=0.2, show_default=True, help="Held-out fraction.")
+@_style_option
 @_db_option
 @_config_option
-def build(out: Path | None, after_id: int, heldout: float, db_url: str | None, config_file: Path | None) -> None:
+def build(
+    out: Path | None,
+    after_id: int,
+    heldout: float,
+    styles: tuple[str, ...],
+    db_url: str | None,
+    config_file: Path | None,
+) -> None:
     """Build a chat-format SFT dataset (with manifest) from stored chat.msg events to NPCs."""
+    from luanti_tune.analysis.players import styles_path
     from luanti_tune.dialogue.dataset import build_from_store
     from luanti_tune.store.base import open_store
 
     settings = _settings(config_file, db_url)
     out = out or settings.data_dir / "datasets" / f"dialogue-{time.strftime('%Y%m%dT%H%M%S')}"
     with open_store(settings.resolved_db_url) as store:
-        manifest = build_from_store(store, out, after_id=after_id, seed=settings.seed, heldout_fraction=heldout)
+        manifest = build_from_store(
+            store,
+            out,
+            after_id=after_id,
+            seed=settings.seed,
+            heldout_fraction=heldout,
+            styles_file=styles_path(settings),
+            style=styles,
+        )
     click.echo(json.dumps({"dataset": str(out), **manifest["counts"]}))
 
 
@@ -82,6 +105,7 @@ def build(out: Path | None, after_id: int, heldout: float, db_url: str | None, c
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--eval-examples", type=click.IntRange(min=0), default=32, show_default=True)
 @click.option("--no-promote", is_flag=True, help="Register the candidate but never promote it.")
+@_style_option
 @_db_option
 @_config_option
 def train(
@@ -93,13 +117,20 @@ def train(
     batch_size: int,
     eval_examples: int,
     no_promote: bool,
+    styles: tuple[str, ...],
     db_url: str | None,
     config_file: Path | None,
 ) -> None:
-    """One LoRA cycle: train on the dataset (or build one from the store), gate, register, promote."""
+    """One LoRA cycle: train on the dataset (or build one from the store), gate, register, promote.
+
+    --style NAME: per-style adaptation, trained on the conversations of that style's players only.
+    """
+    if styles and dataset is not None:
+        raise click.UsageError("--style builds the dataset from the store; use `dialogue build --style` for --dataset")
     import torch
     from rich.progress import Progress
 
+    from luanti_tune.analysis.players import styles_path
     from luanti_tune.dialogue.dataset import build_from_store, load_dataset
     from luanti_tune.dialogue.gate import GateConfig, run_cycle
     from luanti_tune.dialogue.lora import LoraTrainConfig
@@ -111,7 +142,7 @@ def train(
     if dataset is None:
         dataset = settings.data_dir / "datasets" / f"dialogue-{time.strftime('%Y%m%dT%H%M%S')}"
         with open_store(settings.resolved_db_url) as store:
-            build_from_store(store, dataset, seed=settings.seed)
+            build_from_store(store, dataset, seed=settings.seed, styles_file=styles_path(settings), style=styles)
     train_rows, heldout_rows, manifest = load_dataset(dataset)
     cfg = LoraTrainConfig(steps=steps, lr=lr, rank=rank, alpha=2 * rank, batch_size=batch_size, seed=settings.seed)
     registry = Registry(settings.resolved_model_path)
@@ -153,6 +184,7 @@ def chat(
     """Ask the served dialogue model (base + champion adapter) one question, locally."""
     import asyncio
 
+    from luanti_tune.analysis.players import styles_path
     from luanti_tune.dialogue.service import DialogueService, GenParams
     from luanti_tune.registry import Registry
     from luanti_tune.store.base import open_store
@@ -160,7 +192,10 @@ def chat(
     settings = _settings(config_file, db_url)
     with open_store(settings.resolved_db_url) as store:
         service = DialogueService(
-            base or settings.dialogue_base, registry=Registry(settings.resolved_model_path), store=store
+            base or settings.dialogue_base,
+            registry=Registry(settings.resolved_model_path),
+            store=store,
+            styles_path=styles_path(settings),
         )
         try:
             messages = [{"role": "user", "content": message}]

@@ -12,7 +12,9 @@ Context facts:
 * ``pos`` and a place word (``deep underground``, ``underground``, ``on the surface``, ``high up``);
 * ``time_of_day`` from ``time.game_s`` assuming Luanti's defaults (``time_speed`` 72, so one
   day is 1200 s; a new world starts at 06:00): ``morning``, ``afternoon``, ``evening``, ``night``;
-* ``hp`` from ``player.hp`` (``hurt`` when below 8 of 20).
+* ``hp`` from ``player.hp`` (``hurt`` when below 8 of 20);
+* ``style``: the player's stored play-style label (``luanti-tune analyze players``, the style book
+  ``<data_dir>/analysis/styles.json``), only when a style book exists and labels the player.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import math
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from luanti_tune.dialogue.personas import Persona
@@ -95,6 +98,7 @@ class PlayerContext:
     pos: tuple[float, float, float] | None = None
     time_of_day: str | None = None
     hp: float | None = None
+    style: str | None = None
 
     @property
     def place(self) -> str | None:
@@ -132,10 +136,12 @@ class PlayerContext:
             parts.append(f"Time: {self.time_of_day}.")
         if self.hp is not None:
             parts.append(f"Health: {int(round(self.hp))} of 20{' (hurt)' if self.hurt else ''}.")
+        if self.style:
+            parts.append(f"Play style: {self.style}.")
         return " ".join(parts)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "player": self.player,
             "held": self.held,
             "recent": list(self.recent),
@@ -143,6 +149,21 @@ class PlayerContext:
             "time_of_day": self.time_of_day,
             "hp": self.hp,
         }
+        if self.style is not None:
+            out["style"] = self.style
+        return out
+
+
+def player_styles(path: Path | None) -> dict[str, str]:
+    """Player -> play-style label from the style book at ``path`` (``{}``: no path or no book yet)."""
+    if path is None:
+        return {}
+    from luanti_tune.analysis.players import load_style_book
+
+    book = load_style_book(path=Path(path))
+    if book is None:
+        return {}
+    return {p: s for p in book.players if (s := book.style_of(p)) is not None}
 
 
 def system_prompt(persona: Persona, context: PlayerContext | None) -> str:
@@ -175,10 +196,15 @@ def _action_words(etype: str, payload: Mapping[str, Any]) -> str | None:
 
 
 class ContextTracker:
-    """Folds a stream of wire events (dicts, in stored order) into per-player context."""
+    """Folds a stream of wire events (dicts, in stored order) into per-player context.
 
-    def __init__(self) -> None:
+    ``styles``: player -> play-style label (:func:`player_styles`); labelled players' contexts
+    carry it (training examples and served prompts alike).
+    """
+
+    def __init__(self, styles: Mapping[str, str] | None = None) -> None:
         self._players: dict[str, _PlayerState] = {}
+        self._styles: dict[str, str] = dict(styles or {})
 
     def update(self, event: Mapping[str, Any]) -> None:
         actor = event.get("actor") or {}
@@ -216,8 +242,9 @@ class ContextTracker:
 
     def context(self, player: str) -> PlayerContext:
         st = self._players.get(player)
+        style = self._styles.get(player)
         if st is None:
-            return PlayerContext(player=player)
+            return PlayerContext(player=player, style=style)
         return PlayerContext(
             player=player,
             held=st.held,
@@ -225,4 +252,5 @@ class ContextTracker:
             pos=st.pos,
             time_of_day=time_of_day(st.game_s) if st.game_s is not None else None,
             hp=st.hp,
+            style=style,
         )

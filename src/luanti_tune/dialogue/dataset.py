@@ -8,6 +8,10 @@ stored order). Messages the NPC never answered are counted and skipped.
 Output directory: ``train.jsonl``, ``heldout.jsonl`` (split by a seeded hash of the exchange, so
 an exchange always lands on the same side) and ``manifest.json`` (``luanti.dataset/1``: event id
 range, filters, counts, seed, sha256 of every file).
+
+Play styles: with a style book (``luanti-tune analyze players``) every labelled player's context
+carries ``Play style: <label>.``; ``style=[...]`` keeps only the conversations of players with
+those labels (per-style adaptation), recorded in the manifest's ``filters``.
 """
 
 from __future__ import annotations
@@ -18,12 +22,12 @@ import logging
 import os
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from luanti_tune.dialogue.context import ContextTracker, PlayerContext, system_prompt
+from luanti_tune.dialogue.context import ContextTracker, PlayerContext, player_styles, system_prompt
 from luanti_tune.dialogue.personas import Persona, persona_for
 
 log = logging.getLogger(__name__)
@@ -57,6 +61,7 @@ class BuildStats:
     events: int = 0
     player_messages: int = 0
     unanswered: int = 0
+    other_players: int = 0
     examples: int = 0
     first_id: int | None = None
     last_id: int | None = None
@@ -69,14 +74,19 @@ def build_examples(
     npcs: Iterable[str] | None = None,
     personas: dict[str, Persona] | None = None,
     stats: BuildStats | None = None,
+    styles: Mapping[str, str] | None = None,
+    players: Iterable[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Pair player->NPC messages with the NPC's reply; each example carries its context.
 
     ``npcs``: names that count as NPCs; by default any name that answers as an ``agent``/``mob``.
+    ``styles``: player -> play-style label put into the context. ``players``: keep only messages
+    of these players (the others are counted in ``other_players``; their events still feed context).
     """
     st = stats if stats is not None else BuildStats()
     npc_filter = set(npcs) if npcs is not None else None
-    tracker = ContextTracker()
+    player_filter = set(players) if players is not None else None
+    tracker = ContextTracker(styles)
     pending: dict[tuple[str, str], dict[str, Any]] = {}
     examples: list[dict[str, Any]] = []
     for ev in events:
@@ -96,6 +106,9 @@ def build_examples(
             continue
         if actor.get("kind") == "player":
             if npc_filter is not None and to not in npc_filter:
+                continue
+            if player_filter is not None and str(actor.get("name")) not in player_filter:
+                st.other_players += 1
                 continue
             st.player_messages += 1
             key = (str(actor.get("name")), str(to))
@@ -162,8 +175,14 @@ def write_dataset(
     heldout_fraction: float = 0.2,
     stats: BuildStats | None = None,
     source: Mapping[str, Any] | None = None,
+    filters: Mapping[str, Any] | None = None,
+    style_book: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write ``train.jsonl``/``heldout.jsonl``/``manifest.json`` atomically; return the manifest."""
+    """Write ``train.jsonl``/``heldout.jsonl``/``manifest.json`` atomically; return the manifest.
+
+    ``filters``: extra filters recorded next to the event types (e.g. ``styles``/``players``);
+    ``style_book``: where the play-style labels in the contexts came from.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     train, held = split(examples, seed=seed, heldout_fraction=heldout_fraction)
@@ -176,14 +195,14 @@ def write_dataset(
         os.replace(tmp, out_dir / name)
         files[name] = {"sha256": _sha256(out_dir / name), "rows": len(rows)}
     st = stats or BuildStats(examples=len(examples))
-    manifest = {
+    manifest: dict[str, Any] = {
         "schema": DATASET_SCHEMA,
         "kind": KIND,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "seed": seed,
         "heldout_fraction": heldout_fraction,
         "event_range": {"first_id": st.first_id, "last_id": st.last_id},
-        "filters": {"types": list(CONTEXT_TYPES), "npc_actor_kinds": list(NPC_KINDS)},
+        "filters": {"types": list(CONTEXT_TYPES), "npc_actor_kinds": list(NPC_KINDS), **dict(filters or {})},
         "source": dict(source or {}),
         "counts": {
             "events": st.events,
@@ -196,6 +215,10 @@ def write_dataset(
         },
         "files": files,
     }
+    if style_book is not None:
+        manifest["style_book"] = dict(style_book)
+    if st.other_players:
+        manifest["counts"]["other_players_messages"] = st.other_players
     tmp = out_dir / ".manifest.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     os.replace(tmp, out_dir / "manifest.json")
@@ -231,14 +254,35 @@ def build_from_store(
     until_id: int | None = None,
     seed: int = 0,
     heldout_fraction: float = 0.2,
+    styles_file: Path | None = None,
+    style: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Build a dataset from a :class:`~luanti_tune.store.base.Store` event range."""
+    """Build a dataset from a :class:`~luanti_tune.store.base.Store` event range.
+
+    ``styles_file``: the style book (``<data_dir>/analysis/styles.json``); when it exists, the
+    contexts carry the players' play-style labels. ``style``: keep only conversations of players
+    with these labels (:func:`~luanti_tune.analysis.players.players_of_styles`; a
+    :class:`~luanti_tune.errors.ConfigError` naming an unknown style, before anything is written).
+    """
+    from luanti_tune.errors import ConfigError
     from luanti_tune.store.base import EventQuery
 
+    players: list[str] | None = None
+    filters: dict[str, Any] = {}
+    if style:
+        if styles_file is None:
+            raise ConfigError("style: per-style datasets need the style book (styles_file)")
+        from luanti_tune.analysis.players import players_of_styles
+
+        players = players_of_styles(list(style), path=Path(styles_file))
+        filters = {"styles": sorted(set(style)), "players": players}
+    labels = player_styles(styles_file)
     until = until_id if until_id is not None else store.max_id()
     query = EventQuery(types=CONTEXT_TYPES, after_id=after_id, until_id=until)
     stats = BuildStats()
-    examples = build_examples(store.iter_events(query), stats=stats)
+    examples = build_examples(store.iter_events(query), stats=stats, styles=labels, players=players)
+    if players is not None and not examples:
+        raise ConfigError(f"style: no answered NPC conversations of players of style {', '.join(style)}")
     return write_dataset(
         out_dir,
         examples,
@@ -246,4 +290,6 @@ def build_from_store(
         heldout_fraction=heldout_fraction,
         stats=stats,
         source={"store": _redact(str(getattr(store, "url", ""))), "after_id": after_id, "until_id": until},
+        filters=filters,
+        style_book={"path": str(styles_file), "players": len(labels)} if labels else None,
     )

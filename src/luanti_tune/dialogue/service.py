@@ -11,7 +11,8 @@
   registry's alias generation (one small file read, at most once a second) and hot-swaps the
   adapter between requests after a promotion or rollback.
 * NPC requests (``npc`` given) get the server-side system prompt: the NPC's persona and the
-  player's current context from the store (same text as in training, see :mod:`.context`).
+  player's current context from the store (same text as in training, see :mod:`.context`),
+  including the player's play-style label when ``styles_path`` names an existing style book.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ import time
 from collections.abc import AsyncGenerator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from luanti_tune.dialogue.context import ContextTracker, PlayerContext, system_prompt
+from luanti_tune.dialogue.context import ContextTracker, PlayerContext, player_styles, system_prompt
 from luanti_tune.dialogue.dataset import CONTEXT_TYPES
 from luanti_tune.dialogue.personas import Persona, persona_for
 from luanti_tune.errors import LuantiTuneError, ModelError
@@ -148,6 +150,7 @@ class DialogueService:
         poll_interval_s: float = 1.0,
         nice: int = 10,
         threads: int = 1,
+        styles_path: Path | None = None,
     ) -> None:
         self.base_name = base
         self.registry = registry
@@ -164,6 +167,8 @@ class DialogueService:
         self.created = int(time.time())
         self.nice = nice
         self.threads = threads
+        self.styles_path = Path(styles_path) if styles_path is not None else None
+        self._styles: tuple[float, dict[str, str]] | None = None  # (mtime, labels) of the style book
         self._executor = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="dialogue-gen", initializer=self._init_worker
         )
@@ -270,15 +275,28 @@ class DialogueService:
 
     # ------------------------------------------------------------------ context
 
+    def player_styles(self) -> dict[str, str]:
+        """Play-style labels of the style book at ``styles_path`` (re-read when the file changes)."""
+        if self.styles_path is None:
+            return {}
+        try:
+            mtime = self.styles_path.stat().st_mtime
+        except FileNotFoundError:
+            return {}
+        if self._styles is None or self._styles[0] != mtime:
+            self._styles = (mtime, player_styles(self.styles_path))
+        return self._styles[1]
+
     def player_context(self, player: str) -> PlayerContext:
         """The player's context from their most recent stored events (blocking: call off-loop)."""
+        styles = self.player_styles()
         if self.store is None:
-            return PlayerContext(player=player)
+            return ContextTracker(styles).context(player)
         from luanti_tune.store.base import EventQuery
 
         start = max(0, int(self.store.max_id()) - self.context_window_events)
         query = EventQuery(types=CONTEXT_TYPES, actor_name=player, actor_kind="player", after_id=start)
-        tracker = ContextTracker()
+        tracker = ContextTracker(styles)
         tracker.update_all(self.store.iter_events(query))
         return tracker.context(player)
 

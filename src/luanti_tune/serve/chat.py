@@ -164,6 +164,7 @@ def get_metrics(request: Request) -> DialogueMetrics:
 
 
 def _service_from_settings(state: Any) -> DialogueService:
+    from luanti_tune.analysis.players import styles_path
     from luanti_tune.registry import Registry
 
     s = state.settings
@@ -173,6 +174,7 @@ def _service_from_settings(state: Any) -> DialogueService:
         store=state.store,
         max_tokens_limit=s.dialogue_max_tokens,
         timeout_s=s.dialogue_timeout_s,
+        styles_path=styles_path(s),
     )
 
 
