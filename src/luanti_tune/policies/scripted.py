@@ -33,11 +33,16 @@ _MOVES = ((1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (1, -1), (-1, 1), (-1, -1))
 _DYS = (0, 1, -1, -2, -3)
 
 
+def wait_action(agent: str) -> Action:
+    """Do nothing for one tick (no target, no goal, or nowhere to go)."""
+    return WaitAction(agent=agent, type="wait", args=WaitArgs(ticks=1))
+
+
 def move_action(agent: str, dx: float, dz: float, speed: float = 1.0, jump: bool = False) -> Action:
     """A ``move`` toward the horizontal direction ``(dx, dz)`` (normalised here)."""
     n = math.hypot(dx, dz)
     if n < 1e-9:
-        return WaitAction(agent=agent, type="wait", args=WaitArgs(ticks=1))
+        return wait_action(agent)
     return MoveAction(
         agent=agent,
         type="move",
@@ -68,7 +73,7 @@ class PurePursuitPolicy(Policy):
         for obs in observations:
             t = pick_target(obs)
             if t is None:
-                out.append(Decision(WaitAction(agent=obs.agent, type="wait", args=WaitArgs(ticks=1)), 1.0))
+                out.append(Decision(wait_action(obs.agent), 1.0))
             else:
                 out.append(Decision(move_action(obs.agent, t.rel.x, t.rel.z), 1.0))
         return out
@@ -89,7 +94,7 @@ class InterceptPolicy(Policy):
         for obs in observations:
             t = pick_target(obs)
             if t is None:
-                out.append(Decision(WaitAction(agent=obs.agent, type="wait", args=WaitArgs(ticks=1)), 1.0))
+                out.append(Decision(wait_action(obs.agent), 1.0))
                 continue
             v = t.velocity or Vec3(x=0, y=0, z=0)
             lead = intercept_time(t.rel.x, t.rel.z, v.x, v.z, self.own_speed, self.max_lead_s)
@@ -118,7 +123,7 @@ class TrajectoryInterceptPolicy(Policy):
         for obs in observations:
             t = pick_target(obs)
             if t is None:
-                out.append(Decision(WaitAction(agent=obs.agent, type="wait", args=WaitArgs(ticks=1)), 1.0))
+                out.append(Decision(wait_action(obs.agent), 1.0))
                 continue
             mem = memory.setdefault(obs.agent, {})
             hist: list[tuple[float, float]] = mem.setdefault("hist", [])
@@ -171,7 +176,7 @@ class AStarNavigationPolicy(Policy):
 
     def _one(self, obs: Observation, mem: dict[str, Any]) -> Action:
         if obs.goal is None:
-            return WaitAction(agent=obs.agent, type="wait", args=WaitArgs(ticks=1))
+            return wait_action(obs.agent)
         gx, gy, gz = obs.goal.x - obs.pos.x, obs.goal.y - obs.pos.y, obs.goal.z - obs.pos.z
         if obs.nearby is None:
             return move_action(obs.agent, gx, gz)
@@ -275,5 +280,5 @@ class GreedyTeamPolicy(Policy):
             elif obs.goal is not None:
                 out.append(Decision(move_action(obs.agent, obs.goal.x - obs.pos.x, obs.goal.z - obs.pos.z), 1.0))
             else:
-                out.append(Decision(WaitAction(agent=obs.agent, type="wait", args=WaitArgs(ticks=1)), 1.0))
+                out.append(Decision(wait_action(obs.agent), 1.0))
         return out

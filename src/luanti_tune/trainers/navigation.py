@@ -37,6 +37,7 @@ from luanti_tune.trainers.common import (
     GateVerdict,
     check_better,
     check_finite,
+    check_no_regression,
     clone_module,
     finetune_cycle,
     fit,
@@ -289,10 +290,7 @@ def gate(
         if cfg.sim_must_improve:
             checks.append(check_better("sim_cost", cs["cost"], hs["cost"]))
         else:
-            limit = hs["cost"] * (1.0 + cfg.sim_tolerance) + 1e-9
-            checks.append(
-                GateCheck("sim_cost", cs["cost"] <= limit, f"candidate {cs['cost']:.4g} vs champion {hs['cost']:.4g}")
-            )
+            checks.append(check_no_regression("sim_cost", cs["cost"], hs["cost"], tolerance=cfg.sim_tolerance))
         ok = cs["success_rate"] >= hs["success_rate"] - cfg.sim_success_tolerance
         checks.append(
             GateCheck("sim_success", ok, f"candidate {cs['success_rate']:.3g} vs champion {hs['success_rate']:.3g}")
