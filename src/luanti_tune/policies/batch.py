@@ -1,0 +1,234 @@
+"""Columnar batches: observations in, decisions out, without one Python object per field.
+
+A 1000-agent ``/v1/act`` call must be decided in about a millisecond, which leaves no room for
+building (and later reading back) thousands of pydantic objects. The engine therefore hands
+family adapters an :class:`ObservationBatch` and accepts :class:`DecisionColumns` back:
+
+* :class:`ObservationBatch` is a ``Sequence[Observation]`` (so every adapter and scripted policy
+  works unchanged) over *items* that already passed the wire schema: either pydantic
+  :class:`~luanti_tune.schemas.agent.Observation` objects or the light structs of the fast wire
+  decoder (same attribute names). Indexing materialises an ``Observation`` (once, cached);
+  a columnar adapter reads ``items`` and the cached columns (``agents``, ``ticks``, ``pos`` ...)
+  instead.
+* :class:`DecisionColumns` holds one decision per row as arrays (``move`` along ``dir`` at
+  ``speed``, else ``wait``); it turns into typed :class:`~luanti_tune.policies.base.Decision`
+  objects or wire dicts only when somebody asks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from operator import attrgetter
+from typing import Any, overload
+
+import numpy as np
+
+from luanti_tune.schemas.agent import MoveAction, MoveArgs, Observation, WaitAction
+from luanti_tune.schemas.common import Vec3
+
+#: Turns one wire item into a validated :class:`Observation`.
+Materialize = Callable[[Any], Observation]
+
+_POS = attrgetter("pos.x", "pos.y", "pos.z")
+
+
+def _identity(item: Any) -> Observation:
+    return item  # type: ignore[no-any-return]
+
+
+class ObservationBatch(Sequence[Observation]):
+    """Validated observations of one batch, with columns computed once and shared.
+
+    ``items[i]`` is the i-th observation as received (an ``Observation`` or a wire struct with the
+    same attribute names, e.g. ``items[i].pos.x``, ``items[i].entities[0].rel``); ``batch[i]`` is
+    always an ``Observation``.
+    """
+
+    __slots__ = ("items", "_materialize", "_objects", "_agents", "_kinds", "_ticks", "_pos")
+
+    def __init__(self, items: Sequence[Any], materialize: Materialize | None = None) -> None:
+        self.items: list[Any] = items if isinstance(items, list) else list(items)
+        self._materialize = materialize
+        self._objects: list[Observation | None] | None = None
+        self._agents: list[str] | None = None
+        self._kinds: list[str] | None = None
+        self._ticks: np.ndarray | None = None
+        self._pos: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, observations: Sequence[Observation]) -> ObservationBatch:
+        """``observations`` as a batch (itself when it already is one)."""
+        if isinstance(observations, ObservationBatch):
+            return observations
+        return cls(list(observations))
+
+    @classmethod
+    def concat(cls, batches: Sequence[ObservationBatch]) -> ObservationBatch:
+        """One batch of all rows of ``batches`` (in order); they must share how items materialise."""
+        if len(batches) == 1:
+            return batches[0]
+        mats = {b._materialize for b in batches if b.items}
+        if len(mats) > 1:
+            return cls([o for b in batches for o in b])  # mixed sources: typed observations
+        items: list[Any] = []
+        for b in batches:
+            items.extend(b.items)
+        return cls(items, mats.pop() if mats else None)
+
+    # ------------------------------------------------------------------ sequence of Observation
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @overload
+    def __getitem__(self, i: int) -> Observation: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> ObservationBatch: ...
+
+    def __getitem__(self, i: int | slice) -> Observation | ObservationBatch:
+        if isinstance(i, slice):
+            return self.take(range(len(self.items))[i])
+        mat = self._materialize
+        if mat is None:
+            return self.items[i]  # type: ignore[no-any-return]
+        objects = self._objects
+        if objects is None:
+            objects = self._objects = [None] * len(self.items)
+        o = objects[i]
+        if o is None:
+            o = objects[i] = mat(self.items[i])
+        return o
+
+    def __iter__(self) -> Iterator[Observation]:
+        if self._materialize is None:
+            return iter(self.items)
+        return (self[i] for i in range(len(self.items)))
+
+    @property
+    def typed(self) -> bool:
+        """Whether the items are ``Observation`` objects already (no materialisation needed)."""
+        return self._materialize is None
+
+    def take(self, idx: Sequence[int]) -> ObservationBatch:
+        """The rows ``idx`` (in that order) as a new batch over the same items."""
+        items = self.items
+        out = ObservationBatch([items[i] for i in idx], self._materialize)
+        if self._objects is not None:
+            objs = self._objects
+            out._objects = [objs[i] for i in idx]
+        return out
+
+    # ------------------------------------------------------------------ columns (cached)
+    @property
+    def agents(self) -> list[str]:
+        if self._agents is None:
+            self._agents = list(map(attrgetter("agent"), self.items))
+        return self._agents
+
+    @property
+    def kinds(self) -> list[str]:
+        if self._kinds is None:
+            self._kinds = list(map(attrgetter("kind"), self.items))
+        return self._kinds
+
+    @property
+    def ticks(self) -> np.ndarray:
+        """``int64 [N]``."""
+        if self._ticks is None:
+            self._ticks = np.fromiter(map(attrgetter("tick"), self.items), dtype=np.int64, count=len(self.items))
+        return self._ticks
+
+    @property
+    def pos(self) -> np.ndarray:
+        """``float64 [N, 3]`` (x, y, z)."""
+        if self._pos is None:
+            n = len(self.items)
+            self._pos = np.array(list(map(_POS, self.items)), dtype=np.float64).reshape(n, 3)
+        return self._pos
+
+
+# ----------------------------------------------------------------------------- decisions
+
+_VEC3_FIELDS = frozenset({"x", "y", "z"})
+_ARGS_FIELDS = frozenset({"dir", "speed"})
+_ACT_FIELDS = frozenset({"agent", "type", "args"})
+
+
+@dataclass(frozen=True)
+class DecisionColumns:
+    """One decision per row: ``move[i]`` -> walk along ``dir[i]`` at ``speed[i]``, else wait 1 tick.
+
+    ``confidence[i]`` in 0..1 as in :class:`~luanti_tune.policies.base.Decision`. Arrays are
+    float64 ``[N]``/``[N, 3]`` and bool ``[N]``; ``agents[i]`` names the row's agent.
+    """
+
+    agents: Sequence[str]
+    move: np.ndarray
+    dir: np.ndarray
+    speed: np.ndarray
+    confidence: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.agents)
+
+    def take(self, idx: np.ndarray | Sequence[int]) -> DecisionColumns:
+        ix = np.asarray(idx, dtype=np.intp)
+        agents = self.agents
+        return DecisionColumns(
+            [agents[i] for i in ix.tolist()], self.move[ix], self.dir[ix], self.speed[ix], self.confidence[ix]
+        )
+
+    def decisions(self) -> list[Any]:
+        """Typed decisions (``MoveAction``/``WaitAction``), equal to building them one by one."""
+        from luanti_tune.policies.base import Decision
+
+        new = object.__new__
+        setattr_ = object.__setattr__
+        move = self.move.tolist()
+        d = self.dir.tolist()
+        speed = self.speed.tolist()
+        conf = self.confidence.tolist()
+        out: list[Decision] = []
+        for i, agent in enumerate(self.agents):
+            if not move[i]:
+                out.append(Decision(WaitAction(agent=agent, type="wait"), confidence=conf[i]))
+                continue
+            # MoveAction.model_construct(...) without its per-call field loop: same instances
+            x, y, z = d[i]
+            v = new(Vec3)
+            setattr_(v, "__dict__", {"x": x, "y": y, "z": z})
+            setattr_(v, "__pydantic_fields_set__", set(_VEC3_FIELDS))
+            setattr_(v, "__pydantic_extra__", None)
+            setattr_(v, "__pydantic_private__", None)
+            a = new(MoveArgs)
+            setattr_(a, "__dict__", {"dir": v, "speed": speed[i]})
+            setattr_(a, "__pydantic_fields_set__", set(_ARGS_FIELDS))
+            setattr_(a, "__pydantic_extra__", None)
+            setattr_(a, "__pydantic_private__", None)
+            act = new(MoveAction)
+            setattr_(act, "__dict__", {"agent": agent, "type": "move", "args": a})
+            setattr_(act, "__pydantic_fields_set__", set(_ACT_FIELDS))
+            setattr_(act, "__pydantic_extra__", None)
+            setattr_(act, "__pydantic_private__", None)
+            out.append(Decision(act, conf[i]))
+        return out
+
+    def wire(self, rows: Sequence[int] | None = None) -> list[dict[str, Any]]:
+        """The JSON form of rows ``rows`` (default all), as ``Action.model_dump(mode="json")`` gives."""
+        agents = self.agents
+        move = self.move.tolist()
+        d = self.dir.tolist()
+        speed = self.speed.tolist()
+        idx: Sequence[int] = range(len(agents)) if rows is None else rows
+        wait = {"ticks": 1}
+        out: list[dict[str, Any]] = []
+        append = out.append
+        for i in idx:
+            if move[i]:
+                x, y, z = d[i]
+                args = {"dir": {"x": x, "y": y, "z": z}, "speed": speed[i]}
+                append({"agent": agents[i], "type": "move", "args": args})
+            else:
+                append({"agent": agents[i], "type": "wait", "args": dict(wait)})
+        return out
