@@ -13,7 +13,8 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from luanti_tune.inference.engine import BatchResult, InferenceEngine, ModelRef
+from luanti_tune.inference.engine import BatchResult, InferenceEngine
+from luanti_tune.policies.batch import ObservationBatch
 from luanti_tune.schemas.agent import Observation
 
 log = logging.getLogger(__name__)
@@ -23,21 +24,6 @@ log = logging.getLogger(__name__)
 class _Pending:
     observations: Sequence[Observation]
     future: asyncio.Future[BatchResult]
-
-
-def _slice(result: BatchResult, start: int, stop: int) -> BatchResult:
-    refs: list[ModelRef | None] = result.refs[start:stop]
-    return BatchResult(
-        actions=result.actions[start:stop],
-        refs=refs,
-        fallback={i - start: r for i, r in result.fallback.items() if start <= i < stop},
-        errors={
-            i - start: {**e, "loc": f"observations[{i - start}]"} for i, e in result.errors.items() if start <= i < stop
-        },
-        generation=result.generation,
-        versions=result.versions,
-        seconds=result.seconds,
-    )
 
 
 class MicroBatcher:
@@ -92,10 +78,7 @@ class MicroBatcher:
             if len(items) == 1:
                 obs: Sequence[Observation] = first.observations
             else:
-                merged: list[Observation] = []
-                for it in items:
-                    merged.extend(it.observations)
-                obs = merged
+                obs = ObservationBatch.concat([ObservationBatch.of(it.observations) for it in items])
             try:
                 result = await loop.run_in_executor(self._executor, self.engine.decide, obs)
             except BaseException as exc:  # noqa: BLE001 - hand the failure to every waiter
@@ -115,7 +98,7 @@ class MicroBatcher:
             for it in items:
                 stop = start + len(it.observations)
                 if not it.future.done():
-                    it.future.set_result(_slice(result, start, stop))
+                    it.future.set_result(result.slice(start, stop))
                 start = stop
 
     async def aclose(self) -> None:

@@ -16,7 +16,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,16 +24,17 @@ import numpy as np
 from luanti_tune.inference.decision_log import DecisionLogger, LogItem
 from luanti_tune.inference.fallback import ChaseOrWait, default_fallbacks
 from luanti_tune.inference.metrics import metrics
+from luanti_tune.inference.result import BatchResult, ModelRef
 from luanti_tune.inference.runtime import ExportReport, Runner, checked_runner
 from luanti_tune.inference.sessions import SessionStore
 from luanti_tune.inference.source import ModelCandidate, ModelSource
 from luanti_tune.policies.base import Decision, FamilyAdapter, Policy
+from luanti_tune.policies.batch import DecisionColumns, ObservationBatch
 from luanti_tune.schemas.agent import Observation
 
 log = logging.getLogger(__name__)
 
-#: ``(name, version)`` of whatever decided an agent (a model or ``scripted:<policy>``).
-ModelRef = tuple[str, str]
+__all__ = ["BatchResult", "EngineConfig", "InferenceEngine", "ModelRef", "ModelSet", "ServedModel"]
 
 NO_MODEL = "no_model"
 MODEL_ERROR = "model_error"
@@ -84,31 +85,6 @@ class ModelSet:
     revision: Hashable
     by_kind: Mapping[str, ServedModel]
     by_family: Mapping[str, ServedModel]
-
-
-@dataclass
-class BatchResult:
-    """Per-agent outcome of one batch, as parallel lists (cheap for 1000s of agents).
-
-    ``actions[i]`` is ``None`` exactly when ``errors`` has ``i``; ``fallback[i]`` is the reason
-    when a fallback policy decided agent ``i``.
-    """
-
-    actions: list[Any]
-    refs: list[ModelRef | None]
-    fallback: dict[int, str] = field(default_factory=dict)
-    errors: dict[int, dict[str, str]] = field(default_factory=dict)
-    generation: int = 0
-    versions: dict[str, ModelRef] = field(default_factory=dict)
-    seconds: float = 0.0
-
-    def main_ref(self) -> ModelRef | None:
-        """The model that decided most agents (the response's top-level ``model``)."""
-        counts: dict[ModelRef, int] = {}
-        for r in self.refs:
-            if r is not None:
-                counts[r] = counts.get(r, 0) + 1
-        return max(counts, key=lambda r: counts[r]) if counts else None
 
 
 def _row_finite(outputs: Mapping[str, np.ndarray], n: int) -> np.ndarray:
@@ -166,7 +142,7 @@ class InferenceEngine:
         self._build_lock = threading.Lock()
         self._sessions: dict[str, SessionStore] = {}
         self._fb_sessions: dict[str, SessionStore] = {}
-        self._recent: dict[str, list[Observation]] = {}
+        self._recent: dict[str, ObservationBatch] = {}
         self._prepared: OrderedDict[tuple[str, str, str, str], ServedModel] = OrderedDict()
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
@@ -240,7 +216,7 @@ class InferenceEngine:
     def _prepare(self, cand: ModelCandidate) -> ServedModel:
         adapter = cand.adapter
         kinds = cand.served_kinds
-        obs_samples = list(cand.sample_observations) or self._recent.get(kinds[0], [])
+        obs_samples = list(cand.sample_observations) or list(self._recent.get(kinds[0], [])[:64])
         rng = np.random.default_rng(self.config.seed)
         if not obs_samples:
             from luanti_tune.inference.synthetic import synthetic_observations
@@ -326,46 +302,51 @@ class InferenceEngine:
         }
 
     def decide(self, observations: Sequence[Observation]) -> BatchResult:
-        """One decision per observation, in order; see :class:`BatchResult`."""
+        """One decision per observation, in order; see :class:`BatchResult`.
+
+        ``observations`` may be an :class:`ObservationBatch` (e.g. straight from the wire decoder):
+        columnar family adapters then never build a Python object per agent.
+        """
         t0 = time.perf_counter()
-        n = len(observations)
+        batch = ObservationBatch.of(observations)
+        n = len(batch)
         models = self._models  # one snapshot for the whole batch: never mixes versions
-        result = BatchResult(actions=[None] * n, refs=[None] * n, generation=models.generation)
+        result = BatchResult.empty(n, models.generation)
         if n == 0:
             return result
-        first = observations[0].kind
+        kinds = batch.kinds
+        first = kinds[0]
         groups: dict[str, list[int]]
-        if all(o.kind == first for o in observations):
+        if kinds.count(first) == n:
             groups = {first: list(range(n))}
         else:
             groups = {}
-            for i, o in enumerate(observations):
-                groups.setdefault(o.kind, []).append(i)
+            for i, k in enumerate(kinds):
+                groups.setdefault(k, []).append(i)
         with self._run_lock:
             for kind, idxs in groups.items():
-                obs = observations if len(idxs) == n else [observations[i] for i in idxs]
+                obs = batch if len(idxs) == n else batch.take(idxs)
                 served = models.by_kind.get(kind)
                 if served is None:
                     self._fallback(kind, idxs, obs, NO_MODEL, result)
                 else:
                     self._run_model(served, kind, idxs, obs, result)
                     result.versions[kind] = served.ref
-                if len(obs) >= 1:
-                    self._recent[kind] = list(obs[:64])
+                self._recent[kind] = obs  # sample inputs for checking the next export
             result.seconds = time.perf_counter() - t0
             self.stats["batches"] += 1
             self.stats["agents"] += n
             if self.decision_log is not None:
-                self._log(observations, result)
+                self._log(batch, result)
         self._m.batch_seconds.observe(result.seconds)
         self._m.batch_agents.observe(n)
         return result
 
     def _run_model(
-        self, served: ServedModel, kind: str, idxs: list[int], obs: Sequence[Observation], result: BatchResult
+        self, served: ServedModel, kind: str, idxs: list[int], obs: ObservationBatch, result: BatchResult
     ) -> None:
         sessions = self._session(self._sessions, kind)
-        sessions.touch(o.agent for o in obs)
+        sessions.touch(obs.agents)
         stage = self._m.stage_seconds
         t0 = time.perf_counter()
         try:
@@ -380,75 +361,112 @@ class InferenceEngine:
                     return
                 if not idxs:
                     return
+            m = len(obs)
             t1 = time.perf_counter()
+            columns: DecisionColumns | None = None
+            decisions: list[Decision] = []
             try:
                 outputs = served.runner(feats)
                 t2 = time.perf_counter()
-                finite = _row_finite(outputs, len(obs))
-                decisions = served.adapter.decode(obs, outputs)
+                finite = _row_finite(outputs, m)
+                decode_columns = getattr(served.adapter, "decode_columns", None)
+                if decode_columns is not None:
+                    columns = decode_columns(obs, outputs)
+                    count = len(columns)
+                else:
+                    decisions = served.adapter.decode(obs, outputs)
+                    count = len(decisions)
                 t3 = time.perf_counter()
-                if len(decisions) != len(obs):
-                    raise ValueError(f"decode returned {len(decisions)} decisions for {len(obs)} observations")
+                if count != m:
+                    raise ValueError(f"decode returned {count} decisions for {m} observations")
             except Exception as exc:  # noqa: BLE001 - the model errored: scripted policy answers
-                log.warning("model %s %s failed on %d agents: %s", served.name, served.version, len(obs), exc)
+                log.warning("model %s %s failed on %d agents: %s", served.name, served.version, m, exc)
                 self._fallback(kind, idxs, obs, MODEL_ERROR, result)
                 return
             fam = served.family
             stage.labels(family=fam, stage="featurize").observe(t1 - t0)
             stage.labels(family=fam, stage="forward").observe(t2 - t1)
             stage.labels(family=fam, stage="decode").observe(t3 - t2)
-            ref = served.ref
-            thr = served.min_confidence
-            actions, refs = result.actions, result.refs
-            redo: dict[str, list[int]] = {}
-            for j, (i, d) in enumerate(zip(idxs, decisions, strict=True)):
-                if thr > 0.0 and not d.confidence >= thr:
-                    redo.setdefault(LOW_CONFIDENCE, []).append(j)
-                    continue
-                actions[i] = d.action
-                refs[i] = ref
-            if not finite.all():
-                bad = set(np.flatnonzero(~finite).tolist())
-                redo[MODEL_ERROR] = sorted(bad)
-                if LOW_CONFIDENCE in redo:
-                    redo[LOW_CONFIDENCE] = [j for j in redo[LOW_CONFIDENCE] if j not in bad]
-            served_n = len(obs) - sum(len(v) for v in redo.values())
-            self._m.decisions.labels(family=served.family, runtime=served.runner.kind).inc(served_n)
-            for reason, js in redo.items():
-                if js:
-                    self._fallback(kind, [idxs[j] for j in js], [obs[j] for j in js], reason, result)
+            self._record(served, kind, idxs, obs, result, finite, columns, decisions)
         finally:
             sessions.enforce()
+
+    def _record(
+        self,
+        served: ServedModel,
+        kind: str,
+        idxs: list[int],
+        obs: ObservationBatch,
+        result: BatchResult,
+        finite: np.ndarray,
+        columns: DecisionColumns | None,
+        decisions: list[Decision],
+    ) -> None:
+        """Store the model's decisions; non-finite and unsure rows go to the fallback policy."""
+        m = len(obs)
+        thr = served.min_confidence
+        if columns is not None:
+            conf = columns.confidence
+        else:
+            conf = np.fromiter((d.confidence for d in decisions), dtype=np.float64, count=m)
+        low = ~(conf >= thr) & finite if thr > 0.0 else np.zeros(m, dtype=bool)
+        ok = finite & ~low
+        ref = served.ref
+        refs = result.refs
+        rows = np.asarray(idxs, dtype=np.intp)
+        if ok.all():
+            keep = rows
+            if m == len(refs):
+                result.refs = [ref] * m
+            else:
+                for i in idxs:
+                    refs[i] = ref
+        else:
+            keep = rows[ok]
+            for i in keep.tolist():
+                refs[i] = ref
+        if columns is not None:
+            result.blocks.append((keep, columns if len(keep) == m else columns.take(np.flatnonzero(ok))))
+        else:
+            typed = result.typed
+            for i, j in zip(keep.tolist(), np.flatnonzero(ok).tolist(), strict=True):
+                typed[i] = decisions[j].action
+        self._m.decisions.labels(family=served.family, runtime=served.runner.kind).inc(len(keep))
+        for reason, mask in ((MODEL_ERROR, ~finite), (LOW_CONFIDENCE, low)):
+            if mask.any():
+                js = np.flatnonzero(mask).tolist()
+                self._fallback(kind, [idxs[j] for j in js], obs.take(js), reason, result)
 
     def _isolate(
         self,
         served: ServedModel,
         idxs: list[int],
-        obs: Sequence[Observation],
+        obs: ObservationBatch,
         sessions: SessionStore,
         result: BatchResult,
         exc: Exception,
-    ) -> tuple[list[int], list[Observation], dict[str, np.ndarray]]:
+    ) -> tuple[list[int], ObservationBatch, dict[str, np.ndarray]]:
         """Featurize failed for the batch: answer the agents whose own observation fails with an error."""
         good_i: list[int] = []
-        good_o: list[Observation] = []
-        for i, o in zip(idxs, obs, strict=True):
+        good_j: list[int] = []
+        for j, i in enumerate(idxs):
             try:
-                served.adapter.featurize([o], {})
+                served.adapter.featurize(obs.take([j]), {})
             except Exception as one:  # noqa: BLE001
                 self._error(result, i, served.family, f"{served.family} cannot use this observation: {one}")
             else:
                 good_i.append(i)
-                good_o.append(o)
+                good_j.append(j)
         if not good_i:
-            return [], [], {}
+            return [], obs.take([]), {}
         if len(good_i) == len(idxs):  # no single agent is to blame: the batch path is broken
             raise exc
-        return good_i, good_o, served.adapter.featurize(good_o, sessions)
+        good = obs.take(good_j)
+        return good_i, good, served.adapter.featurize(good, sessions)
 
     def _error(self, result: BatchResult, i: int, family: str, msg: str) -> None:
         result.errors[i] = {"loc": f"observations[{i}]", "msg": msg[:300]}
-        result.actions[i] = None
+        result.typed[i] = None
         result.refs[i] = None
         self.stats["errors"] += 1
         self._m.agent_errors.labels(family=family).inc()
@@ -458,7 +476,7 @@ class InferenceEngine:
     ) -> None:
         policy = self.fallbacks.get(kind, self.last_resort)
         sessions = self._session(self._fb_sessions, kind)
-        sessions.touch(o.agent for o in obs)
+        sessions.touch(ObservationBatch.of(obs).agents)
         try:
             try:
                 decisions = policy.decide(obs, sessions)
@@ -476,28 +494,30 @@ class InferenceEngine:
             sessions.enforce()
         ref = (f"scripted:{policy.name}", str(policy.version))
         for i, d in zip(idxs, decisions, strict=True):
-            result.actions[i] = d.action
+            result.typed[i] = d.action
             result.refs[i] = ref
             result.fallback[i] = reason
         self.fallback_counts[reason] = self.fallback_counts.get(reason, 0) + len(idxs)
         self._m.fallback.labels(reason=reason, family=kind).inc(len(idxs))
 
-    def _log(self, observations: Sequence[Observation], result: BatchResult) -> None:
+    def _log(self, batch: ObservationBatch, result: BatchResult) -> None:
         assert self.decision_log is not None
-        picks = self.decision_log.sample(len(observations))
+        picks = [i for i in self.decision_log.sample(len(batch)) if i not in result.errors]
+        if not picks:
+            return
         items: list[LogItem] = []
-        for i in picks:
-            action = result.actions[i]
+        for i, action in zip(picks, result.wire_rows(picks), strict=True):
             if action is None:
                 continue
-            o = observations[i]
+            o = batch.items[i]
             ref = result.refs[i]
+            pos = o.pos
             items.append(
                 (
                     o.agent,
                     o.tick,
-                    o.pos.model_dump(),
-                    action.model_dump(mode="json"),
+                    {"x": pos.x, "y": pos.y, "z": pos.z},
+                    action,
                     ref[0] if ref else None,
                     ref[1] if ref else None,
                     result.fallback.get(i),

@@ -29,14 +29,14 @@ from pydantic import Field, TypeAdapter, ValidationError, create_model
 from luanti_tune.config.settings import Settings
 from luanti_tune.inference.batcher import MicroBatcher
 from luanti_tune.inference.engine import BatchResult, EngineConfig, InferenceEngine
-from luanti_tune.schemas.agent import Action, Observation
+from luanti_tune.policies.batch import ObservationBatch
+from luanti_tune.schemas.agent import Observation
 from luanti_tune.schemas.common import Strict
 from luanti_tune.serve.state import get_state
 from luanti_tune.store.base import Store
 
 log = logging.getLogger(__name__)
 
-_ACTIONS: TypeAdapter[list[Any]] = TypeAdapter(list[Action])
 _OBS: TypeAdapter[Observation] = TypeAdapter(Observation)
 #: Bodies up to this size are validated on the event loop (cheaper than a thread hop).
 INLINE_PARSE_BYTES = 32 * 1024
@@ -182,47 +182,34 @@ class ActService:
             result = await self.batcher.decide(obs)
             return render(result, obs)
         good = [o for o in obs if o is not None]
-        result = await self.batcher.decide(good) if good else BatchResult(actions=[], refs=[])
+        result = await self.batcher.decide(good) if good else BatchResult.empty(0)
         return render(_widen(result, obs, bad), obs)
 
 
 def _widen(result: BatchResult, obs: Sequence[Any], bad: dict[int, dict[str, str]]) -> BatchResult:
     """Re-insert the agents refused in partial mode as error entries (indices of the request)."""
-    n = len(obs)
-    out = BatchResult(actions=[None] * n, refs=[None] * n, generation=result.generation, versions=result.versions)
-    j = 0
-    for i in range(n):
-        if i in bad:
-            out.errors[i] = bad[i]
-            continue
-        out.actions[i] = result.actions[j]
-        out.refs[i] = result.refs[j]
-        if j in result.fallback:
-            out.fallback[i] = result.fallback[j]
-        if j in result.errors:
-            out.errors[i] = {**result.errors[j], "loc": f"observations[{i}]"}
-        j += 1
+    out = result.spread(len(obs), [i for i in range(len(obs)) if i not in bad])
+    out.errors.update(bad)
     return out
 
 
 def render(result: BatchResult, obs: Sequence[Any]) -> dict[str, Any]:
     main = result.main_ref()
-    dumped = _ACTIONS.dump_python([a for a in result.actions if a is not None], mode="json", warnings=False)
-    entries: list[dict[str, Any]] = []
-    it = iter(dumped)
+    entries: list[Any] = result.wire()
     fallback = result.fallback
-    for i, (action, ref) in enumerate(zip(result.actions, result.refs, strict=True)):
-        if action is None:
-            o = obs[i]
-            entries.append({"agent": o.agent if o is not None else None, "error": result.errors.get(i)})
-            continue
-        d = next(it)
-        if ref != main and ref is not None:
-            d["model"] = ref[0]
-            d["version"] = ref[1]
-        if fallback and i in fallback:
-            d["fallback"] = fallback[i]
-        entries.append(d)
+    refs = result.refs
+    if fallback or result.errors or refs.count(main) != len(refs):
+        items = obs.items if isinstance(obs, ObservationBatch) else obs
+        for i, (d, ref) in enumerate(zip(entries, refs, strict=True)):
+            if d is None:
+                o = items[i]
+                entries[i] = {"agent": o.agent if o is not None else None, "error": result.errors.get(i)}
+                continue
+            if ref != main and ref is not None:
+                d["model"] = ref[0]
+                d["version"] = ref[1]
+            if fallback and i in fallback:
+                d["fallback"] = fallback[i]
     return {"actions": entries, "model": {"name": main[0], "version": main[1]} if main else None}
 
 
