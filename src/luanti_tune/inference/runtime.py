@@ -4,6 +4,14 @@ A runner maps the adapter's named float32 input arrays to named output arrays. A
 ONNX graph is run next to the PyTorch module on sample inputs (several batch sizes); when any
 output differs beyond the tolerance, or decoding picks a different action, or the export itself
 fails, the engine keeps serving eager PyTorch and the report says why.
+
+Before serving, the exported graph gets a few exact peephole rewrites (:func:`rewrite_onnx`) that
+replace ops ONNX Runtime's CPU kernels run slowly on small batched tensors: ``Gather`` of one
+constant index (``x[:, 0]``, ``x[..., 1]``) becomes a ``Split``/``Slice`` + ``Squeeze`` (ORT's Gather
+copies one element at a time along an inner axis), ``Gather`` right after an ``Unsqueeze`` of the
+same axis disappears, and an outer-product ``Mul`` of ``[N, 1]`` by ``[1, K]`` becomes a ``MatMul``.
+They only move or multiply single values, so results are bit-identical; the rewritten graph is
+checked like the plain export, and the plain export is the fallback if the rewritten one fails.
 """
 
 from __future__ import annotations
@@ -85,6 +93,188 @@ class OnnxRunner:
         return dict(zip(self.output_names, outs, strict=True))
 
 
+def _attr(node: Any, name: str, default: Any = None) -> Any:
+    from onnx import helper
+
+    for a in node.attribute:
+        if a.name == name:
+            return helper.get_attribute_value(a)
+    return default
+
+
+def _float_shapes(model: Any) -> dict[str, list[int | None]]:
+    """Shapes of the float32 values of ``model`` after ONNX shape inference (``None`` = symbolic dim)."""
+    from onnx import TensorProto, shape_inference
+
+    inferred = shape_inference.infer_shapes(model)
+    out: dict[str, list[int | None]] = {}
+    for vi in (*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output):
+        t = vi.type.tensor_type
+        if t.elem_type == TensorProto.FLOAT and t.HasField("shape"):
+            out[vi.name] = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+    return out
+
+
+class _Rewriter:
+    """One pass of :func:`rewrite_onnx` over a loaded ``onnx.ModelProto`` (nodes stay in topological order)."""
+
+    def __init__(self, model: Any) -> None:
+        from onnx import numpy_helper
+
+        self.graph = model.graph
+        self.consts: dict[str, np.ndarray] = {i.name: numpy_helper.to_array(i) for i in self.graph.initializer}
+        for n in self.graph.node:
+            if n.op_type == "Constant" and len(n.attribute) == 1 and n.attribute[0].name == "value":
+                self.consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+        self.shapes = _float_shapes(model)
+        self.producer = {o: n for n in self.graph.node for o in n.output}
+        self.graph_outputs = {o.name for o in self.graph.output}
+        self.counts = {"split": 0, "slice": 0, "squeeze": 0, "outer": 0}
+        self.alias: dict[str, str] = {}
+        self.serial = 0
+        # One Split per (input, static axis) when at least half of that axis's indices are gathered.
+        used: dict[tuple[str, int], set[int]] = {}
+        for n in self.graph.node:
+            g = self.scalar_gather(n)
+            if g is not None and g[3] is not None and g[3] > 1:
+                used.setdefault((g[0], g[1]), set()).add(g[2])
+        self.split_outs = {
+            key: [self.name("split") for _ in range(dim)]
+            for key, idx in used.items()
+            if 2 * len(idx) >= (dim := self.shapes[key[0]][key[1]] or 0)
+        }
+        self.split_emitted: set[tuple[str, int]] = set()
+
+    def name(self, what: str) -> str:
+        self.serial += 1
+        return f"__lt_rw_{what}{self.serial}"
+
+    def const(self, arr: np.ndarray) -> str:
+        from onnx import numpy_helper
+
+        name = self.name("c")
+        self.graph.initializer.append(numpy_helper.from_array(arr, name))
+        return name
+
+    def scalar_gather(self, n: Any) -> tuple[str, int, int, int | None] | None:
+        """(input, axis, index, axis size) of a Gather of one constant index from a float tensor of known rank."""
+        if n.op_type != "Gather" or len(n.input) != 2:
+            return None
+        idx, shape = self.consts.get(n.input[1]), self.shapes.get(n.input[0])
+        if idx is None or idx.ndim != 0 or idx.dtype.kind not in "iu" or not shape:
+            return None
+        axis = int(_attr(n, "axis", 0))
+        if not -len(shape) <= axis < len(shape):
+            return None
+        axis %= len(shape)
+        d, i = shape[axis], int(idx)
+        if d is None:
+            return (n.input[0], axis, i, None) if i >= 0 else None
+        return (n.input[0], axis, i % d, d) if -d <= i < d else None
+
+    def gather(self, n: Any) -> list[Any] | None:
+        """Replacement nodes for a constant-index Gather ([] when it is an alias), None to keep it."""
+        from onnx import helper
+
+        g = self.scalar_gather(n)
+        if g is None or g[3] is None:
+            return None
+        x, axis, idx, d = g
+        out = n.output[0]
+        if d == 1:
+            self.counts["squeeze"] += 1
+            p = self.producer.get(x)
+            if p is not None and p.op_type == "Unsqueeze" and len(p.input) == 2 and out not in self.graph_outputs:
+                p_axes = self.consts.get(p.input[1])
+                if p_axes is not None and [int(a) % len(self.shapes[x]) for a in p_axes.ravel()] == [axis]:
+                    self.alias[out] = p.input[0]
+                    return []
+            return [
+                helper.make_node(
+                    "Squeeze", [x, self.const(np.array([axis], dtype=np.int64))], [out], name=f"{n.name}__lt_sq"
+                )
+            ]
+        axes = self.const(np.array([axis], dtype=np.int64))
+        if (x, axis) in self.split_outs:
+            self.counts["split"] += 1
+            outs = self.split_outs[(x, axis)]
+            nodes = []
+            if (x, axis) not in self.split_emitted:
+                self.split_emitted.add((x, axis))
+                sizes = self.const(np.ones(len(outs), dtype=np.int64))
+                nodes.append(helper.make_node("Split", [x, sizes], outs, axis=axis, name=f"{n.name}__lt_split"))
+            return [*nodes, helper.make_node("Squeeze", [outs[idx], axes], [out], name=f"{n.name}__lt_sq")]
+        self.counts["slice"] += 1
+        start, end = self.const(np.array([idx], dtype=np.int64)), self.const(np.array([idx + 1], dtype=np.int64))
+        sliced = self.name("slice")
+        return [
+            helper.make_node("Slice", [x, start, end, axes], [sliced], name=f"{n.name}__lt_slice"),
+            helper.make_node("Squeeze", [sliced, axes], [out], name=f"{n.name}__lt_sq"),
+        ]
+
+    def mul(self, n: Any) -> list[Any] | None:
+        """A float ``[N, 1] * [1, K]`` (either order) as the MatMul outer product, None to keep it."""
+        from onnx import helper
+
+        if n.op_type != "Mul" or len(n.input) != 2 or n.output[0] not in self.shapes:
+            return None
+        a, b = self.shapes.get(n.input[0]), self.shapes.get(n.input[1])
+        if a is None or b is None or not len(a) == len(b) == 2:
+            return None
+        if a[1] == 1 and b[0] == 1:
+            pair = [n.input[0], n.input[1]]
+        elif b[1] == 1 and a[0] == 1:
+            pair = [n.input[1], n.input[0]]
+        else:
+            return None
+        self.counts["outer"] += 1
+        return [helper.make_node("MatMul", pair, [n.output[0]], name=f"{n.name}__lt_outer")]
+
+    def run(self) -> bool:
+        """Rewrite the graph in place; True when anything changed."""
+        nodes: list[Any] = []
+        for n in self.graph.node:
+            for k, name in enumerate(n.input):
+                if name in self.alias:
+                    n.input[k] = self.alias[name]
+            new = self.gather(n)
+            if new is None:
+                new = self.mul(n)
+            nodes.extend([n] if new is None else new)
+        if not any(self.counts.values()):
+            return False
+        del self.graph.node[:]
+        self.graph.node.extend(nodes)
+        return True
+
+
+def rewrite_onnx(model_bytes: bytes) -> tuple[bytes, dict[str, int]]:
+    """Exact peephole rewrites of an exported graph for ONNX Runtime's CPU kernels; returns (bytes, counts).
+
+    * ``Gather(x, c, axis)`` of a scalar constant ``c`` on a static axis of size ``d`` > 1: one ``Split`` for
+      all such gathers of ``(x, axis)`` plus a ``Squeeze`` each when they take at least half of the ``d``
+      indices, else ``Slice`` + ``Squeeze`` (``split`` / ``slice`` counts);
+    * on an axis of size 1: the input of the ``Unsqueeze`` it undoes, else a ``Squeeze`` (``squeeze``);
+    * ``Mul`` of float ``[N, 1]`` by ``[1, K]``: ``MatMul``, the same single products (``outer``).
+
+    Graphs with subgraphs or a default-domain opset below 13 are returned unchanged.
+    """
+    import onnx
+
+    model = onnx.load_from_string(model_bytes)
+    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    subgraphs = any(
+        a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in model.graph.node for a in n.attribute
+    )
+    if opset < 13 or subgraphs:
+        return model_bytes, {}
+    rewriter = _Rewriter(model)
+    if not rewriter.run():
+        return model_bytes, rewriter.counts
+    onnx.checker.check_model(model)
+    return model.SerializeToString(), rewriter.counts
+
+
 @dataclass
 class ExportReport:
     """What the export check found; ``runtime`` is the runner the engine serves with."""
@@ -135,6 +325,38 @@ def export_onnx(module: Any, sample: Arrays, input_names: Sequence[str], output_
     return buf.getvalue()
 
 
+def _compare(
+    torch_runner: TorchRunner,
+    onnx_runner: OnnxRunner,
+    samples: Sequence[Arrays],
+    output_names: Sequence[str],
+    atol: float,
+    rtol: float,
+    same_decisions: Callable[[int, Arrays, Arrays], bool] | None,
+) -> tuple[str | None, float, bool | None]:
+    """(reason the ONNX runner must not serve or None, max abs diff, same decoded actions or None)."""
+    worst = 0.0
+    same = True
+    for idx, inputs in enumerate(samples):
+        ref = torch_runner(inputs)
+        got = onnx_runner(inputs)
+        for n in output_names:
+            a, b = ref[n].astype(np.float64), got[n].astype(np.float64)
+            if a.shape != b.shape:
+                return f"output {n}: shape {b.shape} != {a.shape}", worst, None
+            if not np.all(np.isfinite(b) == np.isfinite(a)):
+                return f"output {n}: non-finite values differ", worst, None
+            diff = np.abs(a - b)
+            worst = max(worst, float(np.nanmax(diff)) if diff.size else 0.0)
+            if not np.allclose(b, a, atol=atol, rtol=rtol, equal_nan=True):
+                return f"output {n} differs from PyTorch (max abs diff {worst:.3g})", worst, None
+        if same_decisions is not None and not same_decisions(idx, ref, got):
+            same = False
+    if not same:
+        return "decoded actions differ between ONNX Runtime and PyTorch", worst, False
+    return None, worst, (True if same_decisions is not None else None)
+
+
 def checked_runner(
     module: Any,
     samples: Sequence[Arrays],
@@ -146,10 +368,14 @@ def checked_runner(
     threads: int = 1,
     same_decisions: Callable[[int, Arrays, Arrays], bool] | None = None,
     prefer_onnx: bool = True,
+    rewrite: bool = True,
 ) -> tuple[Runner, ExportReport]:
     """Export to ONNX and verify against eager PyTorch on ``samples``; return the runner to serve.
 
     ``same_decisions(sample_index, torch_out, onnx_out)`` optionally compares the decoded actions.
+    With ``rewrite`` the graph from :func:`rewrite_onnx` is checked first and served when it passes;
+    otherwise (or when rewriting fails) the plain export is checked, then PyTorch is the fallback.
+    ``report.extra["rewrites"]`` counts the rewrites of the served graph (absent when it is the plain one).
     """
     torch_runner = TorchRunner(module, input_names, output_names)
     report = ExportReport(samples=sum(len(next(iter(s.values()))) for s in samples if s))
@@ -161,39 +387,34 @@ def checked_runner(
         return torch_runner, report
     try:
         model_bytes = export_onnx(module, samples[0], input_names, output_names)
-        onnx_runner = OnnxRunner(model_bytes, input_names, output_names, threads=threads)
+        plain = OnnxRunner(model_bytes, input_names, output_names, threads=threads)
         report.exported = True
     except Exception as exc:  # noqa: BLE001 - any export/load failure means serve PyTorch
         report.reason = f"export failed: {type(exc).__name__}: {exc}"[:500]
         log.warning("ONNX export failed, serving PyTorch: %s", report.reason)
         return torch_runner, report
-    worst = 0.0
-    same = True
-    for idx, inputs in enumerate(samples):
-        ref = torch_runner(inputs)
-        got = onnx_runner(inputs)
-        for n in output_names:
-            a, b = ref[n].astype(np.float64), got[n].astype(np.float64)
-            if a.shape != b.shape:
-                report.reason = f"output {n}: shape {b.shape} != {a.shape}"
-                return torch_runner, report
-            if not np.all(np.isfinite(b) == np.isfinite(a)):
-                report.reason = f"output {n}: non-finite values differ"
-                return torch_runner, report
-            diff = np.abs(a - b)
-            worst = max(worst, float(np.nanmax(diff)) if diff.size else 0.0)
-            if not np.allclose(b, a, atol=atol, rtol=rtol, equal_nan=True):
-                report.max_abs_diff = worst
-                report.reason = f"output {n} differs from PyTorch (max abs diff {worst:.3g})"
-                log.warning("ONNX check failed, serving PyTorch: %s", report.reason)
-                return torch_runner, report
-        if same_decisions is not None and not same_decisions(idx, ref, got):
-            same = False
-    report.max_abs_diff = worst
-    report.same_actions = same if same_decisions is not None else None
-    if not same:
-        report.reason = "decoded actions differ between ONNX Runtime and PyTorch"
-        log.warning("ONNX check failed, serving PyTorch: %s", report.reason)
-        return torch_runner, report
-    report.runtime = "onnx"
-    return onnx_runner, report
+    candidates: list[tuple[OnnxRunner, dict[str, int] | None]] = []
+    if rewrite:
+        try:
+            rewritten, done = rewrite_onnx(model_bytes)
+            if rewritten is not model_bytes:
+                candidates.append((OnnxRunner(rewritten, input_names, output_names, threads=threads), done))
+        except Exception as exc:  # noqa: BLE001 - a failed rewrite only costs speed
+            log.info("ONNX graph rewrite failed (%s: %s); checking the plain export", type(exc).__name__, exc)
+    candidates.append((plain, None))
+    for k, (onnx_runner, counts) in enumerate(candidates):
+        reason, worst, same = _compare(torch_runner, onnx_runner, samples, output_names, atol, rtol, same_decisions)
+        if reason is not None and k + 1 < len(candidates):
+            log.info("rewritten ONNX graph failed the check (%s); checking the plain export", reason)
+            continue
+        report.max_abs_diff = worst
+        report.same_actions = same
+        if reason is not None:
+            report.reason = reason
+            log.warning("ONNX check failed, serving PyTorch: %s", report.reason)
+            return torch_runner, report
+        if counts is not None:
+            report.extra["rewrites"] = counts
+        report.runtime = "onnx"
+        return onnx_runner, report
+    raise AssertionError("unreachable: the plain export is always the last candidate")
