@@ -32,13 +32,13 @@ def _inputs(n: int, seed: int = 0) -> dict[str, np.ndarray]:
     return {"hist": hist, "vel": rng.normal(0, 1, (n, 2)).astype(np.float32), "threat": threat}
 
 
-def test_rewritten_pursuit_graph_gives_the_plain_exports_outputs_bit_for_bit() -> None:
+def test_rewritten_pursuit_graph_gives_the_plain_exports_outputs() -> None:
     module = _pursuit()
     plain_bytes = export_onnx(module, _inputs(16), INPUTS, OUTPUTS)
     rewritten_bytes, counts = rewrite_onnx(plain_bytes)
     assert rewritten_bytes != plain_bytes
     # the slow constant-index Gathers of x[:, 0] / x[..., 1] are gone, as is the [N,1]*[1,K] broadcast
-    assert counts["split"] > 0 and counts["slice"] > 0 and counts["squeeze"] > 0 and counts["outer"] > 0
+    assert all(counts[k] > 0 for k in ("split", "slice", "squeeze", "outer", "expand")), counts
 
     import onnx
 
@@ -70,7 +70,7 @@ def test_gathers_on_the_batch_axis_and_negative_indices_keep_their_meaning() -> 
     sample = {"x": rng.normal(size=(5, 3, 4)).astype(np.float32), "y": rng.normal(size=(5, 3)).astype(np.float32)}
     plain_bytes = export_onnx(module, sample, ("x", "y"), ("a", "b"))
     rewritten_bytes, counts = rewrite_onnx(plain_bytes)
-    assert counts["slice"] == 5 and counts["squeeze"] >= 1 and counts["outer"] == 1, counts
+    assert counts["slice"] == 5 and counts["squeeze"] >= 1 and counts["outer"] == 1 and counts["expand"] == 1, counts
     import onnx
 
     assert [n.op_type for n in onnx.load_from_string(rewritten_bytes).graph.node].count("Gather") == 1
@@ -79,6 +79,38 @@ def test_gathers_on_the_batch_axis_and_negative_indices_keep_their_meaning() -> 
     got = OnnxRunner(rewritten_bytes, ("x", "y"), ("a", "b"))(sample)
     np.testing.assert_allclose(got["a"], ref[0], rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(got["b"], ref[1], rtol=1e-6, atol=1e-6)
+
+
+def test_widened_columns_keep_operand_order_and_row_broadcasts() -> None:
+    import torch
+
+    class Columns(torch.nn.Module):
+        def forward(self, col: torch.Tensor, m: torch.Tensor, row: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            c = col * 3.0 - 1.0  # [N, 1]
+            return c - m, m / c, c + row, row / c, (c * m) * (m - c)  # [N,K] both orders, [1,K] rows, c reused
+
+    module = Columns().eval()
+    rng = np.random.default_rng(2)
+    names, outs = ("col", "m", "row"), ("a", "b", "c", "d", "e")
+    sample = {
+        "col": rng.normal(size=(6, 1)).astype(np.float32),
+        "m": rng.normal(size=(6, 4)).astype(np.float32),
+        "row": rng.normal(size=(1, 4)).astype(np.float32),
+    }
+    rewritten_bytes, counts = rewrite_onnx(export_onnx(module, sample, names, outs))
+    assert counts["expand"] == 6, counts
+    import onnx
+
+    ops = [n.op_type for n in onnx.load_from_string(rewritten_bytes).graph.node]
+    assert ops.count("MatMul") == 1  # the column is widened once for all six ops
+    for n in (1, 6, 50):
+        feeds = {k: rng.normal(size=(n if k != "row" else 1, v.shape[1])).astype(np.float32) for k, v in sample.items()}
+        with torch.inference_mode():
+            ref = [t.numpy() for t in module(*(torch.from_numpy(feeds[k]) for k in names))]
+        got = OnnxRunner(rewritten_bytes, names, outs)(feeds)
+        for name, r in zip(outs, ref, strict=True):
+            assert got[name].shape == r.shape
+            np.testing.assert_allclose(got[name], r, rtol=1e-6, atol=1e-6)
 
 
 def test_checked_runner_serves_the_rewritten_graph_and_reports_it() -> None:
