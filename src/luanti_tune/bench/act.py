@@ -4,7 +4,10 @@ For each agent count (1, 100 and ``--agents``), with the real ``pursuit`` family
 initialised champion in a temporary registry) served by a real ``luanti-tune serve`` subprocess:
 
 - ``http``: p50/p99 of one batched ``POST /v1/act`` (JSON, keep-alive connection);
-- ``engine``: p50/p99 of the in-process engine alone (validated observations -> actions), ONNX Runtime;
+- ``engine``: p50/p99 of the in-process engine alone, ONNX Runtime: the batch of validated
+  observations exactly as ``/v1/act`` hands it over (the wire decoder's :class:`ObservationBatch`,
+  a new one per call, so no column is cached between calls) -> every agent's action (columnar);
+- ``engine_typed``: the same from a list of pydantic ``Observation`` objects (in-process callers);
 - ``engine_torch``: the same with eager PyTorch; ``onnx_speedup`` = torch p50 / ONNX p50;
 - ``engine_floor``: the engine with a family that costs nothing (features and decisions prepared
   beforehand): what the engine itself adds per batch, whatever the family;
@@ -16,12 +19,16 @@ initialised champion in a temporary registry) served by a real ``luanti-tune ser
 - ``training``: p99 of the batched HTTP call while a CPU-bound torch training loop runs in another
   process (1 torch thread, like the worker), and its ratio to the idle p99;
 - ``breakdown``: where the CPU time of the largest batch goes (thread CPU medians): JSON parse alone, parse + validation
-  (JSON and msgpack bodies), the family's featurize/decode, the forward pass, the engine's own
-  overhead and rendering the response.
+  (the fast wire decoder and the pydantic reference path, JSON and msgpack bodies), the family's
+  featurize/decode, the forward pass, the engine's own overhead and rendering the response.
+
+The process uses the service's garbage-collector thresholds (``luanti-tune serve`` sets them), as
+the engine runs inside the service.
 """
 
 from __future__ import annotations
 
+import gc
 import http.client
 import os
 import socket
@@ -171,11 +178,12 @@ def _floor_engine(n: int) -> tuple[Any, list[Any]]:
     from luanti_tune.inference.engine import InferenceEngine
     from luanti_tune.inference.source import ModelCandidate, StaticModelSource
     from luanti_tune.policies.base import Decision, FamilyAdapter
-    from luanti_tune.schemas.agent import Observation, WaitAction
+    from luanti_tune.policies.batch import DecisionColumns
+    from luanti_tune.schemas.agent import Observation
 
     obs = [Observation.model_validate(o) for o in make_observations(n)]
     feats = {"x": np.random.default_rng(0).normal(size=(n, 16)).astype(np.float32)}
-    decisions = [Decision(WaitAction(agent=o.agent, type="wait"), 1.0) for o in obs]
+    columns = DecisionColumns([o.agent for o in obs], np.zeros(n, bool), np.zeros((n, 3)), np.ones(n), np.ones(n))
 
     class Prepared(FamilyAdapter):
         family = "pursuit"
@@ -186,7 +194,10 @@ def _floor_engine(n: int) -> tuple[Any, list[Any]]:
             return {"x": feats["x"][: len(observations)]}
 
         def decode(self, observations: Any, outputs: Any) -> list[Decision]:
-            return decisions[: len(observations)]
+            return self.decode_columns(observations, outputs).decisions()
+
+        def decode_columns(self, observations: Any, outputs: Any) -> DecisionColumns:
+            return columns if len(observations) == n else columns.take(np.arange(len(observations)))
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(16, 64), torch.nn.SiLU(), torch.nn.Linear(64, 6))
@@ -197,16 +208,35 @@ def _floor_engine(n: int) -> tuple[Any, list[Any]]:
 CPU: dict[str, list[float]] = {}
 
 
-def _time_engine(engine: Any, obs: list[Any], reps: int, tag: str = "") -> list[float]:
+def _act_service(engine: Any = None) -> Any:
+    from luanti_tune.config.settings import Settings
+    from luanti_tune.serve.act import ActService
+
+    return ActService(Settings(act_max_agents=8192), None, engine=engine)
+
+
+def _wire_batch(service: Any, body: bytes) -> Any:
+    """The batch ``/v1/act`` hands the engine for ``body`` (what ``ActService.parse`` returns)."""
+    obs, bad = service.parse(body, "application/json", False)
+    assert not bad
+    return obs
+
+
+def _time_engine(engine: Any, obs: Any, reps: int, tag: str = "") -> list[float]:
     """Wall times of ``reps`` decide calls; the calling thread's CPU time per call goes to ``CPU[tag]``
-    (a load-independent figure: on a busy machine wall time includes waiting for a core)."""
+    (a load-independent figure: on a busy machine wall time includes waiting for a core).
+
+    ``obs``: a list of observations, or a zero-argument callable giving a fresh batch per call
+    (made before the clock starts)."""
+    make = obs if callable(obs) else (lambda: obs)
     for _ in range(5):
-        engine.decide(obs)
+        engine.decide(make())
     out, cpu = [], []
     for _ in range(reps):
+        batch = make()
         c0 = time.thread_time()
         t0 = time.perf_counter()
-        engine.decide(obs)
+        engine.decide(batch)
         out.append(time.perf_counter() - t0)
         cpu.append(time.thread_time() - c0)
     if tag:
@@ -241,13 +271,12 @@ def _breakdown(obs_raw: list[dict[str, Any]], engine: Any, reps: int = 30) -> di
     """Median CPU cost of each step of one batched call (server side), largest batch."""
     import msgpack
 
-    from luanti_tune.config.settings import Settings
-    from luanti_tune.serve.act import ActService, render
+    from luanti_tune.serve.act import render
 
     body = orjson.dumps({"observations": obs_raw})
     packed = msgpack.packb({"observations": obs_raw})
-    service = ActService(Settings(act_max_agents=8192), None, engine=engine)
-    parsed = service.request_model.model_validate_json(body).observations
+    service = _act_service(engine)
+    parsed = _wire_batch(service, body)
     served = engine.models.by_family["pursuit"]
     adapter, runner = served.adapter, served.runner
 
@@ -263,14 +292,18 @@ def _breakdown(obs_raw: list[dict[str, Any]], engine: Any, reps: int = 30) -> di
     result = engine.decide(parsed)
     feats = adapter.featurize(parsed, {})
     outputs = runner(feats)
+    decode = getattr(adapter, "decode_columns", adapter.decode)
     figures = {
         "json_parse_only_ms": med(lambda: orjson.loads(body)),
-        "json_validate_ms": med(lambda: service.request_model.model_validate_json(body)),
-        "msgpack_validate_ms": med(lambda: service.request_model.model_validate(msgpack.unpackb(packed))),
-        "engine_ms": med(lambda: engine.decide(parsed)),
-        "family_featurize_ms": med(lambda: adapter.featurize(parsed, {})),
+        "json_validate_ms": med(lambda: service.parse(body, "application/json", False)),
+        "msgpack_validate_ms": med(lambda: service.parse(packed, "application/msgpack", False)),
+        "json_validate_pydantic_ms": med(lambda: service.request_model.model_validate_json(body)),
+        "msgpack_validate_pydantic_ms": med(lambda: service.request_model.model_validate(msgpack.unpackb(packed))),
+        "engine_ms": med(lambda: engine.decide(_wire_batch(service, body))) - med(lambda: _wire_batch(service, body)),
+        "family_featurize_ms": med(lambda: adapter.featurize(_wire_batch(service, body), {}))
+        - med(lambda: _wire_batch(service, body)),
         "forward_ms": med(lambda: runner(feats)),
-        "family_decode_ms": med(lambda: adapter.decode(parsed, outputs)),
+        "family_decode_ms": med(lambda: decode(parsed, outputs)),
         "render_ms": med(lambda: orjson.dumps(render(result, parsed))),
         "json_body_bytes": len(body),
         "msgpack_body_bytes": len(packed),
@@ -288,8 +321,11 @@ def act(agents: int, reps: int, seed: int) -> None:
     """Batched /v1/act latency (HTTP and in-process), per-agent calls, ONNX vs PyTorch, under training."""
     from rich.progress import Progress
 
+    from luanti_tune.policies.batch import ObservationBatch
     from luanti_tune.schemas.agent import Observation
+    from luanti_tune.serve.cli import GC_THRESHOLD_GEN0
 
+    gc.set_threshold(GC_THRESHOLD_GEN0, 20, 20)  # as in the service, where the engine runs
     counts = sorted({1, 100, agents})
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-act-") as tmp, Progress(transient=True) as progress:
@@ -297,6 +333,7 @@ def act(agents: int, reps: int, seed: int) -> None:
         task = progress.add_task("bench act", total=4 + 3 * len(counts))
         _champion(data_dir, seed)
         onnx_engine, torch_engine = _engine(data_dir, True), _engine(data_dir, False)
+        service = _act_service()
         runtime = onnx_engine.models.by_family["pursuit"].report.runtime
         progress.advance(task)
         proc, port = _start_server(data_dir)
@@ -307,10 +344,12 @@ def act(agents: int, reps: int, seed: int) -> None:
                 obs = [Observation.model_validate(o) for o in raw]
                 body = orjson.dumps({"observations": raw})
                 floor_engine, floor_obs = _floor_engine(n)
-                floor = _time_engine(floor_engine, floor_obs, reps, f"floor{n}")
+                floor = _time_engine(floor_engine, lambda o=floor_obs: ObservationBatch(o), reps, f"floor{n}")
                 floor_engine.close()
-                eng = _time_engine(onnx_engine, obs, reps, f"engine{n}")
-                eng_t = _time_engine(torch_engine, obs, reps)
+                wire = lambda b=body: _wire_batch(service, b)  # noqa: E731 - a fresh batch per call
+                eng = _time_engine(onnx_engine, wire, reps, f"engine{n}")
+                eng_typed = _time_engine(onnx_engine, obs, reps)
+                eng_t = _time_engine(torch_engine, wire, reps)
                 progress.advance(task)
                 http_t = _time_http(port, body, reps, proc.pid)
                 progress.advance(task)
@@ -331,6 +370,7 @@ def act(agents: int, reps: int, seed: int) -> None:
                 results[str(n)] = {
                     "http": h,
                     "engine": e,
+                    "engine_typed": percentiles_ms(eng_typed),
                     "engine_torch": et,
                     "engine_floor": percentiles_ms(floor),
                     "engine_cpu": percentiles_ms(CPU[f"engine{n}"]),

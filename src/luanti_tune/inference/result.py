@@ -75,6 +75,10 @@ class BatchResult:
     def wire(self) -> list[dict[str, Any] | None]:
         """The JSON form of every row's action (``None`` for errors), in row order."""
         typed = self.typed
+        if len(self.blocks) == 1 and not self.errors:
+            rows, cols = self.blocks[0]
+            if len(rows) == len(typed):  # one columnar block decided every row (rows are 0..n-1)
+                return list(cols.wire())
         present = [a for a in typed if a is not None]
         out: list[Any] = [None] * len(typed)
         if present:

@@ -220,6 +220,11 @@ class DecisionColumns:
         move = self.move.tolist()
         d = self.dir.tolist()
         speed = self.speed.tolist()
+        if rows is None and all(move):  # every row moves: one comprehension, no branches
+            return [
+                {"agent": a, "type": "move", "args": {"dir": {"x": x, "y": y, "z": z}, "speed": sp}}
+                for a, (x, y, z), sp in zip(agents, d, speed, strict=True)
+            ]
         idx: Sequence[int] = range(len(agents)) if rows is None else rows
         wait = {"ticks": 1}
         out: list[dict[str, Any]] = []
