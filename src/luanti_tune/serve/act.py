@@ -33,12 +33,14 @@ from luanti_tune.policies.batch import ObservationBatch
 from luanti_tune.schemas.agent import Observation
 from luanti_tune.schemas.common import Strict
 from luanti_tune.serve.state import get_state
+from luanti_tune.serve.wire import decode_observations
 from luanti_tune.store.base import Store
 
 log = logging.getLogger(__name__)
 
 _OBS: TypeAdapter[Observation] = TypeAdapter(Observation)
-#: Bodies up to this size are validated on the event loop (cheaper than a thread hop).
+#: Bodies the fast decoder refused are validated by pydantic on the event loop up to this size
+#: (cheaper than a thread hop), in a worker thread above it. The fast decoder always runs inline.
 INLINE_PARSE_BYTES = 32 * 1024
 MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack", "application/vnd.msgpack")
 
@@ -125,15 +127,34 @@ class ActService:
             self._engine.close()
 
     # ------------------------------------------------------------------ parsing
-    def parse(self, body: bytes, content_type: str, partial: bool) -> tuple[list[Any], dict[int, dict[str, str]]]:
-        """``(observations, errors)``; in partial mode invalid observations are ``None`` + an error."""
+    def parse(self, body: bytes, content_type: str, partial: bool) -> tuple[Sequence[Any], dict[int, dict[str, str]]]:
+        """``(observations, errors)``; in partial mode invalid observations are ``None`` + an error.
+
+        Valid requests take the fast wire decoder (:mod:`luanti_tune.serve.wire`, a columnar
+        :class:`ObservationBatch`); anything it does not accept goes through the pydantic models,
+        which name every offending field (or accept what the fast path left to them).
+        """
+        fast = self.parse_fast(body, content_type)
+        if fast is not None:
+            return fast, {}
+        return self.parse_slow(body, content_type, partial)
+
+    def parse_fast(self, body: bytes, content_type: str) -> ObservationBatch | None:
+        """The observations of a valid request via the fast decoder, else ``None``."""
+        is_msgpack = content_type.split(";")[0].strip().lower() in MSGPACK_TYPES
+        return decode_observations(body, msgpack=is_msgpack, max_agents=self.max_agents)
+
+    def parse_slow(
+        self, body: bytes, content_type: str, partial: bool
+    ) -> tuple[Sequence[Any], dict[int, dict[str, str]]]:
+        """:meth:`parse` through the pydantic models only (every error named)."""
         is_msgpack = content_type.split(";")[0].strip().lower() in MSGPACK_TYPES
         try:
             if is_msgpack:
                 req = self.request_model.model_validate(self._unpack(body))
             else:
                 req = self.request_model.model_validate_json(body)
-            return list(req.observations), {}
+            return ObservationBatch(list(req.observations)), {}
         except ValidationError as exc:
             errors = validation_errors(exc)
             if any(e["type"] == "too_long" and e["loc"] == "observations" for e in errors):
@@ -173,16 +194,21 @@ class ActService:
     async def act(self, body: bytes, content_type: str, partial: bool) -> dict[str, Any]:
         if len(body) > self.settings.max_batch_bytes:
             raise Rejected(413, f"request body larger than {self.settings.max_batch_bytes} bytes")
-        if len(body) > INLINE_PARSE_BYTES:
+        fast = self.parse_fast(body, content_type)
+        obs: Sequence[Any]
+        bad: dict[int, dict[str, str]]
+        if fast is not None:
+            obs, bad = fast, {}
+        elif len(body) > INLINE_PARSE_BYTES:
             # off the event loop: /v1/events and other requests keep being served meanwhile
-            obs, bad = await run_in_threadpool(self.parse, body, content_type, partial)
+            obs, bad = await run_in_threadpool(self.parse_slow, body, content_type, partial)
         else:
-            obs, bad = self.parse(body, content_type, partial)
+            obs, bad = self.parse_slow(body, content_type, partial)
         if not bad:
             result = await self.batcher.decide(obs)
             return render(result, obs)
-        good = [o for o in obs if o is not None]
-        result = await self.batcher.decide(good) if good else BatchResult.empty(0)
+        good = ObservationBatch([o for o in obs if o is not None])
+        result = await self.batcher.decide(good) if len(good) else BatchResult.empty(0)
         return render(_widen(result, obs, bad), obs)
 
 
