@@ -255,6 +255,31 @@ def test_refused_like_pydantic(field: str, value: Any) -> None:
     assert differential(to_json({"observations": [obs]}), False, MAX_AGENTS) == (False, False)
 
 
+@pytest.mark.parametrize(
+    ("radius", "codes", "valid"),
+    [
+        (1.0, [1.0] * 27, True),
+        (1, [2.0] * 26 + [3], True),
+        (2.0, [0.0] * 124 + [-0.0], True),
+        (1, [1.0] * 26 + [True], False),
+        (1, [1.0] * 26 + [Raw("1" + "0" * 400)], False),
+        (1, [1.0] * 26 + [6.5], False),
+        (1, [1.0] * 26 + [7.0], False),
+        (1, [1.0] * 26 + [Raw("1e999")], False),
+        (1.5, [1.0] * 27, False),
+        (1.0, [1.0] * 26, False),
+    ],
+)
+def test_integral_float_grids(radius: Any, codes: list[Any], valid: bool) -> None:
+    """Integral floats for integers (Lua's write_json) take the second decode; the structs hold ints."""
+    obs = {"agent": "a", "kind": "npc", "pos": {"x": 0, "y": 0, "z": 0}, "nearby": {"radius": radius, "codes": codes}}
+    tree = {"observations": [obs]}
+    assert differential(to_json(tree), False, MAX_AGENTS) == (valid, valid)
+    packed = to_msgpack(tree)
+    if packed is not None:
+        assert differential(packed, True, MAX_AGENTS) == (valid, valid)
+
+
 def test_non_finite_msgpack_floats_refused() -> None:
     for value in (math.nan, math.inf, -math.inf):
         for obs in (

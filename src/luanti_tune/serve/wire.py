@@ -35,6 +35,7 @@ from operator import attrgetter
 from typing import Annotated, Any, Literal
 
 import msgspec
+import numpy as np
 from msgspec import Meta
 
 from luanti_tune.policies.batch import ObservationBatch
@@ -64,6 +65,7 @@ WCode = Annotated[int, Meta(ge=0, le=max(NODE_CODES.values()))]
 WRadius = Annotated[int, Meta(ge=1, le=MAX_NEARBY_RADIUS)]
 WMessage = Annotated[str, Meta(max_length=MAX_MESSAGE_CHARS)]
 
+_NUMBER_TYPES = frozenset((int, float))
 _NAME_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:-"
 
 
@@ -287,7 +289,19 @@ def _ints_of_floats(raw: Any) -> None:
                 nb["radius"] = _int(nb["radius"])
             codes = nb.get("codes")
             if type(codes) is list:
-                nb["codes"] = [_int(c) for c in codes]
+                nb["codes"] = _ints(codes)
+
+
+def _ints(values: list[Any]) -> list[Any]:
+    """``[_int(v) for v in values]``, vectorised when all are small integral numbers (voxel codes)."""
+    if values and set(map(type, values)) <= _NUMBER_TYPES:  # no bools, strings ... (left to msgspec)
+        try:
+            a = np.array(values, dtype=np.float64)
+        except OverflowError:  # an int beyond float range: refused later anyway
+            a = None
+        if a is not None and np.all((a == np.floor(a)) & (np.abs(a) <= 2.0**53)):
+            return a.astype(np.int64).tolist()  # type: ignore[no-any-return]
+    return [_int(v) for v in values]
 
 
 def _names_ok(obs: list[WireObservation]) -> bool:
