@@ -24,6 +24,13 @@ How the schema is mirrored, cheaply:
   untyped, its integral floats at integer positions are turned into ``int`` (as pydantic does)
   and the result is validated by :func:`msgspec.convert` against the same structs: slower, but
   still exact, and the structs always hold ``int`` there.
+
+Structs: same attribute names and defaults as the pydantic models (``ChatLine.sender`` is ``"from"``
+on the wire), required fields first (so positional construction differs), lists and dicts as
+decoded (frozen structs, but the lists are plain lists: do not mutate them). :func:`to_observation`
+builds the pydantic objects without validating again; they compare equal (``==`` and ``repr``) to
+pydantic's, but their ``model_fields_set`` holds every field (as after ``model_validate`` of a
+full dict), not only the keys the client sent.
 """
 
 from __future__ import annotations
