@@ -25,15 +25,17 @@ from __future__ import annotations
 import math
 import operator
 import threading
+import weakref
 from collections.abc import Mapping, Sequence
+from itertools import repeat
 from typing import Any
 
 import numpy as np
 
 from luanti_tune.policies.base import AgentMemory, Decision, FamilyAdapter
+from luanti_tune.policies.batch import DecisionColumns, ObservationBatch
 from luanti_tune.policies.families import FamilySpec
-from luanti_tune.schemas.agent import EntityView, MoveAction, MoveArgs, Observation, WaitAction
-from luanti_tune.schemas.common import Vec3
+from luanti_tune.schemas.agent import EntityView, Observation
 
 FAMILY = "pursuit"
 #: Luanti's default server step; observation ``tick`` counts these.
@@ -48,8 +50,6 @@ DEFAULT_ARCH: dict[str, Any] = {
     "agent_speed": 4.0,
     "catch_radius": 1.0,
 }
-#: Batches with at most this many targeted agents are featurized agent by agent (cheaper than numpy).
-SCALAR_BATCH = 8
 #: A pursuer farther than this (nodes) from the target is treated as absent.
 THREAT_RANGE = 20.0
 POS_SCALE = 4.0
@@ -247,153 +247,234 @@ def select_target(obs: Observation) -> EntityView | None:
     return min(players, key=lambda e: e.rel.x**2 + e.rel.z**2)
 
 
-class _TrackStore:
-    """Every target track of one adapter in preallocated rows: times/x/z ``[slots, width]``,
-    oldest first, ``count[slot]`` valid samples. Rows are recycled when their :class:`Track` dies."""
+#: ``memory[agent][MEMORY_KEY]`` holds the agent's :class:`_AgentTracks` (its target tracks).
+MEMORY_KEY = "tracks"
+#: Track key of an unnamed target (the nearest player).
+NEAREST = "_nearest"
+#: An agent with more tracks than this forgets the ones not updated within ``keep_s``.
+MAX_TRACKS = 8
+#: ``last`` tick of a fresh slot: its first observation starts the track.
+_NEW = -(1 << 40)
 
-    def __init__(self, width: int, slots: int = 1024) -> None:
+_AGENT = operator.attrgetter("agent")
+_ENTITIES = operator.attrgetter("entities")
+_POS = operator.attrgetter("pos")
+_KIND = operator.attrgetter("kind")
+_NAME = operator.attrgetter("name")
+_REL = operator.attrgetter("rel")
+_VEL = operator.attrgetter("velocity")
+_X = operator.attrgetter("x")
+_Z = operator.attrgetter("z")
+_FIRST = operator.itemgetter(0)
+
+
+def _strictly_increasing(values: Sequence[float]) -> bool:
+    return all(a < b for a, b in zip(values, values[1:], strict=False))
+
+
+class _TrackTable:
+    """Every target track remembered in one agent memory, as dense tick-indexed rings.
+
+    A track is the list of knots ``(tick * TICK_S, x, z)`` of the per-agent algorithm (oldest
+    first). Knots are at integer ticks, so a slot stores it densely: ``x/z[slot, tick % width]``
+    hold the knot values and, between two knots, the linear interpolation at every integer tick
+    (``knot`` marks which cells are knots); the track spans ``first..last``. Linear interpolation
+    of that dense row at any time equals interpolation of the knots, without searching. Tracks
+    whose times stop increasing strictly (ticks going back a little over an older knot) are kept
+    as plain lists (``lists[slot]``) and updated one by one.
+
+    ``index[(agent, key)]`` is the slot of a track; the :class:`_AgentTracks` in
+    ``memory[agent]`` owns the agent's slots and queues them in ``dead`` when it dies (the engine
+    dropped the agent's memory), so the next featurize releases them for reuse.
+    """
+
+    def __init__(self, width: int, slots: int = 256) -> None:
         self.width = width
-        self.t = np.zeros((slots, width))
-        self.x = np.zeros((slots, width))
-        self.z = np.zeros((slots, width))
-        self.count = np.zeros(slots, dtype=np.int64)
+        self.xz = np.zeros((slots, width), dtype=np.complex128)  # x + z*1j: one gather per sample
+        self.knot = np.zeros((slots, width), dtype=bool)
+        self.first = np.zeros(slots, dtype=np.int64)
+        self.last = np.full(slots, _NEW, dtype=np.int64)
+        self.listmode = np.zeros(slots, dtype=bool)
+        self.lists: dict[int, list[tuple[float, float, float]]] = {}
+        self.index: dict[tuple[str, str], int] = {}
+        self.crowded: set[str] = set()
         self.free: list[int] = list(range(slots - 1, -1, -1))
-        self.lock = threading.Lock()
+        self.dead: list[tuple[str, dict[str, int]]] = []
+        self.lock = threading.RLock()
+
+    def __len__(self) -> int:
+        """Tracks in use."""
+        return len(self.index)
+
+    @property
+    def capacity(self) -> int:
+        return len(self.last)
 
     def alloc(self) -> int:
         if not self.free:
-            old = len(self.count)
-            new = old * 2
-            for name in ("t", "x", "z"):
-                arr = getattr(self, name)
-                grown = np.zeros((new, self.width))
-                grown[:old] = arr
-                setattr(self, name, grown)
-            count = np.zeros(new, dtype=np.int64)
-            count[:old] = self.count
-            self.count = count
-            self.free.extend(range(new - 1, old - 1, -1))
+            self._resize(self.capacity * 2, self.width)
         slot = self.free.pop()
-        self.count[slot] = 0
+        self.last[slot] = _NEW
+        self.listmode[slot] = False
         return slot
 
+    def release(self, agent: str, key: str, slot: int) -> None:
+        if self.index.get((agent, key)) == slot:
+            del self.index[(agent, key)]
+            self.lists.pop(slot, None)
+            self.free.append(slot)
 
-class Track:
-    """One target's recent absolute positions ``(t, x, z)``, oldest first (a sequence of tuples).
+    def collect(self) -> None:
+        """Release the slots of agents whose memory was dropped."""
+        dead = self.dead
+        while dead:
+            agent, slots = dead.pop()
+            for key, slot in slots.items():
+                self.release(agent, key, slot)
+            self.crowded.discard(agent)
 
-    Normally a row of the adapter's :class:`_TrackStore` (updated for the whole batch at once);
-    a track whose times stop increasing strictly (ticks going back a little) or outgrow the row
-    keeps a plain list and is updated one by one, exactly like before.
+    def ensure_width(self, width: int) -> None:
+        if width > self.width:
+            self._resize(self.capacity, width)
+
+    def _resize(self, slots: int, width: int) -> None:
+        old = self.capacity
+        free = set(self.free)
+        saved = {s: self.export(s) for s in range(old) if s not in free} if width != self.width else {}
+        arrays = (self.xz, self.knot, self.first, self.last, self.listmode)
+        self.xz = np.zeros((slots, width), dtype=np.complex128)  # x + z*1j: one gather per sample
+        self.knot = np.zeros((slots, width), dtype=bool)
+        self.first = np.zeros(slots, dtype=np.int64)
+        self.last = np.full(slots, _NEW, dtype=np.int64)
+        self.listmode = np.zeros(slots, dtype=bool)
+        if width == self.width:
+            for new, prev in zip((self.xz, self.knot, self.first, self.last, self.listmode), arrays, strict=True):
+                new[:old] = prev
+        else:
+            self.first[:old] = arrays[2]
+            self.last[:old] = arrays[3]
+            self.listmode[:old] = arrays[4]
+        self.width = width
+        self.free.extend(range(slots - 1, old - 1, -1))
+        for s, items in saved.items():
+            if items:
+                self.store(s, items)
+
+    def last_time(self, slot: int) -> float:
+        if self.listmode[slot]:
+            return self.lists[slot][-1][0]
+        return int(self.last[slot]) * TICK_S
+
+    def export(self, slot: int) -> list[tuple[float, float, float]]:
+        """The knots ``(t, x, z)`` of a slot, oldest first."""
+        if self.listmode[slot]:
+            return list(self.lists[slot])
+        last = int(self.last[slot])
+        if last == _NEW:
+            return []
+        m = self.width - 1
+        xs, zs, ks = self.xz[slot].real.tolist(), self.xz[slot].imag.tolist(), self.knot[slot].tolist()
+        return [(k * TICK_S, xs[k & m], zs[k & m]) for k in range(int(self.first[slot]), last + 1) if ks[k & m]]
+
+    def store(self, slot: int, items: list[tuple[float, float, float]]) -> None:
+        """Replace a slot's knots: densely when their times are increasing integer ticks that fit, else a list."""
+        ticks = [round(t / TICK_S) for t, _, _ in items]
+        if (
+            not items
+            or any(k * TICK_S != t for k, (t, _, _) in zip(ticks, items, strict=True))
+            or not _strictly_increasing(ticks)
+            or ticks[-1] - ticks[0] >= self.width
+        ):
+            self.listmode[slot] = True
+            self.lists[slot] = items
+            return
+        self.listmode[slot] = False
+        self.lists.pop(slot, None)
+        m = self.width - 1
+        x, z, knot = self.xz[slot].real, self.xz[slot].imag, self.knot[slot]
+        prev: tuple[int, float, float] | None = None
+        for k, (_, xk, zk) in zip(ticks, items, strict=True):
+            if prev is not None:
+                k0, x0, z0 = prev
+                g = k - k0
+                for j in range(1, g):
+                    x[(k0 + j) & m] = x0 + (xk - x0) * (j / g)
+                    z[(k0 + j) & m] = z0 + (zk - z0) * (j / g)
+                    knot[(k0 + j) & m] = False
+            x[k & m], z[k & m], knot[k & m] = xk, zk, True
+            prev = (k, xk, zk)
+        self.first[slot] = ticks[0]
+        self.last[slot] = ticks[-1]
+
+
+class _AgentTracks:
+    """One agent's tracks in a :class:`_TrackTable` (``slots``: target key -> slot).
+
+    Lives in ``memory[agent][MEMORY_KEY]``; when the memory entry is dropped this dies and its
+    slots are released (at the table's next use).
     """
 
-    __slots__ = ("store", "slot", "items", "__weakref__")
+    __slots__ = ("table", "agent", "slots")
 
-    def __init__(self, store: _TrackStore, items: list[tuple[float, float, float]] | None = None) -> None:
-        self.store = store
-        self.slot = -1
-        self.items = items
-        if items is None:
-            self.slot = store.alloc()
+    def __init__(self, table: _TrackTable, agent: str) -> None:
+        self.table = table
+        self.agent = agent
+        self.slots: dict[str, int] = {}
 
     def __del__(self) -> None:
-        if self.slot >= 0:
-            self.store.free.append(self.slot)
-            self.slot = -1
+        if self.slots:
+            self.table.dead.append((self.agent, self.slots))
 
-    def to_list(self) -> list[tuple[float, float, float]]:
-        if self.items is not None:
-            return list(self.items)
-        s, n = self.store, int(self.store.count[self.slot])
-        return list(
-            zip(s.t[self.slot, :n].tolist(), s.x[self.slot, :n].tolist(), s.z[self.slot, :n].tolist(), strict=True)
-        )
-
-    def store_items(self, items: list[tuple[float, float, float]]) -> None:
-        """Replace the contents: in a store row when strictly increasing and short enough, else a list."""
-        store = self.store
-        n = len(items)
-        if 0 < n < store.width and _strictly_increasing(items):
-            if self.slot < 0:
-                self.slot = store.alloc()
-            s = self.slot
-            store.t[s, :n], store.x[s, :n], store.z[s, :n] = zip(*items, strict=True)
-            store.count[s] = n
-            self.items = None
-        else:
-            if self.slot >= 0:
-                store.free.append(self.slot)
-                self.slot = -1
-            self.items = items
-
-    def make_list(self) -> list[tuple[float, float, float]]:
-        """Switch to the one-by-one list representation (same contents)."""
-        if self.items is None:
-            self.items = self.to_list()
-            self.store.free.append(self.slot)
-            self.slot = -1
-        return self.items
-
-    def __len__(self) -> int:
-        return len(self.items) if self.items is not None else int(self.store.count[self.slot])
-
-    def __getitem__(self, i: int) -> tuple[float, float, float]:
-        if self.items is not None:
-            return self.items[i]
-        n = int(self.store.count[self.slot])
-        j = i + n if i < 0 else i
-        if not 0 <= j < n:
-            raise IndexError("track index out of range")
-        s = self.store
-        return (float(s.t[self.slot, j]), float(s.x[self.slot, j]), float(s.z[self.slot, j]))
-
-    def __iter__(self) -> Any:
-        return iter(self.to_list())
+    def export(self) -> dict[str, list[tuple[float, float, float]]]:
+        return {key: self.table.export(slot) for key, slot in self.slots.items()}
 
 
-def _strictly_increasing(items: Sequence[tuple[float, float, float]]) -> bool:
-    return all(a[0] < b[0] for a, b in zip(items, items[1:], strict=False))
+#: One track table per (weak-referenceable) memory mapping, shared by every adapter using it.
+_TABLES: dict[int, tuple[weakref.ref[Any], _TrackTable]] = {}
+_TABLES_LOCK = threading.Lock()
 
 
-def _interp_rows(tq: np.ndarray, xp: np.ndarray, fps: Sequence[np.ndarray], n: np.ndarray) -> list[np.ndarray]:
-    """``np.interp(tq[r], xp[r, :n[r]], fp[r, :n[r]])`` for every row ``r`` at once, same arithmetic.
-
-    ``xp`` rows strictly increasing over their first ``n[r] >= 1`` entries; ``tq`` ``[R, Q]``.
-    """
-    rows = np.arange(len(n))[:, None]
-    valid = np.arange(xp.shape[1])[None, :] < n[:, None]
-    # j: the last knot <= x (-1 below the first); like numpy's binary search on an increasing xp
-    j = ((xp[:, None, :] <= tq[:, :, None]) & valid[:, None, :]).sum(-1) - 1
-    last = (n - 1)[:, None]
-    jc = np.minimum(np.maximum(j, 0), np.maximum(last - 1, 0))
-    x0 = xp[rows, jc]
-    x1 = xp[rows, jc + 1]
-    below = j < 0
-    above = j >= last
-    exact = x0 == tq
-    out = []
-    for fp in fps:
-        f0 = fp[rows, jc]
-        f1 = fp[rows, jc + 1]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            inner = ((f1 - f0) / (x1 - x0)) * (tq - x0) + f0
-        res = np.where(exact, f0, inner)
-        res = np.where(above, fp[rows, last], res)
-        res = np.where(below, fp[:, :1], res)
-        out.append(res)
-    return out
+def _registered_table(memory: AgentMemory) -> _TrackTable | None:
+    entry = _TABLES.get(id(memory))
+    if entry is not None and entry[0]() is memory:
+        return entry[1]
+    return None
 
 
-#: ``(observation ids, rel [N, 2], has [N])`` of the last featurized batch, reused by decode.
-_Targets = tuple[tuple[Observation, ...], np.ndarray, np.ndarray]
+def _register_table(memory: AgentMemory, table: _TrackTable) -> None:
+    key = id(memory)
+
+    def forget(ref: weakref.ref[Any]) -> None:
+        with _TABLES_LOCK:
+            if _TABLES.get(key, (None,))[0] is ref:
+                del _TABLES[key]
+
+    try:
+        ref = weakref.ref(memory, forget)
+    except TypeError:  # e.g. a plain dict: the table is found through the tracks in it
+        return
+    with _TABLES_LOCK:
+        _TABLES[key] = (ref, table)
+
+
+class _Targets:
+    """Each row's target: ``rows`` (indices with a target, ``None`` = all) and their entities."""
+
+    __slots__ = ("rows", "entities", "rel")
+
+    def __init__(self, rows: np.ndarray | None, entities: list[Any], rel: np.ndarray) -> None:
+        self.rows = rows
+        self.entities = entities
+        self.rel = rel
 
 
 class PursuitAdapter(FamilyAdapter):
     """Observations + per-agent target tracks <-> ``hist``/``vel`` arrays; intercept decoding.
 
-    Batched: one pass in Python picks each agent's target and its :class:`Track` in ``memory``
-    (``memory[agent]["tracks"][target name or "_nearest"]``), then every track is updated and
-    resampled for the whole batch with numpy. Results equal the per-agent algorithm (see
-    ``tests/policies/test_pursuit_batched.py``).
+    Columnar: a few C-level passes over the batch's items read ticks, positions and each
+    agent's target; every track of the memory lives in a :class:`_TrackTable` (dense rings found
+    by ``(agent, target key)``), updated and resampled for the whole batch with numpy. Results
+    equal the per-agent algorithm (see ``tests/policies/test_pursuit_batched.py``).
     """
 
     family = FAMILY
@@ -408,10 +489,18 @@ class PursuitAdapter(FamilyAdapter):
         self.agent_speed = float(self.arch["agent_speed"])
         self.catch_radius = float(self.arch["catch_radius"])
         self.keep_s = (self.history - 1) * self.hist_dt + 0.5
-        # ticks are integers, so a strictly increasing track holds at most keep_s/TICK_S + 1 samples
-        self._store = _TrackStore(int(self.keep_s / TICK_S) + 3)
+        # a kept track spans at most keep_s/TICK_S + 1 integer ticks
+        self._width = 1 << max(3, (int(self.keep_s / TICK_S) + 3).bit_length())
         self._offsets = np.arange(self.history, dtype=np.float64) * self.hist_dt
-        self._last: _Targets | None = None
+        self._last: tuple[Any, Any, np.ndarray, np.ndarray] | None = None
+        # intercept: the time grid split by path segment (knot j -> j + 1)
+        knots_t = np.concatenate([[0.0], self.horizons]).astype(np.float64)
+        self._grid = np.linspace(0.0, float(knots_t[-1]), 41)
+        idx = np.clip(np.searchsorted(knots_t, self._grid, side="right") - 1, 0, len(knots_t) - 2)
+        w = (self._grid - knots_t[idx]) / (knots_t[idx + 1] - knots_t[idx])
+        self._seg_idx, self._seg_w, self._seg_w0 = idx, w, 1 - w
+        self._segments = [(j, np.flatnonzero(idx == j)) for j in range(len(knots_t) - 1)]
+        self._reach = self.agent_speed * self._grid + self.catch_radius
 
     def example_inputs(self, batch: int = 4) -> dict[str, np.ndarray]:
         rng = np.random.default_rng(0)
@@ -420,217 +509,342 @@ class PursuitAdapter(FamilyAdapter):
         threat = np.concatenate([rng.normal(0, 6, (batch, 2)), np.ones((batch, 1))], axis=1).astype(np.float32)
         return {"hist": hist, "vel": rng.normal(0, 2, (batch, 2)).astype(np.float32), "threat": threat}
 
+    # ------------------------------------------------------------------ targets
+    def _select(self, items: list[Any]) -> _Targets:
+        """Each item's target (:func:`select_target`), in C-level passes for one-player views."""
+        n = len(items)
+        ents = list(map(_ENTITIES, items))
+        chosen: list[Any] | None = None
+        if list(map(len, ents)).count(1) == n:
+            first = list(map(_FIRST, ents))
+            if list(map(_KIND, first)).count("player") == n:
+                chosen = first  # the common case: one player in view, always the target
+        rows: np.ndarray | None = None
+        if chosen is None:
+            picked = [select_target(o) for o in items]
+            keep = [i for i, e in enumerate(picked) if e is not None]
+            if len(keep) < n:
+                rows = np.asarray(keep, dtype=np.intp)
+                picked = [picked[i] for i in keep]
+            chosen = picked
+        m = len(chosen)
+        rel = np.empty((m, 2))
+        rels = list(map(_REL, chosen))
+        rel[:, 0] = np.fromiter(map(_X, rels), dtype=np.float64, count=m)
+        rel[:, 1] = np.fromiter(map(_Z, rels), dtype=np.float64, count=m)
+        return _Targets(rows, chosen, rel)
+
     # ------------------------------------------------------------------ featurize
     def featurize(self, observations: Sequence[Observation], memory: AgentMemory) -> dict[str, np.ndarray]:
-        n = len(observations)
-        hist = np.zeros((n, self.history, 2), dtype=np.float32)
+        batch = ObservationBatch.of(observations)
+        n = len(batch)
+        h = self.history
+        hist = np.zeros((n, h, 2), dtype=np.float32)
         vel = np.zeros((n, 2), dtype=np.float32)
         threat = np.zeros((n, 3), dtype=np.float32)
-        rel = np.zeros((n, 2))
+        rel_all = np.zeros((n, 2))
         has = np.zeros(n, dtype=bool)
-        agents = [o.agent for o in observations]
-        if len(set(agents)) == n:
-            rounds = [range(n)]
-        else:  # an agent twice in a batch: its second observation sees the first one's update
-            seen: dict[str, int] = {}
-            by_round: list[list[int]] = []
-            for i, a in enumerate(agents):
-                r = seen[a] = seen.get(a, -1) + 1
-                if r == len(by_round):
-                    by_round.append([])
-                by_round[r].append(i)
-            rounds = by_round  # type: ignore[assignment]
-        with self._store.lock:
-            for idx in rounds:
-                self._featurize_rows(observations, idx, memory, hist, vel, threat, rel, has)
-        self._last = (tuple(observations), rel, has)
+        if n == 0:
+            self._last = None
+            return {"hist": hist, "vel": vel, "threat": threat}
+        items = batch.items
+        sel = self._select(items)
+        rows, ents, rel = sel.rows, sel.entities, sel.rel
+        m = len(ents)
+        # everything is read (and may fail) before any memory is touched
+        agents = batch.agents
+        ticks = batch.ticks
+        if rows is not None:
+            agents = [agents[i] for i in rows.tolist()]
+            ticks = ticks[rows]
+            items = [items[i] for i in rows.tolist()]
+        names = list(map(_NAME, ents))
+        keys = names if (None not in names and "" not in names) else [nm or NEAREST for nm in names]
+        pos = list(map(_POS, items))
+        axz = np.empty((m, 2))  # the target's absolute position
+        axz[:, 0] = np.fromiter(map(_X, pos), dtype=np.float64, count=m)
+        axz[:, 1] = np.fromiter(map(_Z, pos), dtype=np.float64, count=m)
+        axz += rel
+        vels = list(map(_VEL, ents))
+        vgiven: np.ndarray | None = None  # None: every target has a velocity
+        try:
+            vx = np.fromiter(map(_X, vels), dtype=np.float64, count=m)
+            vz = np.fromiter(map(_Z, vels), dtype=np.float64, count=m)
+        except AttributeError:  # some velocities missing: estimated from the track
+            vgiven = np.fromiter((v is not None for v in vels), dtype=bool, count=m)
+            vx = np.array([0.0 if v is None else v.x for v in vels], dtype=np.float64)
+            vz = np.array([0.0 if v is None else v.z for v in vels], dtype=np.float64)
+
+        ri = np.arange(n) if rows is None else rows
+        if m:
+            rel_all[ri] = rel
+            has[ri] = True
+            near = rel[:, 0] ** 2 + rel[:, 1] ** 2 <= THREAT_RANGE**2
+            th = np.zeros((m, 3), dtype=np.float32)
+            th[:, 0] = -rel[:, 0]
+            th[:, 1] = -rel[:, 1]
+            th[:, 2] = 1.0
+            threat[ri] = np.where(near[:, None], th, np.float32(0.0))
+            vv = np.stack([vx, vz], axis=1)
+            if vgiven is None:
+                vel[ri] = vv
+            else:
+                vel[ri[vgiven]] = vv[vgiven]
+
+            table = self._table(memory, agents)
+            with table.lock:
+                table.collect()
+                table.ensure_width(self._width)
+                if len(set(agents)) == m:
+                    self._update(table, memory, None, agents, keys, ticks, axz, vgiven, ri, hist, vel)
+                else:  # an agent twice in a batch: its second observation sees the first one's update
+                    seen: dict[str, int] = {}
+                    rounds: list[list[int]] = []
+                    for j, a in enumerate(agents):
+                        r = seen[a] = seen.get(a, -1) + 1
+                        if r == len(rounds):
+                            rounds.append([])
+                        rounds[r].append(j)
+                    for part in rounds:
+                        p = np.asarray(part, dtype=np.intp)
+                        self._update(table, memory, p, agents, keys, ticks, axz, vgiven, ri, hist, vel)
+        self._last = (observations, batch.items, rel_all, has)
         return {"hist": hist, "vel": vel, "threat": threat}
 
-    def _featurize_rows(
-        self,
-        observations: Sequence[Observation],
-        idx: Sequence[int],
-        memory: AgentMemory,
-        hist: np.ndarray,
-        vel: np.ndarray,
-        threat: np.ndarray,
-        rel_out: np.ndarray,
-        has_out: np.ndarray,
-    ) -> None:
-        """Agents ``idx`` (each agent at most once): pick targets, update their tracks, resample."""
-        recs = self._collect(observations, idx, memory)
-        if not recs:
-            return
-        if len(recs) <= SCALAR_BATCH:  # a few agents: plain Python beats numpy's per-call overhead
-            for i, track, tick, px_, pz_, rx_, rz_, v in recs:
-                if rx_**2 + rz_**2 <= THREAT_RANGE**2:
-                    threat[i] = (-rx_, -rz_, 1.0)
-                rel_out[i] = (rx_, rz_)
-                has_out[i] = True
-                if v is not None:
-                    vel[i] = (v.x, v.z)
-                self._scalar_row(track, tick * TICK_S, px_ + rx_, pz_ + rz_, i, hist, vel, v)
-            return
-        rows_t, tracks_t, ticks, px, pz, rx, rz, vs = zip(*recs, strict=True)
-        tracks_of: list[Track] = list(tracks_t)
-        m = len(recs)
-        ri = np.asarray(rows_t, dtype=np.intp)
-        t = np.asarray(ticks, dtype=np.float64) * TICK_S
-        rel = np.empty((m, 2))
-        rel[:, 0] = rx
-        rel[:, 1] = rz
-        rel_out[ri] = rel
-        has_out[ri] = True
-        near = rel[:, 0] ** 2 + rel[:, 1] ** 2 <= THREAT_RANGE**2
-        threat[ri[near], 0] = -rel[near, 0]
-        threat[ri[near], 1] = -rel[near, 1]
-        threat[ri[near], 2] = 1.0
-        ax = np.asarray(px, dtype=np.float64) + rel[:, 0]
-        az = np.asarray(pz, dtype=np.float64) + rel[:, 1]
-        vel_from_obs = np.fromiter((v is not None for v in vs), dtype=bool, count=m)
-        if vel_from_obs.any():
-            vel[ri[vel_from_obs]] = [(v.x, v.z) for v in vs if v is not None]
+    def _table(self, memory: AgentMemory, agents: Sequence[str]) -> _TrackTable:
+        """The track table of ``memory`` (shared by every adapter that uses the same memory)."""
+        table = _registered_table(memory)
+        if table is not None:
+            return table
+        for a in agents:  # a memory that cannot be registered: found through its tracks
+            mem = memory.get(a)
+            owner = mem.get(MEMORY_KEY) if mem is not None else None
+            if owner.__class__ is _AgentTracks:
+                return owner.table  # type: ignore[no-any-return,union-attr]
+        table = _TrackTable(self._width)
+        _register_table(memory, table)
+        return table
 
-        store = self._store
-        slots = np.fromiter((tr.slot for tr in tracks_of), dtype=np.intp, count=m)
-        # rows whose track would stop increasing strictly (tick back by less than keep_s, over an
-        # older sample) leave the batched representation; list tracks go one by one
-        ring = slots >= 0
-        safe = np.where(ring, slots, 0)
-        cnt = store.count[safe]
-        arange_m = np.arange(m)
-        lastt = store.t[safe, np.maximum(cnt - 1, 0)]
-        back = ring & (cnt > 0) & (t <= lastt)
-        clear = back & (t < lastt - self.keep_s)
-        pop = back & ~clear
-        breaks = pop & (cnt >= 2) & (store.t[safe, np.maximum(cnt - 2, 0)] >= t)
-        ring &= ~breaks
-        if not ring.all():
-            for j in np.flatnonzero(~ring).tolist():
-                self._scalar_row(tracks_of[j], float(t[j]), float(ax[j]), float(az[j]), int(ri[j]), hist, vel, vs[j])
-        if ring.all():
-            k = arange_m
-        elif ring.any():
-            k = np.flatnonzero(ring)
-        else:
-            return
-        n = np.where(clear[k], 0, np.where(pop[k], cnt[k] - 1, cnt[k]))
-        self._update_ring(slots[k], t[k], ax[k], az[k], n, ri[k], vel_from_obs[k], hist, vel, [tracks_of[j] for j in k])
-
-    def _collect(self, observations: Sequence[Observation], idx: Sequence[int], memory: AgentMemory) -> list[Any]:
-        """``(row, track, tick, pos x, pos z, rel x, rel z, velocity)`` of every agent with a target."""
-        store = self._store
-        keep_s = self.keep_s
-        recs: list[Any] = []
-        rec = recs.append
-        for i in idx:
-            obs = observations[i]
-            entities = obs.entities
-            if len(entities) == 1:  # select_target's common case, inline
-                target = entities[0]
-                if not (target.name and target.name in obs.targets) and target.kind != "player":
-                    continue
-            else:
-                found = select_target(obs)
-                if found is None:
-                    continue
-                target = found
-            mem = memory.get(obs.agent)  # setdefault without a new dict per call
-            if mem is None:
-                mem = memory[obs.agent] = {}
-            tracks = mem.get("tracks")
-            if tracks is None:
-                tracks = mem["tracks"] = {}
-            key = target.name or "_nearest"
-            track = tracks.get(key)
-            if track is None:
-                track = tracks[key] = Track(store)
-            elif track.__class__ is not Track or track.store is not store:  # another adapter's (hot swap)
-                track = tracks[key] = self._adopt(track)
-            if len(tracks) > 8:  # forget targets not seen for a while (the current one updates below)
-                t = obs.tick * TICK_S
-                for k in [k for k, tr in tracks.items() if k != key and tr[-1][0] < t - keep_s]:
-                    del tracks[k]
-            pos, r = obs.pos, target.rel
-            rec((i, track, obs.tick, pos.x, pos.z, r.x, r.z, target.velocity))
-        return recs
-
-    def _adopt(self, track: Any) -> Track:
-        """A track of this adapter with the contents of ``track`` (a previous adapter's, or a list)."""
-        store = self._store
-        items = list(track.to_list() if isinstance(track, Track) else track)
-        if not (_strictly_increasing(items) and 0 < len(items) < store.width):
-            return Track(store, items)
-        mine = Track(store)
-        s, n = mine.slot, len(items)
-        store.t[s, :n], store.x[s, :n], store.z[s, :n] = zip(*items, strict=True)
-        store.count[s] = n
+    def _owner(self, memory: AgentMemory, table: _TrackTable, agent: str) -> _AgentTracks:
+        """``memory[agent]``'s tracks in ``table`` (created, or copied from another table / plain lists)."""
+        mem = memory.get(agent)
+        if mem is None:
+            mem = memory[agent] = {}
+        found = mem.get(MEMORY_KEY)
+        if found.__class__ is _AgentTracks and found.table is table and found.agent == agent:
+            return found  # type: ignore[no-any-return]
+        mine = _AgentTracks(table, agent)
+        if found is not None:  # another memory's / table's tracks, or {key: [(t, x, z), ...]}
+            old = found.export() if isinstance(found, _AgentTracks) else found
+            for key, items in old.items():
+                slot = table.alloc()
+                table.store(slot, [(float(t), float(x), float(z)) for t, x, z in items])
+                mine.slots[key] = slot
+                table.index[(agent, key)] = slot
+            if len(mine.slots) > MAX_TRACKS:
+                table.crowded.add(agent)
+        mem[MEMORY_KEY] = mine
         return mine
 
-    def _update_ring(
+    def _update(
         self,
-        s: np.ndarray,
-        tk: np.ndarray,
-        ax: np.ndarray,
-        az: np.ndarray,
-        n: np.ndarray,
-        rows: np.ndarray,
-        vel_from_obs: np.ndarray,
+        table: _TrackTable,
+        memory: AgentMemory,
+        part: np.ndarray | None,
+        agents_all: list[str],
+        keys_all: list[str],
+        ticks_all: np.ndarray,
+        axz_all: np.ndarray,
+        vgiven_all: np.ndarray | None,
+        ri_all: np.ndarray,
         hist: np.ndarray,
         vel: np.ndarray,
-        tracks: list[Track],
     ) -> None:
-        """Append ``(tk, ax, az)`` at position ``n`` of rows ``s``, drop samples older than keep_s,
-        resample; what :meth:`_scalar_row` does, for all rows at once."""
-        store = self._store
-        store.t[s, n] = tk
-        store.x[s, n] = ax
-        store.z[s, n] = az
-        n = n + 1
-        width = store.width
-        cols = np.arange(width)
-        T, X, Z = store.t[s], store.x[s], store.z[s]
-        drop = ((T < (tk - self.keep_s)[:, None]) & (cols[None, :] < n[:, None])).sum(1)
-        if drop.any():
-            src = np.minimum(drop[:, None] + cols[None, :], width - 1)
-            rr = np.arange(len(s))[:, None]
-            T, X, Z = T[rr, src], X[rr, src], Z[rr, src]
-            store.t[s], store.x[s], store.z[s] = T, X, Z
-            n = n - drop
-        store.count[s] = n
-        tq = tk[:, None] - self._offsets[None, :]
-        qx, qz = _interp_rows(tq, T, (X, Z), n)
-        hist[rows] = np.stack([qx - qx[:, :1], qz - qz[:, :1]], axis=-1).astype(np.float32)
-        # velocity from the last two samples where the observation has none
-        need = ~vel_from_obs & (n >= 2)
+        """Update and resample the tracks of targeted rows ``part`` (each agent at most once)."""
+        if part is None:
+            agents, keys, tk, axz, rows = agents_all, keys_all, ticks_all, axz_all, ri_all
+            vgiven = vgiven_all
+        else:
+            pl = part.tolist()
+            agents = [agents_all[j] for j in pl]
+            keys = [keys_all[j] for j in pl]
+            tk, axz, rows = ticks_all[part], axz_all[part], ri_all[part]
+            vgiven = None if vgiven_all is None else vgiven_all[part]
+        m = len(agents)
+        index = table.index
+        slots = np.fromiter(map(index.get, zip(agents, keys, strict=True), repeat(-1)), dtype=np.intp, count=m)
+        if (slots < 0).any():  # a new agent or target: its slot
+            for j in np.flatnonzero(slots < 0).tolist():
+                agent, key = agents[j], keys[j]
+                owner = self._owner(memory, table, agent)
+                slot = owner.slots.get(key)
+                if slot is None:
+                    slot = owner.slots[key] = index[(agent, key)] = table.alloc()
+                    if len(owner.slots) > MAX_TRACKS:
+                        table.crowded.add(agent)
+                slots[j] = slot
+        keep_s = self.keep_s
+        last = table.last[slots]
+        ts = tk * TICK_S
+        ls = last * TICK_S
+        # new slot, a gap longer than keep_s, or a tick far back (new episode): the track restarts
+        reset = (ls < ts - keep_s) | (ts < ls - keep_s)
+        # a tick back by less than keep_s replaces the last knot, list tracks: one by one
+        slow = table.listmode[slots] | ((tk <= last) & ~reset)
+        if slow.any():
+            need_v = np.zeros(m, dtype=bool) if vgiven is None else ~vgiven
+            for j in np.flatnonzero(slow).tolist():
+                self._scalar_row(
+                    table,
+                    int(slots[j]),
+                    int(tk[j]),
+                    float(axz[j, 0]),
+                    float(axz[j, 1]),
+                    int(rows[j]),
+                    hist,
+                    vel,
+                    bool(need_v[j]),
+                )
+            fast = np.flatnonzero(~slow)
+            if len(fast):
+                self._ring_rows(
+                    table,
+                    slots[fast],
+                    tk[fast],
+                    axz[fast],
+                    reset[fast],
+                    last[fast],
+                    rows[fast],
+                    None if vgiven is None else vgiven[fast],
+                    hist,
+                    vel,
+                )
+        else:
+            self._ring_rows(table, slots, tk, axz, reset, last, rows, vgiven, hist, vel)
+        if table.crowded:
+            self._forget(table, memory, agents, keys, tk)
+
+    def _forget(
+        self, table: _TrackTable, memory: AgentMemory, agents: list[str], keys: list[str], tk: np.ndarray
+    ) -> None:
+        """Agents with more than MAX_TRACKS tracks forget those not updated within keep_s."""
+        for agent in table.crowded.intersection(agents):
+            j = agents.index(agent)
+            mem = memory.get(agent)
+            owner = mem.get(MEMORY_KEY) if mem is not None else None
+            if owner.__class__ is not _AgentTracks or owner.table is not table:  # type: ignore[union-attr]
+                table.crowded.discard(agent)
+                continue
+            slots = owner.slots  # type: ignore[union-attr]
+            if len(slots) <= MAX_TRACKS:
+                table.crowded.discard(agent)
+                continue
+            t = int(tk[j]) * TICK_S
+            for key in [k for k, s in slots.items() if k != keys[j] and table.last_time(s) < t - self.keep_s]:
+                table.release(agent, key, slots.pop(key))
+            if len(slots) <= MAX_TRACKS:
+                table.crowded.discard(agent)
+
+    def _ring_rows(
+        self,
+        table: _TrackTable,
+        s: np.ndarray,
+        tk: np.ndarray,
+        axz: np.ndarray,
+        reset: np.ndarray,
+        last: np.ndarray,
+        rows: np.ndarray,
+        vgiven: np.ndarray | None,
+        hist: np.ndarray,
+        vel: np.ndarray,
+    ) -> None:
+        """Append ``(tk, x, z)`` after each slot's last knot and resample, for all rows at once."""
+        width = table.width
+        msk = width - 1
+        xzf, kf = table.xz.reshape(-1), table.knot.reshape(-1)
+        ac = np.ascontiguousarray(axz).view(np.complex128)[:, 0]
+        base = s * width
+        ts = tk * TICK_S
+        thr = ts - self.keep_s
+        pl = xzf[base + (last & msk)]  # the last knot (meaningless where the track restarts)
+        cont = ~reset
+        g = tk - last
+        fill = cont & (g > 1)
+        if fill.any():  # skipped ticks: linear between the last knot and this one
+            q = np.flatnonzero(fill)
+            gq = g[q][:, None]
+            j = np.arange(1, int(g[q].max()))[None, :]
+            ok = j < gq
+            frac = j / gq
+            cells = (base[q][:, None] + ((last[q][:, None] + j) & msk))[ok]
+            p0 = pl[q][:, None]
+            xzf[cells] = (p0 + (ac[q][:, None] - p0) * frac)[ok]
+            kf[cells] = False
+        cell = base + (tk & msk)
+        xzf[cell] = ac
+        kf[cell] = True
+        # first kept knot: the first knot at or after keep_s ago
+        first = tk.copy()
+        if cont.any():
+            q = np.flatnonzero(cont)
+            tq_ = thr[q]
+            c = np.ceil(tq_ / TICK_S).astype(np.int64)
+            c -= (c - 1) * TICK_S >= tq_
+            c += c * TICK_S < tq_
+            c = np.maximum(c, table.first[s[q]])
+            bq = base[q]
+            while True:
+                miss = ~kf[bq + (c & msk)]
+                if not miss.any():
+                    break
+                c[miss] += 1  # ends at the knot just written
+            first[q] = c
+        table.first[s] = first
+        table.last[s] = tk
+        # resample at t - k * hist_dt (k >= 1; k = 0 is the last knot itself)
+        tq = ts[:, None] - self._offsets[None, 1:]
+        u = tq / TICK_S
+        a = np.minimum(np.maximum(np.floor(u).astype(np.int64), first[:, None]), tk[:, None] - 1)
+        w = u - a
+        below = tq < (first * TICK_S)[:, None]
+        b2 = base[:, None]
+        f0 = xzf[b2 + (a & msk)]
+        f1 = xzf[b2 + ((a + 1) & msk)]
+        ff = xzf[base + (first & msk)][:, None]
+        out = np.zeros((len(s), self.history, 2), dtype=np.float32)
+        with np.errstate(invalid="ignore", over="ignore"):
+            d = np.where(below, ff, f0 + w * (f1 - f0)) - ac[:, None]
+        out[:, 1:] = d.view(np.float64).reshape(len(s), self.history - 1, 2)
+        if len(rows) == len(hist):  # every row, in order
+            hist[:] = out
+        else:
+            hist[rows] = out
+        # velocity from the last two knots where the observation has none
+        if vgiven is None:
+            return  # every target's velocity was observed
+        need = cont & ~vgiven
         if need.any():
             q = np.flatnonzero(need)
-            rr1 = np.arange(len(q))
-            a, b = n[q] - 1, n[q] - 2
-            Tq, Xq, Zq = T[q], X[q], Z[q]
-            dt = Tq[rr1, a] - Tq[rr1, b]
-            ok = dt > 0
-            if ok.any():
-                v = np.stack([Xq[rr1, a] - Xq[rr1, b], Zq[rr1, a] - Zq[rr1, b]], axis=1)[ok] / dt[ok][:, None]
-                vel[rows[q[ok]]] = v
-        full = n >= width
-        if full.any():  # cannot happen with integer ticks; stays exact anyway
-            for j in np.flatnonzero(full).tolist():
-                tracks[j].make_list()
+            dt = ts[q] - last[q] * TICK_S
+            dv = ac[q] - pl[q]
+            vel[rows[q], 0] = dv.real / dt
+            vel[rows[q], 1] = dv.imag / dt
 
     def _scalar_row(
         self,
-        track: Track,
-        t: float,
+        table: _TrackTable,
+        slot: int,
+        tick: int,
         ax: float,
         az: float,
         i: int,
         hist: np.ndarray,
         vel: np.ndarray,
-        velocity: Any,
+        need_v: bool,
     ) -> None:
         """The per-agent update of one track (the algorithm the batched path reproduces)."""
-        items = track.to_list() if track.items is None else track.items
+        t = tick * TICK_S
+        items = table.export(slot)
         if items and t <= items[-1][0]:
             if t < items[-1][0] - self.keep_s:  # tick went backwards (new episode): restart
                 items.clear()
@@ -641,98 +855,96 @@ class PursuitAdapter(FamilyAdapter):
             items.pop(0)
         arr = np.asarray(items, dtype=np.float64)
         hist[i] = window_features(arr[:, 0], arr[:, 1:], np.array([t]), self.history, self.hist_dt)[0]
-        if velocity is None and len(arr) >= 2 and arr[-1, 0] > arr[-2, 0]:
+        if need_v and len(arr) >= 2 and arr[-1, 0] > arr[-2, 0]:
             vel[i] = (arr[-1, 1:] - arr[-2, 1:]) / (arr[-1, 0] - arr[-2, 0])
-        track.store_items(items)
+        table.store(slot, items)
+
+    def tracks_of(self, memory: AgentMemory, agent: str) -> dict[str, list[tuple[float, float, float]]]:
+        """``agent``'s remembered tracks: target key -> knots ``(t, x, z)``, oldest first."""
+        mem = memory.get(agent)
+        owner = mem.get(MEMORY_KEY) if mem is not None else None
+        if not isinstance(owner, _AgentTracks):
+            return {}
+        with owner.table.lock:
+            return owner.export()
 
     # ------------------------------------------------------------------ decode
     def intercept(self, rel: np.ndarray, mean: np.ndarray, log_std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Aim points ``[N, 2]`` (relative to the agent) and their std ``[N]``.
 
         The predicted path is linear between ``(0, rel)`` and each horizon; the aim is the first
-        point on it the agent can reach in time at ``agent_speed`` (else the last horizon's point).
+        point of a 41-point time grid on it the agent can reach in time at ``agent_speed`` (else
+        the last horizon's point).
         """
         n = len(rel)
-        knots_t = np.concatenate([[0.0], self.horizons]).astype(np.float64)
-        grid = np.linspace(0.0, float(knots_t[-1]), 41)
-        idx = np.clip(np.searchsorted(knots_t, grid, side="right") - 1, 0, len(knots_t) - 2)
-        w = (grid - knots_t[idx]) / (knots_t[idx + 1] - knots_t[idx])
-        w0 = 1 - w
-        # piecewise-linear interpolation on the time grid, vectorised over the batch; x and z
-        # separately (same arithmetic per element as on [n, grid, 2]), the std only where needed
+        g = len(self._grid)
         mean = mean.astype(np.float64)
-        pts = []
-        for c in (0, 1):
-            disp = np.zeros((n, len(knots_t)))
-            disp[:, 1:] = mean[:, :, c]
-            pts.append(rel[:, c, None] + (disp[:, idx] * w0[None, :] + disp[:, idx + 1] * w[None, :]))
-        px, pz = pts
-        reach = np.sqrt(px**2 + pz**2) <= self.agent_speed * grid[None, :] + self.catch_radius
-        first = np.where(reach.any(1), reach.argmax(1), len(grid) - 1)
+        w, w0 = self._seg_w, self._seg_w0
+        px = np.empty((n, g))
+        pz = np.empty((n, g))
+        for c, out in ((0, px), (1, pz)):
+            r = rel[:, c, None]
+            for j, cols in self._segments:
+                if not len(cols):
+                    continue
+                d1 = mean[:, j, c, None]
+                sl = slice(int(cols[0]), int(cols[-1]) + 1)
+                if j == 0:  # the path starts at rel (displacement 0)
+                    out[:, sl] = r + (0.0 * w0[None, sl] + d1 * w[None, sl])
+                else:
+                    out[:, sl] = r + (mean[:, j - 1, c, None] * w0[None, sl] + d1 * w[None, sl])
+        reach = np.sqrt(px * px + pz * pz) <= self._reach[None, :]
+        first = reach.argmax(1)
+        first[~reach[np.arange(n), first]] = g - 1
         rows = np.arange(n)
-        std = np.concatenate([np.zeros((n, 1)), np.exp(log_std.astype(np.float64))], axis=1)
-        fi = idx[first]
-        path_std = std[rows, fi] * w0[first] + std[rows, fi + 1] * w[first]
+        std = np.exp(log_std.astype(np.float64))
+        fi = self._seg_idx[first]
+        s0 = np.where(fi > 0, std[rows, np.maximum(fi - 1, 0)], 0.0)
+        path_std = s0 * w0[first] + std[rows, fi] * w[first]
         return np.stack([px[rows, first], pz[rows, first]], axis=1), path_std
 
     def _targets(self, observations: Sequence[Observation]) -> tuple[np.ndarray, np.ndarray]:
         last = self._last
-        if last is not None:
-            seen, rel, has = last
-            if len(seen) == len(observations) and all(map(operator.is_, seen, observations)):
-                return rel, has  # decode right after featurize of the same batch
-        rel = np.zeros((len(observations), 2))
-        has = np.zeros(len(observations), dtype=bool)
-        for i, obs in enumerate(observations):
-            target = select_target(obs)
-            if target is not None:
-                rel[i] = (target.rel.x, target.rel.z)
-                has[i] = True
+        self._last = None  # do not keep the batch alive (nor free it later inside featurize)
+        if last is not None:  # decode right after featurize of the same batch
+            seen, seen_items, rel, has = last
+            if len(rel) == len(observations):
+                if isinstance(observations, ObservationBatch):
+                    if observations is seen and observations.items is seen_items:
+                        return rel, has
+                elif all(map(operator.is_, seen_items, observations)):
+                    return rel, has
+        batch = ObservationBatch.of(observations)
+        n = len(batch)
+        rel = np.zeros((n, 2))
+        has = np.zeros(n, dtype=bool)
+        if n:
+            sel = self._select(batch.items)
+            ri = np.arange(n) if sel.rows is None else sel.rows
+            rel[ri] = sel.rel
+            has[ri] = True
         return rel, has
 
-    def decode(self, observations: Sequence[Observation], outputs: dict[str, np.ndarray]) -> list[Decision]:
-        n = len(observations)
+    def decode_columns(self, observations: Sequence[Observation], outputs: dict[str, np.ndarray]) -> DecisionColumns:
+        """The decisions as columns: move along the intercept direction (speed 1), else wait."""
+        batch = ObservationBatch.of(observations)
+        n = len(batch)
         rel, has = self._targets(observations)
         aim, std = self.intercept(rel, np.asarray(outputs["mean"]), np.asarray(outputs["log_std"]))
         use_aim = np.hypot(aim[:, 0], aim[:, 1]) > 1e-6
         vec = np.where(use_aim[:, None], aim, rel)
         norm = np.hypot(vec[:, 0], vec[:, 1])
+        d = np.zeros((n, 3))
         with np.errstate(invalid="ignore", divide="ignore"):
             move = has & np.isfinite(norm) & ~(norm < 1e-9)
             dist = np.hypot(rel[:, 0], rel[:, 1])
-            conf = (1.0 / (1.0 + std / (1.0 + dist))).tolist()
-            dx = (vec[:, 0] / norm).tolist()
-            dz = (vec[:, 1] / norm).tolist()
-        move_l = move.tolist()
-        has_l = has.tolist()
-        new = object.__new__
-        setattr_ = object.__setattr__
-        decisions: list[Decision] = []
-        append = decisions.append
-        for i in range(n):
-            if not move_l[i]:
-                agent = observations[i].agent
-                c = 0.5 if has_l[i] else 0.0
-                append(Decision(WaitAction(agent=agent, type="wait"), confidence=c))
-                continue
-            # MoveAction.model_construct(...) without its per-call field loop: same instances
-            d = new(Vec3)
-            setattr_(d, "__dict__", {"x": dx[i], "y": 0.0, "z": dz[i]})
-            setattr_(d, "__pydantic_fields_set__", {"x", "y", "z"})
-            setattr_(d, "__pydantic_extra__", None)
-            setattr_(d, "__pydantic_private__", None)
-            a = new(MoveArgs)
-            setattr_(a, "__dict__", {"dir": d, "speed": 1.0})
-            setattr_(a, "__pydantic_fields_set__", {"dir", "speed"})
-            setattr_(a, "__pydantic_extra__", None)
-            setattr_(a, "__pydantic_private__", None)
-            act = new(MoveAction)
-            setattr_(act, "__dict__", {"agent": observations[i].agent, "type": "move", "args": a})
-            setattr_(act, "__pydantic_fields_set__", {"agent", "type", "args"})
-            setattr_(act, "__pydantic_extra__", None)
-            setattr_(act, "__pydantic_private__", None)
-            append(Decision(act, conf[i]))
-        return decisions
+            conf = np.where(move, 1.0 / (1.0 + std / (1.0 + dist)), np.where(has, 0.5, 0.0))
+            d[:, 0] = np.where(move, vec[:, 0] / norm, 0.0)
+            d[:, 2] = np.where(move, vec[:, 1] / norm, 0.0)
+        return DecisionColumns(batch.agents, move, d, np.ones(n), conf)
+
+    def decode(self, observations: Sequence[Observation], outputs: dict[str, np.ndarray]) -> list[Decision]:
+        return self.decode_columns(observations, outputs).decisions()  # type: ignore[no-any-return]
 
 
 def pursuit_family() -> FamilySpec:
