@@ -52,7 +52,7 @@ def test_featurize_keeps_each_agents_target_track() -> None:
     np.testing.assert_allclose(feats["hist"][0, :, 1], 0.0, atol=1e-6)
     np.testing.assert_allclose(feats["vel"][0], [3.0, 0.0])
     assert feats["threat"][0, 2] == 1.0  # the deciding agent is the pursuer
-    track = memory["enemy-1"]["tracks"]["alice"]
+    track = ad.tracks_of(memory, "enemy-1")["alice"]
     assert track[-1][0] - track[0][0] <= ad.keep_s + 1e-9  # bounded memory
     # a fresh agent has no history: all positions equal the current one
     fresh = ad.featurize([obs(5, (1.0, 1.0))], {})

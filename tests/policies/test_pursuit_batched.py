@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
 
+from luanti_tune.inference.sessions import SessionStore
 from luanti_tune.policies import pursuit as fam
 from luanti_tune.policies.base import Decision
+from luanti_tune.policies.batch import ObservationBatch
 from luanti_tune.schemas.agent import EntityView, MoveAction, MoveArgs, Observation, WaitAction
 from luanti_tune.schemas.common import Vec3
 
@@ -251,3 +254,66 @@ def test_decode_without_featurize_and_on_fresh_memory() -> None:
             np.testing.assert_allclose(got[k], want[k], rtol=0, atol=1e-6)
     assert new.featurize([], {})["hist"].shape == (0, new.history, 2)
     assert new.decode([], {"mean": np.zeros((0, 3, 2)), "log_std": np.zeros((0, 3))}) == []
+
+
+def _namespaces(obs: Observation) -> Any:
+    """``obs`` as plain attribute objects (like the fast wire decoder's structs: no pydantic)."""
+
+    def conv(x: Any) -> Any:
+        if isinstance(x, dict):
+            return SimpleNamespace(**{k: conv(v) for k, v in x.items()})
+        if isinstance(x, list):
+            return [conv(v) for v in x]
+        return x
+
+    return conv(obs.model_dump())
+
+
+def test_session_store_memory_struct_items_and_hot_swap() -> None:
+    """Engine memory (a SessionStore), items that are not pydantic objects, a hot swap: same as the reference."""
+    new, ref = fam.PursuitAdapter(), Reference()
+    mem_new = SessionStore(max_agents=100_000)
+    mem_ref: dict[str, Any] = {}
+    rng = np.random.default_rng(11)
+    for step, batch in enumerate(batches(3, steps=40, agents=150)):
+        if step == 20:
+            new = fam.PursuitAdapter()  # takes over the same memory
+        items = ObservationBatch([_namespaces(o) for o in batch]) if step % 2 else ObservationBatch(batch)
+        got = new.featurize(items, mem_new)
+        want = ref.featurize(batch, mem_ref)
+        for k in want:
+            np.testing.assert_allclose(got[k], want[k], rtol=0, atol=1e-6, err_msg=f"{k} at step {step}")
+        outputs = _outputs(rng, len(batch), len(new.horizons))
+        cols = new.decode_columns(items, outputs)
+        assert list(cols.agents) == [o.agent for o in batch]
+        assert_same_decisions(cols.decisions(), ref.decode(batch, outputs))
+        assert set(mem_new) == set(mem_ref)
+        for agent, m in mem_ref.items():
+            assert new.tracks_of(mem_new, agent) == m["tracks"], agent
+
+
+def test_evicted_agents_release_their_tracks() -> None:
+    """12,000 churning agent ids through a bounded SessionStore: the adapter's state stays flat."""
+    adapter = fam.PursuitAdapter()
+    store = SessionStore(max_agents=500, ttl_s=3600)
+    base = batches(5, steps=1, agents=200)[0]
+    base = [o for o in base if o.agent != "hoarder"]
+    sizes = []
+    for step in range(60):  # 60 x ~200 distinct agent ids (about half with a target: memory), 12x the bound
+        obs = [o.model_copy(update={"agent": f"churn-{step}-{i}", "tick": step}) for i, o in enumerate(base)]
+        store.touch(o.agent for o in obs)
+        adapter.featurize(obs, store)
+        store.enforce()
+        table = fam._registered_table(store)
+        assert table is not None
+        sizes.append((len(table), table.capacity))
+    assert store.evicted > 10 * 500
+    in_use = {n for n, _ in sizes[5:]}
+    assert max(in_use) <= 500 + len(base)  # tracks of live agents only (+ this batch before enforce)
+    assert len({c for _, c in sizes[10:]}) == 1  # the table stopped growing: slots are reused
+    # a returning agent that was evicted starts a fresh track
+    again = [o.model_copy(update={"agent": "churn-0-0", "tick": 100}) for o in base[:1]]
+    fresh = Reference().featurize(again, {})
+    got = adapter.featurize(again, store)
+    for k in fresh:
+        np.testing.assert_allclose(got[k], fresh[k], rtol=0, atol=1e-6)

@@ -499,8 +499,17 @@ class PursuitAdapter(FamilyAdapter):
         idx = np.clip(np.searchsorted(knots_t, self._grid, side="right") - 1, 0, len(knots_t) - 2)
         w = (self._grid - knots_t[idx]) / (knots_t[idx + 1] - knots_t[idx])
         self._seg_idx, self._seg_w, self._seg_w0 = idx, w, 1 - w
-        self._segments = [(j, np.flatnonzero(idx == j)) for j in range(len(knots_t) - 1)]
-        self._reach = self.agent_speed * self._grid + self.catch_radius
+        reach = self.agent_speed * self._grid + self.catch_radius
+        self._reach2 = np.where(reach >= 0, reach * reach, -1.0)  # |p| <= reach  <=>  |p|^2 <= reach^2
+        weights = np.zeros((len(knots_t) - 1, len(self._grid)))
+        for col, (j, wj) in enumerate(zip(idx.tolist(), w.tolist(), strict=True)):
+            weights[j, col] += wj
+            if j > 0:
+                weights[j - 1, col] += 1 - wj
+        self._path_weights = weights
+        self._scratch_lock = threading.Lock()
+        self._scratch = np.empty((4, 0, len(self._grid)))
+        self._reach_buf = np.empty((0, len(self._grid)), dtype=bool)
 
     def example_inputs(self, batch: int = 4) -> dict[str, np.ndarray]:
         rng = np.random.default_rng(0)
@@ -880,28 +889,36 @@ class PursuitAdapter(FamilyAdapter):
         g = len(self._grid)
         mean = mean.astype(np.float64)
         w, w0 = self._seg_w, self._seg_w0
-        px = np.empty((n, g))
-        pz = np.empty((n, g))
-        for c, out in ((0, px), (1, pz)):
-            r = rel[:, c, None]
-            for j, cols in self._segments:
-                if not len(cols):
-                    continue
-                d1 = mean[:, j, c, None]
-                sl = slice(int(cols[0]), int(cols[-1]) + 1)
-                if j == 0:  # the path starts at rel (displacement 0)
-                    out[:, sl] = r + (0.0 * w0[None, sl] + d1 * w[None, sl])
-                else:
-                    out[:, sl] = r + (mean[:, j - 1, c, None] * w0[None, sl] + d1 * w[None, sl])
-        reach = np.sqrt(px * px + pz * pz) <= self._reach[None, :]
-        first = reach.argmax(1)
-        first[~reach[np.arange(n), first]] = g - 1
         rows = np.arange(n)
+        with self._scratch_lock:  # [N, G] work arrays reused across calls (fresh ones cost page faults)
+            if self._scratch.shape[1] < n:
+                cap = max(n, 2 * self._scratch.shape[1])
+                self._scratch = np.empty((4, cap, g))
+                self._reach_buf = np.empty((cap, g), dtype=bool)
+            px, pz, sq, d2 = self._scratch[:, :n]
+            # the path at every grid time: [N, H] @ [H, G] (interpolation weights; two per column)
+            np.matmul(mean[:, :, 0], self._path_weights, out=px)
+            np.matmul(mean[:, :, 1], self._path_weights, out=pz)
+            px += rel[:, 0, None]
+            pz += rel[:, 1, None]
+            bad = ~np.isfinite(mean).all(axis=(1, 2))
+            if bad.any():  # a non-finite horizon spoils only the segments that touch it
+                for i in np.flatnonzero(bad).tolist():
+                    for c, out in ((0, px), (1, pz)):
+                        d = np.concatenate([[0.0], mean[i, :, c]])
+                        out[i] = rel[i, c] + (d[self._seg_idx] * w0 + d[self._seg_idx + 1] * w)
+            np.multiply(px, px, out=sq)
+            np.multiply(pz, pz, out=d2)
+            d2 += sq
+            reach = np.less_equal(d2, self._reach2[None, :], out=self._reach_buf[:n])
+            first = reach.argmax(1)
+            first[~reach[rows, first]] = g - 1
+            aim = np.stack([px[rows, first], pz[rows, first]], axis=1)
         std = np.exp(log_std.astype(np.float64))
         fi = self._seg_idx[first]
         s0 = np.where(fi > 0, std[rows, np.maximum(fi - 1, 0)], 0.0)
         path_std = s0 * w0[first] + std[rows, fi] * w[first]
-        return np.stack([px[rows, first], pz[rows, first]], axis=1), path_std
+        return aim, path_std
 
     def _targets(self, observations: Sequence[Observation]) -> tuple[np.ndarray, np.ndarray]:
         last = self._last
