@@ -317,3 +317,19 @@ def test_evicted_agents_release_their_tracks() -> None:
     got = adapter.featurize(again, store)
     for k in fresh:
         np.testing.assert_allclose(got[k], fresh[k], rtol=0, atol=1e-6)
+
+
+def test_hot_swap_to_a_longer_history_keeps_the_tracks() -> None:
+    """A model with a longer window takes over the memory: the track table widens, nothing is lost."""
+    arch = {"history": 16, "hist_dt": 0.3}
+    new, ref = fam.PursuitAdapter(), Reference()
+    mem_new = SessionStore(max_agents=100_000)
+    mem_ref: dict[str, Any] = {}
+    for step, batch in enumerate(batches(4, steps=24, agents=80)):
+        if step == 12:
+            new, ref = fam.PursuitAdapter(arch), Reference(arch)
+        got, want = new.featurize(batch, mem_new), ref.featurize(batch, mem_ref)
+        for k in want:
+            np.testing.assert_allclose(got[k], want[k], rtol=0, atol=1e-6, err_msg=f"{k} at step {step}")
+        for agent, m in mem_ref.items():
+            assert new.tracks_of(mem_new, agent) == m["tracks"], agent
