@@ -492,6 +492,9 @@ class PursuitAdapter(FamilyAdapter):
         # a kept track spans at most keep_s/TICK_S + 1 integer ticks
         self._width = 1 << max(3, (int(self.keep_s / TICK_S) + 3).bit_length())
         self._offsets = np.arange(self.history, dtype=np.float64) * self.hist_dt
+        back = -self._offsets[1:] / TICK_S  # the window's sample times, in ticks from now
+        self._da = np.floor(back).astype(np.int64)
+        self._dw = back - self._da
         self._last: tuple[Any, Any, np.ndarray, np.ndarray] | None = None
         # intercept: the time grid split by path segment (knot j -> j + 1)
         knots_t = np.concatenate([[0.0], self.horizons]).astype(np.float64)
@@ -586,19 +589,31 @@ class PursuitAdapter(FamilyAdapter):
 
         ri = np.arange(n) if rows is None else rows
         if m:
-            rel_all[ri] = rel
-            has[ri] = True
             near = rel[:, 0] ** 2 + rel[:, 1] ** 2 <= THREAT_RANGE**2
             th = np.zeros((m, 3), dtype=np.float32)
             th[:, 0] = -rel[:, 0]
             th[:, 1] = -rel[:, 1]
             th[:, 2] = 1.0
-            threat[ri] = np.where(near[:, None], th, np.float32(0.0))
-            vv = np.stack([vx, vz], axis=1)
-            if vgiven is None:
-                vel[ri] = vv
+            th[~near] = 0.0
+            vv = np.empty((m, 2), dtype=np.float32)
+            vv[:, 0] = vx
+            vv[:, 1] = vz
+            if rows is None:  # every row has a target
+                rel_all = rel
+                has[:] = True
+                threat = th
+                if vgiven is None:
+                    vel = vv
+                else:
+                    vel[vgiven] = vv[vgiven]
             else:
-                vel[ri[vgiven]] = vv[vgiven]
+                rel_all[ri] = rel
+                has[ri] = True
+                threat[ri] = th
+                if vgiven is None:
+                    vel[ri] = vv
+                else:
+                    vel[ri[vgiven]] = vv[vgiven]
 
             table = self._table(memory, agents)
             with table.lock:
@@ -811,18 +826,16 @@ class PursuitAdapter(FamilyAdapter):
         table.first[s] = first
         table.last[s] = tk
         # resample at t - k * hist_dt (k >= 1; k = 0 is the last knot itself)
-        tq = ts[:, None] - self._offsets[None, 1:]
-        u = tq / TICK_S
-        a = np.minimum(np.maximum(np.floor(u).astype(np.int64), first[:, None]), tk[:, None] - 1)
-        w = u - a
-        below = tq < (first * TICK_S)[:, None]
+        # t - k * hist_dt is tick tk + da[k] + dw[k] (0 <= dw < 1): between cells a and a + 1
+        a = tk[:, None] + self._da[None, :]
+        below = a < first[:, None]  # before the first knot: its value
         b2 = base[:, None]
         f0 = xzf[b2 + (a & msk)]
         f1 = xzf[b2 + ((a + 1) & msk)]
         ff = xzf[base + (first & msk)][:, None]
         out = np.zeros((len(s), self.history, 2), dtype=np.float32)
         with np.errstate(invalid="ignore", over="ignore"):
-            d = np.where(below, ff, f0 + w * (f1 - f0)) - ac[:, None]
+            d = np.where(below, ff, f0 + self._dw[None, :] * (f1 - f0)) - ac[:, None]
         out[:, 1:] = d.view(np.float64).reshape(len(s), self.history - 1, 2)
         if len(rows) == len(hist):  # every row, in order
             hist[:] = out
