@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from typing import Any
 
+_NEVER = (0, -math.inf)
+
 
 class SessionStore(MutableMapping[str, dict[str, Any]]):
     """An LRU/TTL-bounded ``agent id -> dict`` mapping.
@@ -37,9 +39,8 @@ class SessionStore(MutableMapping[str, dict[str, Any]]):
         self.ttl_s = ttl_s
         self._clock = clock
         self._data: dict[str, dict[str, Any]] = {}
-        #: recency (a counter) and last-seen time per key; may hold keys not (or no longer) in _data
-        self._rank: dict[str, int] = {}
-        self._seen: dict[str, float] = {}
+        #: ``(recency counter, last-seen time)`` per key; may hold keys not (or no longer) in _data
+        self._seen: dict[str, tuple[int, float]] = {}
         self._counter = 0
         self._oldest = math.inf  # a lower bound of the last-seen times of the entries
         self.evicted = 0
@@ -52,15 +53,13 @@ class SessionStore(MutableMapping[str, dict[str, Any]]):
         if key not in self._data:
             now = self._clock()
             self._counter += 1
-            self._rank[key] = self._counter
-            self._seen[key] = now
+            self._seen[key] = (self._counter, now)
             if now < self._oldest:
                 self._oldest = now
         self._data[key] = value
 
     def __delitem__(self, key: str) -> None:
         del self._data[key]
-        self._rank.pop(key, None)
         self._seen.pop(key, None)
 
     def __iter__(self) -> Iterator[str]:
@@ -80,9 +79,7 @@ class SessionStore(MutableMapping[str, dict[str, Any]]):
         """Mark ``agents`` as just seen (most recently used)."""
         now = self._clock()
         self._counter += 1
-        keys = agents if isinstance(agents, list | tuple) else list(agents)
-        self._rank.update(dict.fromkeys(keys, self._counter))
-        self._seen.update(dict.fromkeys(keys, now))
+        self._seen.update(dict.fromkeys(agents, (self._counter, now)))
 
     def enforce(self) -> int:
         """Drop expired and overflowing entries (least recently used first); returns how many."""
@@ -91,19 +88,19 @@ class SessionStore(MutableMapping[str, dict[str, Any]]):
         dropped = 0
         if self._oldest < deadline:  # something may have expired: sweep
             seen = self._seen
-            expired = [k for k in data if seen.get(k, -math.inf) < deadline]
+            expired = [k for k in data if seen.get(k, _NEVER)[1] < deadline]
             for k in expired:
                 del self[k]
             dropped += len(expired)
             self._prune()
         if len(data) > self.max_agents:
-            rank = self._rank
-            order = sorted(data, key=lambda k: rank.get(k, 0))
+            seen = self._seen
+            order = sorted(data, key=lambda k: seen.get(k, _NEVER)[0])
             for k in order[: len(data) - self.max_agents]:
                 del self[k]
                 dropped += 1
             self._prune()
-        elif len(self._rank) > 2 * self.max_agents + 1024:  # touched keys that never got an entry
+        elif len(self._seen) > 2 * self.max_agents + 1024:  # touched keys that never got an entry
             self._prune()
         self.evicted += dropped
         return dropped
@@ -111,7 +108,6 @@ class SessionStore(MutableMapping[str, dict[str, Any]]):
     def _prune(self) -> None:
         """Forget bookkeeping of keys without an entry; recompute the oldest last-seen time."""
         data = self._data
-        if len(self._rank) != len(data):
-            self._rank = {k: r for k, r in self._rank.items() if k in data}
-            self._seen = {k: t for k, t in self._seen.items() if k in data}
-        self._oldest = min(self._seen.values(), default=math.inf)
+        if len(self._seen) != len(data):
+            self._seen = {k: v for k, v in self._seen.items() if k in data}
+        self._oldest = min((t for _, t in self._seen.values()), default=math.inf)
