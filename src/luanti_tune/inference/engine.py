@@ -332,7 +332,9 @@ class InferenceEngine:
                 else:
                     self._run_model(served, kind, idxs, obs, result)
                     result.versions[kind] = served.ref
-                self._recent[kind] = obs  # sample inputs for checking the next export
+                # sample inputs for checking the next export (a few rows: keeping the whole batch
+                # alive would free it inside the next decide)
+                self._recent[kind] = obs.take(range(min(len(obs), 64)))
             result.seconds = time.perf_counter() - t0
             self.stats["batches"] += 1
             self.stats["agents"] += n
