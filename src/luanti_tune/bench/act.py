@@ -1,7 +1,9 @@
 """``luanti-tune bench act``: latency of batched decisions for N agents (DESIGN.md "Inference").
 
 For each agent count (1, 100 and ``--agents``), with the real ``pursuit`` family (a randomly
-initialised champion in a temporary registry) served by a real ``luanti-tune serve`` subprocess:
+initialised champion in a temporary registry) served by a real ``luanti-tune serve`` subprocess.
+Every timed call carries the same agents one server tick later than the previous call (a server's
+stream: each agent's target track grows by one sample per call):
 
 - ``http``: p50/p99 of one batched ``POST /v1/act`` (JSON, keep-alive connection);
 - ``engine``: p50/p99 of the in-process engine alone, ONNX Runtime: the batch of validated
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import gc
 import http.client
+import itertools
 import os
 import socket
 import subprocess
@@ -222,18 +225,24 @@ def _wire_batch(service: Any, body: bytes) -> Any:
     return obs
 
 
-def _time_engine(engine: Any, obs: Any, reps: int, tag: str = "") -> list[float]:
-    """Wall times of ``reps`` decide calls; the calling thread's CPU time per call goes to ``CPU[tag]``
-    (a load-independent figure: on a busy machine wall time includes waiting for a core).
+WARMUP = 5
+_TICKS = itertools.count(100)
 
-    ``obs``: a list of observations, or a zero-argument callable giving a fresh batch per call
-    (made before the clock starts)."""
-    make = obs if callable(obs) else (lambda: obs)
-    for _ in range(5):
-        engine.decide(make())
+
+def step_bodies(n: int, seed: int, count: int) -> list[bytes]:
+    """``count`` request bodies of the same ``n`` agents at consecutive server ticks, as a server
+    sends them (every call of this continues the tick count, so an agent never goes back in time)."""
+    return [orjson.dumps({"observations": make_observations(n, seed, tick=next(_TICKS))}) for _ in range(count)]
+
+
+def _time_engine(engine: Any, batches: list[Any], tag: str = "") -> list[float]:
+    """Wall times of decide calls on ``batches[WARMUP:]`` (one batch per call, made beforehand);
+    the calling thread's CPU time per call goes to ``CPU[tag]`` (a load-independent figure: on a
+    busy machine wall time includes waiting for a core)."""
+    for batch in batches[:WARMUP]:
+        engine.decide(batch)
     out, cpu = [], []
-    for _ in range(reps):
-        batch = make()
+    for batch in batches[WARMUP:]:
         c0 = time.thread_time()
         t0 = time.perf_counter()
         engine.decide(batch)
@@ -253,30 +262,34 @@ def _server_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _time_http(port: int, body: bytes, reps: int, pid: int | None = None) -> list[float]:
+def _time_http(port: int, bodies: list[bytes], pid: int | None = None, tag: str = "") -> list[float]:
+    """Wall times of ``POST /v1/act`` with ``bodies[WARMUP:]`` on one keep-alive connection; the
+    server process's CPU per call goes to ``CPU[tag]``."""
     conn = _connect(port)
     try:
-        for _ in range(5):
+        for body in bodies[:WARMUP]:
             _post(conn, body)
         c0 = _server_cpu_s(pid) if pid else 0.0
-        out = [_post(conn, body) for _ in range(reps)]
-        if pid:
-            CPU[f"server:{port}:{len(body)}"] = [(_server_cpu_s(pid) - c0) / reps]
+        out = [_post(conn, body) for body in bodies[WARMUP:]]
+        if pid and tag:
+            CPU[tag] = [(_server_cpu_s(pid) - c0) / len(out)]
         return out
     finally:
         conn.close()
 
 
-def _breakdown(obs_raw: list[dict[str, Any]], engine: Any, reps: int = 30) -> dict[str, float]:
+def _breakdown(n: int, seed: int, engine: Any, reps: int = 30) -> dict[str, float]:
     """Median CPU cost of each step of one batched call (server side), largest batch."""
     import msgpack
 
     from luanti_tune.serve.act import render
 
-    body = orjson.dumps({"observations": obs_raw})
-    packed = msgpack.packb({"observations": obs_raw})
+    bodies = step_bodies(n, seed, 4 * reps + 1)
+    body = bodies[-1]
+    packed = msgpack.packb(orjson.loads(body))
     service = _act_service(engine)
     parsed = _wire_batch(service, body)
+    fresh = iter([_wire_batch(service, b) for b in bodies[:-1]])  # consecutive ticks, one per call
     served = engine.models.by_family["pursuit"]
     adapter, runner = served.adapter, served.runner
 
@@ -290,6 +303,11 @@ def _breakdown(obs_raw: list[dict[str, Any]], engine: Any, reps: int = 30) -> di
         return round(float(np.median(ts)) * 1000, 3)
 
     result = engine.decide(parsed)
+    from luanti_tune.inference.sessions import SessionStore
+
+    memory = SessionStore(1_000_000)
+    for _ in range(2 * reps):  # featurize below continues these tracks
+        next(fresh)
     feats = adapter.featurize(parsed, {})
     outputs = runner(feats)
     decode = getattr(adapter, "decode_columns", adapter.decode)
@@ -299,9 +317,8 @@ def _breakdown(obs_raw: list[dict[str, Any]], engine: Any, reps: int = 30) -> di
         "msgpack_validate_ms": med(lambda: service.parse(packed, "application/msgpack", False)),
         "json_validate_pydantic_ms": med(lambda: service.request_model.model_validate_json(body)),
         "msgpack_validate_pydantic_ms": med(lambda: service.request_model.model_validate(msgpack.unpackb(packed))),
-        "engine_ms": med(lambda: engine.decide(_wire_batch(service, body))) - med(lambda: _wire_batch(service, body)),
-        "family_featurize_ms": med(lambda: adapter.featurize(_wire_batch(service, body), {}))
-        - med(lambda: _wire_batch(service, body)),
+        "engine_ms": med(lambda: engine.decide(next(fresh))),
+        "family_featurize_ms": med(lambda: adapter.featurize(next(fresh), memory)),
         "forward_ms": med(lambda: runner(feats)),
         "family_decode_ms": med(lambda: decode(parsed, outputs)),
         "render_ms": med(lambda: orjson.dumps(render(result, parsed))),
@@ -340,25 +357,36 @@ def act(agents: int, reps: int, seed: int) -> None:
         try:
             progress.advance(task)
             for n in counts:
-                raw = make_observations(n, seed)
-                obs = [Observation.model_validate(o) for o in raw]
-                body = orjson.dumps({"observations": raw})
                 floor_engine, floor_obs = _floor_engine(n)
-                floor = _time_engine(floor_engine, lambda o=floor_obs: ObservationBatch(o), reps, f"floor{n}")
+                floor = _time_engine(
+                    floor_engine, [ObservationBatch(floor_obs) for _ in range(reps + WARMUP)], f"floor{n}"
+                )
                 floor_engine.close()
-                wire = lambda b=body: _wire_batch(service, b)  # noqa: E731 - a fresh batch per call
-                eng = _time_engine(onnx_engine, wire, reps, f"engine{n}")
-                eng_typed = _time_engine(onnx_engine, obs, reps)
-                eng_t = _time_engine(torch_engine, wire, reps)
+                # every engine gets its own stream of consecutive ticks
+                wire = [_wire_batch(service, b) for b in step_bodies(n, seed, reps + WARMUP)]
+                eng = _time_engine(onnx_engine, wire, f"engine{n}")
+                typed = [
+                    [Observation.model_validate(o) for o in orjson.loads(b)["observations"]]
+                    for b in step_bodies(n, seed, reps + WARMUP)
+                ]
+                eng_typed = _time_engine(onnx_engine, typed)
+                del typed
+                eng_t = _time_engine(
+                    torch_engine, [_wire_batch(service, b) for b in step_bodies(n, seed, reps + WARMUP)]
+                )
                 progress.advance(task)
-                http_t = _time_http(port, body, reps, proc.pid)
+                bodies = step_bodies(n, seed, reps + WARMUP)
+                http_t = _time_http(port, bodies, proc.pid, f"server{n}")
                 progress.advance(task)
                 # per-agent calls: every agent on its own request, one after the other
-                per_bodies = [orjson.dumps({"observations": [o]}) for o in raw]
+                rounds = max(1, min(3, 300 // n))
+                per_rounds = [
+                    [orjson.dumps({"observations": [o]}) for o in orjson.loads(b)["observations"]]
+                    for b in step_bodies(n, seed, rounds)
+                ]
                 conn = _connect(port)
                 t0 = time.perf_counter()
-                rounds = max(1, min(3, 300 // n))
-                for _ in range(rounds):
+                for per_bodies in per_rounds:
                     for b in per_bodies:
                         _post(conn, b)
                 per_agent_s = (time.perf_counter() - t0) / rounds
@@ -375,7 +403,7 @@ def act(agents: int, reps: int, seed: int) -> None:
                     "engine_floor": percentiles_ms(floor),
                     "engine_cpu": percentiles_ms(CPU[f"engine{n}"]),
                     "engine_floor_cpu": percentiles_ms(CPU[f"floor{n}"]),
-                    "http_server_cpu_ms_per_call": round(CPU[f"server:{port}:{len(body)}"][0] * 1000, 3),
+                    "http_server_cpu_ms_per_call": round(CPU[f"server{n}"][0] * 1000, 3),
                     "onnx_speedup": round(et["p50_ms"] / e["p50_ms"], 2) if e["p50_ms"] else None,
                     "per_agent_calls_ms": round(per_agent_s * 1000, 3),
                     "batched_agents_per_s": round(batched_aps, 1),
@@ -383,8 +411,7 @@ def act(agents: int, reps: int, seed: int) -> None:
                     "batched_speedup": round(batched_aps / per_aps, 2),
                 }
             # p99 while a training loop runs in another process
-            big = orjson.dumps({"observations": make_observations(agents, seed)})
-            idle = percentiles_ms(_time_http(port, big, reps))
+            idle = percentiles_ms(_time_http(port, step_bodies(agents, seed, reps + WARMUP)))
             trainer = subprocess.Popen(
                 [sys.executable, "-c", TRAIN_LOOP], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
             )
@@ -392,12 +419,12 @@ def act(agents: int, reps: int, seed: int) -> None:
                 assert trainer.stdout is not None
                 trainer.stdout.readline()
                 time.sleep(0.5)
-                busy = percentiles_ms(_time_http(port, big, reps))
+                busy = percentiles_ms(_time_http(port, step_bodies(agents, seed, reps + WARMUP)))
             finally:
                 trainer.kill()
                 trainer.wait()
             progress.advance(task)
-            breakdown = _breakdown(make_observations(agents, seed), onnx_engine)
+            breakdown = _breakdown(agents, seed, onnx_engine)
             progress.advance(task)
         finally:
             stop_process(proc)
