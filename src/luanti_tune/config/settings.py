@@ -80,7 +80,10 @@ class Settings(BaseSettings):
     # inference (/v1/act)
     act_max_agents: int = Field(default=4096, ge=1, description="Most observations accepted in one /v1/act call.")
     act_batch_window_ms: float = Field(
-        default=0.5, ge=0, le=50, description="Concurrent /v1/act calls within this window share one batch."
+        default=0.0,
+        ge=0,
+        le=50,
+        description="Extra wait for concurrent /v1/act calls to share a batch (calls queued behind one always do).",
     )
     act_min_confidence: float = Field(
         default=0.0, ge=0, le=1, description="Below this model confidence the scripted policy decides."

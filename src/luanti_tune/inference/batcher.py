@@ -1,8 +1,9 @@
 """Micro-batching of concurrent ``/v1/act`` requests into one engine batch.
 
-Requests arriving within ``window_s`` of the first waiting one (or while the engine is busy with
-the previous batch) are concatenated, decided in one engine call on a dedicated thread, and
-split back. Every request of a merged batch is therefore answered by the same model set.
+Requests that arrive while the engine is busy with the previous batch (and, with ``window_s`` > 0,
+within that window after the first waiting one) are concatenated, decided in one engine call on
+a dedicated thread, and split back; an idle engine answers a lone request at once. Every
+request of a merged batch is therefore answered by the same model set.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class _Pending:
 class MicroBatcher:
     """Async front of an :class:`InferenceEngine`; bind it to one event loop (lazily on first use)."""
 
-    def __init__(self, engine: InferenceEngine, window_s: float = 0.0005, max_agents: int = 8192) -> None:
+    def __init__(self, engine: InferenceEngine, window_s: float = 0.0, max_agents: int = 8192) -> None:
         self.engine = engine
         self.window_s = max(0.0, window_s)
         self.max_agents = max_agents
@@ -49,22 +50,16 @@ class MicroBatcher:
         return await fut
 
     async def _collect(self, first: _Pending) -> list[_Pending]:
+        """``first`` and every request queued behind it (up to ``max_agents`` agents); with a
+        window, after waiting that long once for more to arrive."""
         assert self._queue is not None
-        loop = asyncio.get_running_loop()
+        queue = self._queue
+        if self.window_s > 0 and queue.empty():
+            await asyncio.sleep(self.window_s)
         items = [first]
         n = len(first.observations)
-        deadline = loop.time() + self.window_s
-        while n < self.max_agents:
-            try:
-                item = self._queue.get_nowait()
-            except asyncio.QueueEmpty:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                try:
-                    item = await asyncio.wait_for(self._queue.get(), remaining)
-                except TimeoutError:
-                    break
+        while n < self.max_agents and not queue.empty():
+            item = queue.get_nowait()
             items.append(item)
             n += len(item.observations)
         return items

@@ -51,6 +51,7 @@ class DecisionLogger:
         self._queue: queue.Queue[LogItem | None] = queue.Queue(maxsize=max_queue)
         self._flush_every_s = flush_every_s
         self._rng = random.Random(seed)
+        self._np_rng: Any = None  # numpy Generator for large batches, made on first use
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
         self.written = 0
@@ -68,9 +69,11 @@ class DecisionLogger:
         return sorted(self._rng.sample(range(n), k)) if k else []
 
     def _binomial(self, n: int, p: float) -> int:
-        import numpy as np
+        if self._np_rng is None:
+            import numpy as np
 
-        return int(np.random.default_rng(self._rng.getrandbits(63)).binomial(n, p))
+            self._np_rng = np.random.default_rng(self._rng.getrandbits(63))
+        return int(self._np_rng.binomial(n, p))
 
     def offer(self, items: Sequence[LogItem]) -> None:
         if not items:

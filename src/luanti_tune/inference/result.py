@@ -91,19 +91,22 @@ class BatchResult:
 
     def wire_rows(self, rows: Sequence[int]) -> list[dict[str, Any] | None]:
         """:meth:`wire` of a few rows only (e.g. the sampled decisions that are logged)."""
-        out: list[dict[str, Any] | None] = []
-        for i in rows:
+        out: list[dict[str, Any] | None] = [None] * len(rows)
+        in_blocks: list[int] = []
+        for j, i in enumerate(rows):
             a = self.typed[i]
             if a is not None:
-                out.append(a.model_dump(mode="json"))
-                continue
-            for block_rows, cols in self.blocks:
-                k = int(np.searchsorted(block_rows, i))
-                if k < len(block_rows) and block_rows[k] == i:
-                    out.append(cols.wire([k])[0])
-                    break
+                out[j] = a.model_dump(mode="json")
             else:
-                out.append(None)
+                in_blocks.append(j)
+        if in_blocks and self.blocks:
+            want = np.asarray([rows[j] for j in in_blocks], dtype=np.intp)
+            for block_rows, cols in self.blocks:
+                k = np.minimum(np.searchsorted(block_rows, want), len(block_rows) - 1)
+                hit = block_rows[k] == want
+                if hit.any():
+                    for j, d in zip(np.flatnonzero(hit).tolist(), cols.take(k[hit]).wire(), strict=True):
+                        out[in_blocks[j]] = d
         return out
 
     # ------------------------------------------------------------------ reshaping
