@@ -9,6 +9,9 @@ stream: each agent's target track grows by one sample per call):
 - ``engine``: p50/p99 of the in-process engine alone, ONNX Runtime: the batch of validated
   observations exactly as ``/v1/act`` hands it over (the wire decoder's :class:`ObservationBatch`,
   a new one per call, so no column is cached between calls) -> every agent's action (columnar);
+  the body is parsed right before and the answer rendered right after each call (untimed), as in
+  the service, so the engine's data is not kept warm in the CPU caches between calls;
+- ``engine_back_to_back``: the same calls back to back on batches parsed beforehand (warm caches);
 - ``engine_typed``: the same from a list of pydantic ``Observation`` objects (in-process callers);
 - ``engine_torch``: the same with eager PyTorch; ``onnx_speedup`` = torch p50 / ONNX p50;
 - ``engine_floor``: the engine with a family that costs nothing (features and decisions prepared
@@ -235,19 +238,28 @@ def step_bodies(n: int, seed: int, count: int) -> list[bytes]:
     return [orjson.dumps({"observations": make_observations(n, seed, tick=next(_TICKS))}) for _ in range(count)]
 
 
-def _time_engine(engine: Any, batches: list[Any], tag: str = "") -> list[float]:
-    """Wall times of decide calls on ``batches[WARMUP:]`` (one batch per call, made beforehand);
-    the calling thread's CPU time per call goes to ``CPU[tag]`` (a load-independent figure: on a
-    busy machine wall time includes waiting for a core)."""
-    for batch in batches[:WARMUP]:
-        engine.decide(batch)
+def _time_engine(engine: Any, inputs: list[Any], tag: str = "", prepare: Any = None, finish: Any = None) -> list[float]:
+    """Wall times of decide calls, one per ``inputs[WARMUP:]``; the calling thread's CPU time per
+    call goes to ``CPU[tag]`` (a load-independent figure: on a busy machine wall time includes
+    waiting for a core).
+
+    ``prepare(input) -> batch`` runs right before each (untimed) call and ``finish(batch, result)``
+    right after it, as parsing and rendering do around the engine in the service (they also evict
+    the engine's data from the CPU caches, as in the service); without them the calls run back
+    to back on batches made beforehand."""
     out, cpu = [], []
-    for batch in batches[WARMUP:]:
+    for k, x in enumerate(inputs):
+        batch = prepare(x) if prepare is not None else x
         c0 = time.thread_time()
         t0 = time.perf_counter()
-        engine.decide(batch)
-        out.append(time.perf_counter() - t0)
-        cpu.append(time.thread_time() - c0)
+        result = engine.decide(batch)
+        t1 = time.perf_counter()
+        c1 = time.thread_time()
+        if finish is not None:
+            finish(batch, result)
+        if k >= WARMUP:
+            out.append(t1 - t0)
+            cpu.append(c1 - c0)
     if tag:
         CPU[tag] = cpu
     return out
@@ -340,9 +352,11 @@ def act(agents: int, reps: int, seed: int) -> None:
 
     from luanti_tune.policies.batch import ObservationBatch
     from luanti_tune.schemas.agent import Observation
-    from luanti_tune.serve.cli import GC_THRESHOLD_GEN0
+    from luanti_tune.serve.act import render
+    from luanti_tune.serve.cli import GC_THRESHOLD_GEN0, SWITCH_INTERVAL_S
 
     gc.set_threshold(GC_THRESHOLD_GEN0, 20, 20)  # as in the service, where the engine runs
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     counts = sorted({1, 100, agents})
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-act-") as tmp, Progress(transient=True) as progress:
@@ -362,18 +376,25 @@ def act(agents: int, reps: int, seed: int) -> None:
                     floor_engine, [ObservationBatch(floor_obs) for _ in range(reps + WARMUP)], f"floor{n}"
                 )
                 floor_engine.close()
-                # every engine gets its own stream of consecutive ticks
-                wire = [_wire_batch(service, b) for b in step_bodies(n, seed, reps + WARMUP)]
-                eng = _time_engine(onnx_engine, wire, f"engine{n}")
-                typed = [
-                    [Observation.model_validate(o) for o in orjson.loads(b)["observations"]]
-                    for b in step_bodies(n, seed, reps + WARMUP)
-                ]
-                eng_typed = _time_engine(onnx_engine, typed)
-                del typed
-                eng_t = _time_engine(
-                    torch_engine, [_wire_batch(service, b) for b in step_bodies(n, seed, reps + WARMUP)]
-                )
+
+                # every engine gets its own stream of consecutive ticks; parse before / render after
+                # each call as the service does
+                def parse(body: bytes) -> Any:
+                    return _wire_batch(service, body)
+
+                def parse_typed(body: bytes) -> Any:
+                    return [Observation.model_validate(o) for o in orjson.loads(body)["observations"]]
+
+                def rendered(batch: Any, result: Any) -> None:
+                    orjson.dumps(render(result, batch))
+
+                steps = reps + WARMUP
+                eng = _time_engine(onnx_engine, step_bodies(n, seed, steps), f"engine{n}", parse, rendered)
+                hot = [_wire_batch(service, b) for b in step_bodies(n, seed, steps)]
+                eng_hot = _time_engine(onnx_engine, hot)
+                del hot
+                eng_typed = _time_engine(onnx_engine, step_bodies(n, seed, steps), "", parse_typed, rendered)
+                eng_t = _time_engine(torch_engine, step_bodies(n, seed, steps), "", parse, rendered)
                 progress.advance(task)
                 bodies = step_bodies(n, seed, reps + WARMUP)
                 http_t = _time_http(port, bodies, proc.pid, f"server{n}")
@@ -398,6 +419,7 @@ def act(agents: int, reps: int, seed: int) -> None:
                 results[str(n)] = {
                     "http": h,
                     "engine": e,
+                    "engine_back_to_back": percentiles_ms(eng_hot),
                     "engine_typed": percentiles_ms(eng_typed),
                     "engine_torch": et,
                     "engine_floor": percentiles_ms(floor),

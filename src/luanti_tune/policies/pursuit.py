@@ -510,8 +510,11 @@ class PursuitAdapter(FamilyAdapter):
             if j > 0:
                 weights[j - 1, col] += 1 - wj
         self._path_weights = weights
+        # the grid search runs in float32 (half the memory traffic; the model's outputs are float32)
+        self._path_weights32 = weights.astype(np.float32)
+        self._reach2_32 = self._reach2.astype(np.float32)
         self._scratch_lock = threading.Lock()
-        self._scratch = np.empty((4, 0, len(self._grid)))
+        self._scratch = np.empty((3, 0, len(self._grid)), dtype=np.float32)
         self._reach_buf = np.empty((0, len(self._grid)), dtype=bool)
 
     def example_inputs(self, batch: int = 4) -> dict[str, np.ndarray]:
@@ -900,33 +903,33 @@ class PursuitAdapter(FamilyAdapter):
         """
         n = len(rel)
         g = len(self._grid)
-        mean = mean.astype(np.float64)
+        mean = np.asarray(mean, dtype=np.float32)
+        rel32 = rel.astype(np.float32)
         w, w0 = self._seg_w, self._seg_w0
         rows = np.arange(n)
         with self._scratch_lock:  # [N, G] work arrays reused across calls (fresh ones cost page faults)
             if self._scratch.shape[1] < n:
                 cap = max(n, 2 * self._scratch.shape[1])
-                self._scratch = np.empty((4, cap, g))
+                self._scratch = np.empty((3, cap, g), dtype=np.float32)
                 self._reach_buf = np.empty((cap, g), dtype=bool)
-            px, pz, sq, d2 = self._scratch[:, :n]
+            px, pz, d2 = self._scratch[:, :n]
             # the path at every grid time: [N, H] @ [H, G] (interpolation weights; two per column)
-            np.matmul(mean[:, :, 0], self._path_weights, out=px)
-            np.matmul(mean[:, :, 1], self._path_weights, out=pz)
-            px += rel[:, 0, None]
-            pz += rel[:, 1, None]
+            np.matmul(mean[:, :, 0], self._path_weights32, out=px)
+            np.matmul(mean[:, :, 1], self._path_weights32, out=pz)
+            px += rel32[:, 0, None]
+            pz += rel32[:, 1, None]
             bad = ~np.isfinite(mean).all(axis=(1, 2))
             if bad.any():  # a non-finite horizon spoils only the segments that touch it
                 for i in np.flatnonzero(bad).tolist():
                     for c, out in ((0, px), (1, pz)):
-                        d = np.concatenate([[0.0], mean[i, :, c]])
+                        d = np.concatenate([[0.0], mean[i, :, c].astype(np.float64)])
                         out[i] = rel[i, c] + (d[self._seg_idx] * w0 + d[self._seg_idx + 1] * w)
-            np.multiply(px, px, out=sq)
-            np.multiply(pz, pz, out=d2)
-            d2 += sq
-            reach = np.less_equal(d2, self._reach2[None, :], out=self._reach_buf[:n])
+            np.multiply(px, px, out=d2)
+            d2 += pz * pz
+            reach = np.less_equal(d2, self._reach2_32[None, :], out=self._reach_buf[:n])
             first = reach.argmax(1)
             first[~reach[rows, first]] = g - 1
-            aim = np.stack([px[rows, first], pz[rows, first]], axis=1)
+            aim = np.stack([px[rows, first], pz[rows, first]], axis=1).astype(np.float64)
         std = np.exp(log_std.astype(np.float64))
         fi = self._seg_idx[first]
         s0 = np.where(fi > 0, std[rows, np.maximum(fi - 1, 0)], 0.0)
