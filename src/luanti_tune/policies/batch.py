@@ -47,11 +47,14 @@ class ObservationBatch(Sequence[Observation]):
 
     __slots__ = ("items", "_materialize", "_objects", "_agents", "_kinds", "_ticks", "_pos")
 
-    def __init__(self, items: Sequence[Any], materialize: Materialize | None = None) -> None:
+    def __init__(
+        self, items: Sequence[Any], materialize: Materialize | None = None, *, agents: list[str] | None = None
+    ) -> None:
+        """``agents``: ``[item.agent for item in items]`` when the caller has it already."""
         self.items: list[Any] = items if isinstance(items, list) else list(items)
         self._materialize = materialize
         self._objects: list[Observation | None] | None = None
-        self._agents: list[str] | None = None
+        self._agents: list[str] | None = agents
         self._kinds: list[str] | None = None
         self._ticks: np.ndarray | None = None
         self._pos: np.ndarray | None = None

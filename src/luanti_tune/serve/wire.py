@@ -247,10 +247,13 @@ def decode_observations(body: bytes, *, msgpack: bool, max_agents: int) -> Obser
     if req is None:
         return None
     obs = req.observations
-    if len(obs) > max_agents or not _names_ok(obs) or not _nearby_ok(obs):
-        log.debug("act body refused on the fast path (size, names or grid sizes)")
+    if len(obs) > max_agents:
         return None
-    return ObservationBatch(obs, materialize=to_observation)
+    agents = list(map(_AGENT, obs))
+    if not _names_ok(obs, agents) or not _nearby_ok(obs):
+        log.debug("act body refused on the fast path (names or grid sizes)")
+        return None
+    return ObservationBatch(obs, materialize=to_observation, agents=agents)
 
 
 def _decode_lax(body: bytes, msgpack: bool) -> ActRequest | None:
@@ -311,12 +314,12 @@ def _ints(values: list[Any]) -> list[Any]:
     return [_int(v) for v in values]
 
 
-def _names_ok(obs: list[WireObservation]) -> bool:
+def _names_ok(obs: list[WireObservation], agents: list[str]) -> bool:
     """Whether every name of the request matches ``[A-Za-z0-9_.:-]+`` (lengths checked by msgspec)."""
     entities = list(chain.from_iterable(map(_ENTITIES, obs)))
     names = list(
         chain(
-            map(_AGENT, obs),
+            agents,
             filter(None, map(_TEAM, obs)),
             chain.from_iterable(map(_TARGETS, obs)),
             filter(None, map(_NAME, entities)),
