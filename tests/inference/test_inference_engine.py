@@ -212,6 +212,27 @@ def test_session_store_lru_and_ttl() -> None:
     assert list(s) == ["d"]  # b and e expired, d was seen at t=5
 
 
+def test_session_store_bookkeeping_stays_bounded_and_ttl_is_exact() -> None:
+    now = [0.0]
+    s = SessionStore(max_agents=10, ttl_s=10.0, clock=lambda: now[0])
+    for step in range(200):  # 100 new ids per batch, most never get an entry
+        ids = [f"a{step}-{i}" for i in range(100)]
+        s.touch(ids)
+        for a in ids[:3]:
+            s[a] = {}
+        s.enforce()
+        assert len(s) <= 10
+    assert len(s._seen) <= 2 * 10 + 1024 + 100
+    s.touch(list(s))  # all seen at t=0 ...
+    now[0] = 9.0
+    keep = next(iter(s))
+    s.touch([keep])  # ... but one again at t=9
+    now[0] = 10.5
+    assert s.enforce() == 9 and list(s) == [keep]  # expired exactly after ttl_s
+    now[0] = 19.5
+    assert s.enforce() == 1 and len(s) == 0
+
+
 def test_memory_stays_bounded_with_churning_agents() -> None:
     cfg = EngineConfig(onnx=False, session_max_agents=500, session_ttl_s=3600)
     eng = InferenceEngine(StaticModelSource([make_candidate(1)]), config=cfg)
