@@ -322,3 +322,22 @@ def test_batch_in_flight_during_a_swap_finishes_on_the_old_model() -> None:
     new = eng.decide(fresh)
     assert set(new.refs) == {("toy-pursuit", "new")}
     assert [a.model_dump() for a in new.actions] == [d.action.model_dump() for d in offline(make_module(2), fresh)]
+
+
+def test_swapped_out_models_are_released() -> None:
+    """Only the ``keep_prepared`` most recent models stay alive over many swaps (no leak, even
+    though the engine freezes the garbage collector's view after each load)."""
+    import weakref
+
+    engine = InferenceEngine(StaticModelSource([make_candidate(1)]), config=EngineConfig(keep_prepared=2), fallbacks={})
+    obs = observations(20)
+    refs = []
+    for k in range(2, 10):
+        cand = make_candidate(k, version=f"v{k}")
+        refs.append((weakref.ref(cand.module), weakref.ref(cand.adapter)))
+        engine.source = StaticModelSource([cand])
+        assert engine.refresh(force=True)
+        assert set(engine.decide(obs).refs) == {("toy-pursuit", f"v{k}")}
+        del cand
+    alive = [i for i, (m, a) in enumerate(refs) if m() is not None or a() is not None]
+    assert alive == [6, 7]

@@ -117,6 +117,9 @@ class ObservationBatch(Sequence[Observation]):
         """The rows ``idx`` (in that order) as a new batch over the same items."""
         items = self.items
         out = ObservationBatch([items[i] for i in idx], self._materialize)
+        if self._agents is not None:
+            agents = self._agents
+            out._agents = [agents[i] for i in idx]
         if self._objects is not None:
             objs = self._objects
             out._objects = [objs[i] for i in idx]
