@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import logging
 import os
-import sys
 from pathlib import Path
 
 import click
@@ -17,7 +16,6 @@ log = logging.getLogger(__name__)
 #: Listen backlog: the Luanti mod and many agents connect in bursts.
 #: Generation-0 collection threshold of the service process (CPython default: 700).
 GC_THRESHOLD_GEN0 = 50_000
-SWITCH_INTERVAL_S = 0.0005
 BACKLOG = 2048
 
 
@@ -74,9 +72,6 @@ def serve(
     # A 1000-agent /v1/act call allocates many short-lived objects; the default generation-0
     # threshold (700) runs the collector dozens of times per call (~7 ms of a ~30 ms call).
     gc.set_threshold(GC_THRESHOLD_GEN0, 20, 20)
-    # /v1/act decides on its own thread; when a background thread (decision log, metrics) holds
-    # the GIL, the default 5 ms switch interval would add up to 5 ms to a ~2 ms decision.
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
     config = uvicorn.Config(
         app,
         host=settings.host,
