@@ -353,9 +353,10 @@ def act(agents: int, reps: int, seed: int) -> None:
     from luanti_tune.policies.batch import ObservationBatch
     from luanti_tune.schemas.agent import Observation
     from luanti_tune.serve.act import render
-    from luanti_tune.serve.cli import GC_THRESHOLD_GEN0
+    from luanti_tune.serve.cli import GC_THRESHOLD_GEN0, SWITCH_INTERVAL_S
 
     gc.set_threshold(GC_THRESHOLD_GEN0, 20, 20)  # as in the service, where the engine runs
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     counts = sorted({1, 100, agents})
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-act-") as tmp, Progress(transient=True) as progress:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -16,6 +17,7 @@ log = logging.getLogger(__name__)
 #: Listen backlog: the Luanti mod and many agents connect in bursts.
 #: Generation-0 collection threshold of the service process (CPython default: 700).
 GC_THRESHOLD_GEN0 = 50_000
+SWITCH_INTERVAL_S = 0.0005
 BACKLOG = 2048
 
 
@@ -72,6 +74,10 @@ def serve(
     # A 1000-agent /v1/act call allocates many short-lived objects; the default generation-0
     # threshold (700) runs the collector dozens of times per call (~7 ms of a ~30 ms call).
     gc.set_threshold(GC_THRESHOLD_GEN0, 20, 20)
+    # /v1/act parses on the event loop and decides on the engine thread; a short GIL switch
+    # interval hands the GIL over sooner (paired `bench act` runs: 1000-agent p50 7.8 -> 6.2 ms
+    # and 9.7 -> 7.7 ms, server CPU per call lower too).
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     config = uvicorn.Config(
         app,
         host=settings.host,
