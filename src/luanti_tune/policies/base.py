@@ -8,6 +8,11 @@ A learned model family is split in three so that the engine can batch and swap r
   named output arrays, one row per agent;
 * :class:`FamilyAdapter.decode` turns output rows back into typed actions with a confidence.
 
+For large batches the engine passes an :class:`~luanti_tune.policies.batch.ObservationBatch`
+(still a ``Sequence[Observation]``; its ``items`` and cached columns avoid building an object per
+agent) and, when the adapter has it, calls ``decode_columns(observations, outputs)`` returning
+:class:`~luanti_tune.policies.batch.DecisionColumns` instead of ``decode`` (see the pursuit family).
+
 Scripted policies implement :class:`Policy` directly and serve as baselines and as the
 fallback when no model exists, the model errors, or its confidence is low.
 """
