@@ -124,3 +124,27 @@ def test_every_built_in_action_family_is_served_through_checked_onnx(tmp_path: P
         # ONNX decisions equal eager PyTorch decisions of the registry's own model
         m = reg.load(fam, "champion")
         assert actions_match(r.actions, [d.action for d in m.decide(obs, {})], tol=1e-4), fam
+
+
+def test_champion_exported_in_a_child_process_serves_the_same_actions(tmp_path: Path) -> None:
+    """``export_process``: the ONNX graphs come from a child process (no GIL stalls in the service
+    during a swap) and are checked and served exactly like an export made in the engine's process."""
+    from luanti_tune.inference.engine import EngineConfig
+
+    reg = Registry(tmp_path / "models")
+    reg.promote("pursuit", save(reg, 5), force=True)
+    here = InferenceEngine(RegistrySource(reg), fallbacks={})
+    child = InferenceEngine(RegistrySource(reg), config=EngineConfig(export_process=True), fallbacks={})
+    a, b = here.models.by_family["pursuit"], child.models.by_family["pursuit"]
+    assert a.report.runtime == b.report.runtime == "onnx", (a.report, b.report)
+    assert a.report.extra.get("rewrites") == b.report.extra.get("rewrites") and b.report.extra.get("rewrites")
+    for batch in steps(60, 4, seed=9):
+        assert actions_match(here.decide(batch).actions, child.decide(batch).actions, tol=0.0)
+    # a version the child cannot load (files gone) -> exported in the engine's process instead
+    v2 = save(reg, 6)
+    reg.promote("pursuit", v2, force=True)
+    source = RegistrySource(reg)
+    cand = source.load("pursuit")
+    assert cand is not None
+    cand.meta["registry_root"] = str(tmp_path / "missing")
+    assert child._export_elsewhere(cand, [a.adapter.example_inputs(4)]) is None

@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     act_session_ttl_s: float = Field(default=600.0, gt=0, description="Per-agent memory expires after this idle time.")
     act_onnx: bool = Field(default=True, description="Serve champions with ONNX Runtime when the export checks out.")
     act_threads: int = Field(default=1, ge=1, description="Threads of one inference forward pass.")
+    act_export_process: bool = Field(
+        default=True, description="Export a new champion to ONNX in a child process (no GIL stalls during a swap)."
+    )
     act_poll_s: float = Field(default=1.0, gt=0, description="How often the engine checks for a new champion.")
 
     @field_validator("db_url")

@@ -25,7 +25,7 @@ from luanti_tune.inference.decision_log import DecisionLogger, LogItem
 from luanti_tune.inference.fallback import ChaseOrWait, default_fallbacks
 from luanti_tune.inference.metrics import metrics
 from luanti_tune.inference.result import BatchResult, ModelRef
-from luanti_tune.inference.runtime import ExportReport, Runner, checked_runner
+from luanti_tune.inference.runtime import Exported, ExportReport, Runner, checked_runner, export_in_subprocess
 from luanti_tune.inference.sessions import SessionStore
 from luanti_tune.inference.source import ModelCandidate, ModelSource
 from luanti_tune.policies.base import Decision, FamilyAdapter, Policy
@@ -58,6 +58,9 @@ class EngineConfig:
     freeze_gc: bool = True
     #: Prepared (exported, checked) models kept for instant swaps back, e.g. on rollback.
     keep_prepared: int = 4
+    #: Export registry champions to ONNX in a child process: ``torch.onnx.export`` holds the GIL
+    #: for tens of milliseconds at a time, which stalls the batches decided during a swap.
+    export_process: bool = False
 
 
 @dataclass(frozen=True)
@@ -258,12 +261,28 @@ class InferenceEngine:
             threads=self.config.threads,
             same_decisions=decisions_match,
             prefer_onnx=self.config.onnx,
+            exported=self._export_elsewhere(cand, samples),
         )
         log.info(
             "prepared %s %s %s: runtime=%s (%s)", cand.family, cand.name, cand.version, report.runtime, report.reason
         )
         thr = self.config.min_confidence if cand.min_confidence is None else cand.min_confidence
         return ServedModel(cand.family, cand.name, cand.version, adapter, runner, report, thr, kinds, cand.module)
+
+    def _export_elsewhere(self, cand: ModelCandidate, samples: Sequence[dict[str, np.ndarray]]) -> Exported | None:
+        """The candidate's ONNX graphs exported in a child process (registry champions, when
+        configured), or ``None`` to export in this process."""
+        root = cand.meta.get("registry_root")
+        if not (self.config.export_process and self.config.onnx and root and samples):
+            return None
+        adapter = cand.adapter
+        try:
+            return export_in_subprocess(
+                str(root), cand.family, cand.version, samples[0], adapter.input_names, adapter.output_names
+            )
+        except Exception as exc:  # noqa: BLE001 - the in-process export still works
+            log.warning("ONNX export in a child process failed (%s: %s); exporting here", type(exc).__name__, exc)
+            return None
 
     def start(self) -> None:
         """Poll the source for promotions/rollbacks every ``poll_interval_s`` in a daemon thread."""

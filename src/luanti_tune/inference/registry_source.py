@@ -55,5 +55,5 @@ class RegistrySource(ModelSource):
             adapter=m.adapter,
             min_confidence=float(min_conf) if min_conf is not None else None,
             identity=identity,
-            meta={"path": str(m.path)},
+            meta={"path": str(m.path), "registry_root": str(self.registry.root)},
         )

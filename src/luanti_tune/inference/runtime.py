@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -385,6 +386,82 @@ def _compare(
     return None, worst, (True if same_decisions is not None else None)
 
 
+#: ``(plain ONNX bytes, rewritten ONNX bytes or None, rewrite counts or None)``.
+Exported = tuple[bytes, bytes | None, dict[str, int] | None]
+
+
+def export_graphs(
+    module: Any, sample: Arrays, input_names: Sequence[str], output_names: Sequence[str], rewrite: bool = True
+) -> Exported:
+    """The plain export and (when ``rewrite`` changes anything) the rewritten graph."""
+    plain = export_onnx(module, sample, input_names, output_names)
+    if rewrite:
+        try:
+            rewritten, done = rewrite_onnx(plain)
+            if rewritten is not plain:
+                return plain, rewritten, done
+        except Exception as exc:  # noqa: BLE001 - a failed rewrite only costs speed
+            log.info("ONNX graph rewrite failed (%s: %s); checking the plain export", type(exc).__name__, exc)
+    return plain, None, None
+
+
+def _export_registry_version(
+    root: str,
+    family: str,
+    version: str,
+    sample: Arrays,
+    input_names: Sequence[str],
+    output_names: Sequence[str],
+    rewrite: bool,
+) -> Exported:
+    """Child-process side of :func:`export_in_subprocess` (lowered priority, one torch thread)."""
+    import torch
+
+    from luanti_tune.registry import Registry
+
+    try:
+        os.nice(10)
+    except OSError:  # pragma: no cover - not permitted: export at normal priority
+        pass
+    torch.set_num_threads(1)
+    loaded = Registry(root).load(family, version)
+    return export_graphs(loaded.module, sample, input_names, output_names, rewrite)
+
+
+def export_in_subprocess(
+    root: str,
+    family: str,
+    version: str,
+    sample: Arrays,
+    input_names: Sequence[str],
+    output_names: Sequence[str],
+    rewrite: bool = True,
+    timeout_s: float = 300.0,
+) -> Exported:
+    """:func:`export_graphs` of a registry version, run in a fresh process.
+
+    ``torch.onnx.export`` holds the GIL for tens of milliseconds at a time; in the serving process
+    that stalls the batches decided meanwhile. The child loads the version from the registry
+    (hash-checked, like the parent) and returns the graphs' bytes.
+    """
+    import concurrent.futures
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+        future = pool.submit(
+            _export_registry_version,
+            root,
+            family,
+            version,
+            dict(sample),
+            tuple(input_names),
+            tuple(output_names),
+            rewrite,
+        )
+        return future.result(timeout=timeout_s)
+
+
 def checked_runner(
     module: Any,
     samples: Sequence[Arrays],
@@ -397,6 +474,7 @@ def checked_runner(
     same_decisions: Callable[[int, Arrays, Arrays], bool] | None = None,
     prefer_onnx: bool = True,
     rewrite: bool = True,
+    exported: Exported | None = None,
 ) -> tuple[Runner, ExportReport]:
     """Export to ONNX and verify against eager PyTorch on ``samples``; return the runner to serve.
 
@@ -404,6 +482,8 @@ def checked_runner(
     With ``rewrite`` the graph from :func:`rewrite_onnx` is checked first and served when it passes;
     otherwise (or when rewriting fails) the plain export is checked, then PyTorch is the fallback.
     ``report.extra["rewrites"]`` counts the rewrites of the served graph (absent when it is the plain one).
+    ``exported``: the graphs already exported from ``module`` elsewhere (e.g. :func:`export_in_subprocess`);
+    they are checked exactly like an export made here.
     """
     torch_runner = TorchRunner(module, input_names, output_names)
     report = ExportReport(samples=sum(len(next(iter(s.values()))) for s in samples if s))
@@ -414,7 +494,7 @@ def checked_runner(
         report.reason = "no sample inputs to check the export against"
         return torch_runner, report
     try:
-        model_bytes = export_onnx(module, samples[0], input_names, output_names)
+        model_bytes, rewritten, done = exported or export_graphs(module, samples[0], input_names, output_names, rewrite)
         plain = OnnxRunner(model_bytes, input_names, output_names, threads=threads)
         report.exported = True
     except Exception as exc:  # noqa: BLE001 - any export/load failure means serve PyTorch
@@ -422,13 +502,11 @@ def checked_runner(
         log.warning("ONNX export failed, serving PyTorch: %s", report.reason)
         return torch_runner, report
     candidates: list[tuple[OnnxRunner, dict[str, int] | None]] = []
-    if rewrite:
+    if rewrite and rewritten is not None:
         try:
-            rewritten, done = rewrite_onnx(model_bytes)
-            if rewritten is not model_bytes:
-                candidates.append((OnnxRunner(rewritten, input_names, output_names, threads=threads), done))
+            candidates.append((OnnxRunner(rewritten, input_names, output_names, threads=threads), done))
         except Exception as exc:  # noqa: BLE001 - a failed rewrite only costs speed
-            log.info("ONNX graph rewrite failed (%s: %s); checking the plain export", type(exc).__name__, exc)
+            log.info("rewritten ONNX graph does not load (%s: %s); checking the plain export", type(exc).__name__, exc)
     candidates.append((plain, None))
     for k, (onnx_runner, counts) in enumerate(candidates):
         reason, worst, same = _compare(torch_runner, onnx_runner, samples, output_names, atol, rtol, same_decisions)

@@ -253,6 +253,7 @@ def build_engine(settings: Settings, store: Store | None, registry: Any = None) 
         threads=settings.act_threads,
         poll_interval_s=settings.act_poll_s,
         seed=settings.seed,
+        export_process=settings.act_export_process,
     )
     logger = DecisionLogger(store, settings.act_log_sample_rate) if store is not None else None
     source = RegistrySource(Registry(settings.resolved_model_path))
