@@ -23,6 +23,8 @@ stream: each agent's target track grows by one sample per call):
   grow when other processes compete for the two cores (wall times do);
 - ``training``: p99 of the batched HTTP call while a CPU-bound torch training loop runs in another
   process (1 torch thread, like the worker), and its ratio to the idle p99;
+- ``during_swaps``: the batched HTTP call while three new champions are promoted one after the
+  other (each call until the new version answers, then 20 more), and its p99's ratio to idle;
 - ``breakdown``: where the CPU time of the largest batch goes (thread CPU medians): JSON parse alone, parse + validation
   (the fast wire decoder and the pydantic reference path, JSON and msgpack bodies), the family's
   featurize/decode, the forward pass, the engine's own overhead and rendering the response.
@@ -153,6 +155,40 @@ TRAIN_LOOP = textwrap.dedent(
         opt.step()
     """
 )
+
+
+def _during_swaps(port: int, data_dir: Path, n: int, seed: int, swaps: int = 3) -> dict[str, Any]:
+    """Batched ``/v1/act`` calls while the bench promotes ``swaps`` new champions one after the other
+    (the service polls the registry, exports and checks each, and swaps it in)."""
+    conn = _connect(port)
+    lat: list[float] = []
+    versions: set[str] = set()
+
+    def call() -> None:
+        body = step_bodies(n, seed, 1)[0]
+        t0 = time.perf_counter()
+        conn.request("POST", "/v1/act", body=body, headers={"content-type": "application/json"})
+        resp = conn.getresponse()
+        data = resp.read()
+        lat.append(time.perf_counter() - t0)
+        if resp.status != 200:
+            raise click.ClickException(f"/v1/act answered {resp.status} during a swap: {data[:300]!r}")
+        versions.add(orjson.loads(data)["model"]["version"])
+
+    try:
+        for k in range(1, swaps + 1):
+            before = set(versions)
+            _champion(data_dir, seed + 1000 + k)
+            deadline = time.monotonic() + 60
+            while len(versions - before) == 0 or len(versions) < k + 1:  # until the new version answers
+                call()
+                if time.monotonic() > deadline:
+                    raise click.ClickException("the service did not swap in a promoted champion within 60 s")
+            for _ in range(20):
+                call()
+    finally:
+        conn.close()
+    return {"calls": len(lat), "versions_seen": len(versions), **percentiles_ms(lat)}
 
 
 def _champion(data_dir: Path, seed: int) -> None:
@@ -445,6 +481,7 @@ def act(agents: int, reps: int, seed: int) -> None:
             finally:
                 trainer.kill()
                 trainer.wait()
+            swapping = _during_swaps(port, data_dir, agents, seed)
             progress.advance(task)
             breakdown = _breakdown(agents, seed, onnx_engine)
             progress.advance(task)
@@ -460,6 +497,7 @@ def act(agents: int, reps: int, seed: int) -> None:
         "idle": idle,
         "training": busy,
     }
+    swaps = {**swapping, "ratio_p99_to_idle": round(swapping["p99_ms"] / idle["p99_ms"], 2)}
     summary = {
         "engine_p99_ms": top["engine"]["p99_ms"],
         "engine_floor_p99_ms": top["engine_floor"]["p99_ms"],
@@ -488,6 +526,7 @@ def act(agents: int, reps: int, seed: int) -> None:
             "targets_met": met,
             "by_agents": results,
             "training": training,
+            "during_swaps": swaps,
             "breakdown": breakdown,
             "load_avg": [round(x, 2) for x in os.getloadavg()],
         },
