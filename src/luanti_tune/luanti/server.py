@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -55,10 +56,12 @@ def find_server_bin(explicit: str | Path | None = None) -> Path:
 
 
 def mods_source_dir() -> Path:
-    """Directory holding the ``luanti_tune`` mod sources (``LUANTI_TUNE_MODS_DIR`` or the repo's mods/)."""
+    """Directory holding the ``luanti_tune`` mod sources: ``LUANTI_TUNE_MODS_DIR``, the source
+    checkout's mods/, or the copy a wheel installs under ``<prefix>/share/luanti-tune/mods``."""
     env = os.environ.get("LUANTI_TUNE_MODS_DIR")
     candidates = [Path(env)] if env else []
     candidates.append(Path(__file__).resolve().parents[3] / "mods")
+    candidates.append(Path(sys.prefix) / "share" / "luanti-tune" / "mods")
     for c in candidates:
         if (c / MOD_NAME / "init.lua").is_file():
             return c
