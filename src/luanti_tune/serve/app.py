@@ -58,12 +58,17 @@ async def healthz(request: Request) -> Response:
 async def metrics(request: Request) -> Response:
     """Prometheus text exposition of this service's registry (+ the training worker's metrics file)."""
     state = get_state(request)
-    body = generate_latest(state.registry)
+    # off the event loop: collectors read the store (e.g. new agent events for the behaviour metrics)
+    return Response(await run_in_threadpool(_exposition, state), media_type=CONTENT_TYPE_LATEST)
+
+
+def _exposition(state: AppState) -> bytes:
+    body: bytes = generate_latest(state.registry)
     try:  # written by the worker process after every poll (luanti_tune.worker.loop)
         body += (state.settings.data_dir / "metrics" / "worker.prom").read_bytes()
     except OSError:
         pass
-    return Response(body, media_type=CONTENT_TYPE_LATEST)
+    return body
 
 
 def _open_store(settings: Settings) -> Store:
