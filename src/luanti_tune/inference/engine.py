@@ -25,7 +25,14 @@ from luanti_tune.inference.decision_log import DecisionLogger, LogItem
 from luanti_tune.inference.fallback import ChaseOrWait, default_fallbacks
 from luanti_tune.inference.metrics import metrics
 from luanti_tune.inference.result import BatchResult, ModelRef
-from luanti_tune.inference.runtime import Exported, ExportReport, Runner, checked_runner, export_in_subprocess
+from luanti_tune.inference.runtime import (
+    Exported,
+    ExportReport,
+    RegistryExport,
+    Runner,
+    checked_runner,
+    export_in_subprocess,
+)
 from luanti_tune.inference.sessions import SessionStore
 from luanti_tune.inference.source import ModelCandidate, ModelSource
 from luanti_tune.policies.base import Decision, FamilyAdapter, Policy
@@ -277,9 +284,10 @@ class InferenceEngine:
             return None
         adapter = cand.adapter
         try:
-            return export_in_subprocess(
-                str(root), cand.family, cand.version, samples[0], adapter.input_names, adapter.output_names
+            job = RegistryExport(
+                str(root), cand.family, cand.version, dict(samples[0]), adapter.input_names, adapter.output_names
             )
+            return export_in_subprocess(job)
         except Exception as exc:  # noqa: BLE001 - the in-process export still works
             log.warning("ONNX export in a child process failed (%s: %s); exporting here", type(exc).__name__, exc)
             return None

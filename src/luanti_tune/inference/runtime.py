@@ -405,15 +405,20 @@ def export_graphs(
     return plain, None, None
 
 
-def _export_registry_version(
-    root: str,
-    family: str,
-    version: str,
-    sample: Arrays,
-    input_names: Sequence[str],
-    output_names: Sequence[str],
-    rewrite: bool,
-) -> Exported:
+@dataclass(frozen=True)
+class RegistryExport:
+    """What a child process needs to export a registry version (see :func:`export_in_subprocess`)."""
+
+    root: str
+    family: str
+    version: str
+    sample: Arrays
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+    rewrite: bool = True
+
+
+def _export_registry_version(job: RegistryExport) -> Exported:
     """Child-process side of :func:`export_in_subprocess` (lowered priority, one torch thread)."""
     import torch
 
@@ -424,20 +429,11 @@ def _export_registry_version(
     except OSError:  # pragma: no cover - not permitted: export at normal priority
         pass
     torch.set_num_threads(1)
-    loaded = Registry(root).load(family, version)
-    return export_graphs(loaded.module, sample, input_names, output_names, rewrite)
+    loaded = Registry(job.root).load(job.family, job.version)
+    return export_graphs(loaded.module, job.sample, job.input_names, job.output_names, job.rewrite)
 
 
-def export_in_subprocess(
-    root: str,
-    family: str,
-    version: str,
-    sample: Arrays,
-    input_names: Sequence[str],
-    output_names: Sequence[str],
-    rewrite: bool = True,
-    timeout_s: float = 300.0,
-) -> Exported:
+def export_in_subprocess(job: RegistryExport, timeout_s: float = 300.0) -> Exported:
     """:func:`export_graphs` of a registry version, run in a fresh process.
 
     ``torch.onnx.export`` holds the GIL for tens of milliseconds at a time; in the serving process
@@ -449,17 +445,7 @@ def export_in_subprocess(
 
     ctx = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
-        future = pool.submit(
-            _export_registry_version,
-            root,
-            family,
-            version,
-            dict(sample),
-            tuple(input_names),
-            tuple(output_names),
-            rewrite,
-        )
-        return future.result(timeout=timeout_s)
+        return pool.submit(_export_registry_version, job).result(timeout=timeout_s)
 
 
 def checked_runner(
