@@ -3,6 +3,7 @@ and an installed copy under <prefix>/share/luanti-tune/mods is found and install
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -17,6 +18,12 @@ MOD = ROOT / "mods" / "luanti_tune"
 
 
 def test_wheel_carries_every_mod_file(tmp_path: Path) -> None:
+    # built from a copy: setuptools writes build/ and *.egg-info next to the sources
+    tree = tmp_path / "tree"
+    for name in ("src", "mods"):
+        shutil.copytree(ROOT / name, tree / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy2(ROOT / name, tree / name)
     out = subprocess.run(
         [
             sys.executable,
@@ -28,7 +35,7 @@ def test_wheel_carries_every_mod_file(tmp_path: Path) -> None:
             "--no-build-isolation",
             "-w",
             str(tmp_path),
-            str(ROOT),
+            str(tree),
         ],
         capture_output=True,
         text=True,
