@@ -25,7 +25,7 @@ from typing import Any, overload
 import numpy as np
 
 from luanti_tune.schemas.agent import MoveAction, MoveArgs, Observation, WaitAction
-from luanti_tune.schemas.common import Vec3
+from luanti_tune.schemas.common import Vec3, trusted
 
 #: Turns one wire item into a validated :class:`Observation`.
 Materialize = Callable[[Any], Observation]
@@ -189,8 +189,6 @@ class DecisionColumns:
         """Typed decisions (``MoveAction``/``WaitAction``), equal to building them one by one."""
         from luanti_tune.policies.base import Decision
 
-        new = object.__new__
-        setattr_ = object.__setattr__
         move = self.move.tolist()
         d = self.dir.tolist()
         speed = self.speed.tolist()
@@ -200,23 +198,10 @@ class DecisionColumns:
             if not move[i]:
                 out.append(Decision(WaitAction(agent=agent, type="wait"), confidence=conf[i]))
                 continue
-            # MoveAction.model_construct(...) without its per-call field loop: same instances
             x, y, z = d[i]
-            v = new(Vec3)
-            setattr_(v, "__dict__", {"x": x, "y": y, "z": z})
-            setattr_(v, "__pydantic_fields_set__", set(_VEC3_FIELDS))
-            setattr_(v, "__pydantic_extra__", None)
-            setattr_(v, "__pydantic_private__", None)
-            a = new(MoveArgs)
-            setattr_(a, "__dict__", {"dir": v, "speed": speed[i]})
-            setattr_(a, "__pydantic_fields_set__", set(_ARGS_FIELDS))
-            setattr_(a, "__pydantic_extra__", None)
-            setattr_(a, "__pydantic_private__", None)
-            act = new(MoveAction)
-            setattr_(act, "__dict__", {"agent": agent, "type": "move", "args": a})
-            setattr_(act, "__pydantic_fields_set__", set(_ACT_FIELDS))
-            setattr_(act, "__pydantic_extra__", None)
-            setattr_(act, "__pydantic_private__", None)
+            v = trusted(Vec3, {"x": x, "y": y, "z": z}, _VEC3_FIELDS)
+            a = trusted(MoveArgs, {"dir": v, "speed": speed[i]}, _ARGS_FIELDS)
+            act = trusted(MoveAction, {"agent": agent, "type": "move", "args": a}, _ACT_FIELDS)
             out.append(Decision(act, conf[i]))
         return out
 

@@ -256,7 +256,6 @@ MAX_TRACKS = 8
 #: ``last`` tick of a fresh slot: its first observation starts the track.
 _NEW = -(1 << 40)
 
-_AGENT = operator.attrgetter("agent")
 _ENTITIES = operator.attrgetter("entities")
 _POS = operator.attrgetter("pos")
 _KIND = operator.attrgetter("kind")

@@ -45,6 +45,10 @@ INLINE_PARSE_BYTES = 32 * 1024
 MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack", "application/vnd.msgpack")
 
 
+def _is_msgpack(content_type: str) -> bool:
+    return content_type.split(";")[0].strip().lower() in MSGPACK_TYPES
+
+
 def format_loc(loc: Sequence[int | str]) -> str:
     out = ""
     for part in loc:
@@ -141,14 +145,13 @@ class ActService:
 
     def parse_fast(self, body: bytes, content_type: str) -> ObservationBatch | None:
         """The observations of a valid request via the fast decoder, else ``None``."""
-        is_msgpack = content_type.split(";")[0].strip().lower() in MSGPACK_TYPES
-        return decode_observations(body, msgpack=is_msgpack, max_agents=self.max_agents)
+        return decode_observations(body, msgpack=_is_msgpack(content_type), max_agents=self.max_agents)
 
     def parse_slow(
         self, body: bytes, content_type: str, partial: bool
     ) -> tuple[Sequence[Any], dict[int, dict[str, str]]]:
         """:meth:`parse` through the pydantic models only (every error named)."""
-        is_msgpack = content_type.split(";")[0].strip().lower() in MSGPACK_TYPES
+        is_msgpack = _is_msgpack(content_type)
         try:
             if is_msgpack:
                 req = self.request_model.model_validate(self._unpack(body))

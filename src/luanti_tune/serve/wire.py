@@ -54,7 +54,7 @@ from luanti_tune.schemas.agent import (
     MAX_NEARBY_RADIUS,
     Observation,
 )
-from luanti_tune.schemas.common import MAP_LIMIT, NODE_CODES
+from luanti_tune.schemas.common import MAP_LIMIT, NODE_CODES, trusted
 from luanti_tune.schemas.common import Vec3 as PVec3
 
 log = logging.getLogger(__name__)
@@ -150,8 +150,6 @@ _SENDER = attrgetter("sender")
 _NEARBY = attrgetter("nearby")
 
 
-_new = object.__new__
-_set = object.__setattr__
 _OBS_FIELDS = frozenset(Observation.model_fields)
 _VEC3_FIELDS = frozenset(PVec3.model_fields)
 _NEARBY_FIELDS = frozenset(schema.Nearby.model_fields)
@@ -160,18 +158,8 @@ _CHAT_FIELDS = frozenset(schema.ChatLine.model_fields)
 _RESULT_FIELDS = frozenset(schema.LastResult.model_fields)
 
 
-def _model(cls: type[Any], values: dict[str, Any], fields: frozenset[str]) -> Any:
-    """``cls`` holding ``values`` (already valid, in field order) without validating them again."""
-    m = _new(cls)
-    _set(m, "__dict__", values)
-    _set(m, "__pydantic_fields_set__", set(fields))
-    _set(m, "__pydantic_extra__", None)
-    _set(m, "__pydantic_private__", None)
-    return m
-
-
 def _vec3(v: Vec3) -> PVec3:
-    return _model(PVec3, {"x": v.x, "y": v.y, "z": v.z}, _VEC3_FIELDS)  # type: ignore[no-any-return]
+    return trusted(PVec3, {"x": v.x, "y": v.y, "z": v.z}, _VEC3_FIELDS)
 
 
 def _entity(e: EntityView) -> schema.EntityView:
@@ -183,11 +171,11 @@ def _entity(e: EntityView) -> schema.EntityView:
         "hp": e.hp,
         "team": e.team,
     }
-    return _model(schema.EntityView, values, _ENTITY_FIELDS)  # type: ignore[no-any-return]
+    return trusted(schema.EntityView, values, _ENTITY_FIELDS)
 
 
 def _chat(c: ChatLine) -> schema.ChatLine:
-    return _model(schema.ChatLine, {"sender": c.sender, "message": c.message}, _CHAT_FIELDS)  # type: ignore[no-any-return]
+    return trusted(schema.ChatLine, {"sender": c.sender, "message": c.message}, _CHAT_FIELDS)
 
 
 def to_observation(item: WireObservation) -> Observation:
@@ -212,17 +200,17 @@ def to_observation(item: WireObservation) -> Observation:
         "inventory": dict(item.inventory),
         "nearby": None
         if nb is None
-        else _model(schema.Nearby, {"radius": nb.radius, "codes": list(nb.codes)}, _NEARBY_FIELDS),
+        else trusted(schema.Nearby, {"radius": nb.radius, "codes": list(nb.codes)}, _NEARBY_FIELDS),
         "entities": [_entity(e) for e in item.entities] if item.entities else [],
         "targets": list(item.targets),
         "chat": [_chat(c) for c in item.chat] if item.chat else [],
         "last_result": None
         if lr is None
-        else _model(schema.LastResult, {"action": lr.action, "ok": lr.ok, "reason": lr.reason}, _RESULT_FIELDS),
+        else trusted(schema.LastResult, {"action": lr.action, "ok": lr.ok, "reason": lr.reason}, _RESULT_FIELDS),
         "goal": None if goal is None else _vec3(goal),
         "team": item.team,
     }
-    return _model(Observation, values, _OBS_FIELDS)  # type: ignore[no-any-return]
+    return trusted(Observation, values, _OBS_FIELDS)
 
 
 def to_observation_validated(item: WireObservation) -> Observation:
