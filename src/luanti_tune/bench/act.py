@@ -332,7 +332,7 @@ def _breakdown(n: int, seed: int, engine: Any, reps: int = 30) -> dict[str, floa
 
     from luanti_tune.serve.act import render
 
-    bodies = step_bodies(n, seed, 4 * reps + 1)
+    bodies = step_bodies(n, seed, 2 * reps + 1)
     body = bodies[-1]
     packed = msgpack.packb(orjson.loads(body))
     service = _act_service(engine)
@@ -353,9 +353,7 @@ def _breakdown(n: int, seed: int, engine: Any, reps: int = 30) -> dict[str, floa
     result = engine.decide(parsed)
     from luanti_tune.inference.sessions import SessionStore
 
-    memory = SessionStore(1_000_000)
-    for _ in range(2 * reps):  # featurize below continues these tracks
-        next(fresh)
+    memory = SessionStore(1_000_000)  # featurize's own tracks, fed consecutive ticks like the engine
     feats = adapter.featurize(parsed, {})
     outputs = runner(feats)
     decode = getattr(adapter, "decode_columns", adapter.decode)
