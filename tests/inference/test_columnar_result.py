@@ -95,3 +95,13 @@ def test_slices_and_spreads_of_a_mixed_result_keep_every_row() -> None:
     assert all(wide.wire()[p] is None for p in range(1, 600, 2))
     assert {positions[i] for i in r.errors} == set(wide.errors)
     engine.close()
+
+
+def test_a_model_unsure_of_every_agent_leaves_no_empty_block() -> None:
+    """Every row below the confidence threshold: all answered by the fallback, no columnar block
+    left behind (readers such as the decision log look rows up in the blocks)."""
+    engine = _engine(ColumnarToy(), 1.0)
+    r = engine.decide(observations(30, seed=3))
+    assert not r.blocks and set(r.fallback.values()) == {"low_confidence"} and len(r.fallback) == 30
+    assert r.wire() == _dumps(r) and None not in r.wire()
+    engine.close()

@@ -455,7 +455,8 @@ class InferenceEngine:
             for i in keep.tolist():
                 refs[i] = ref
         if columns is not None:
-            result.blocks.append((keep, columns if len(keep) == m else columns.take(np.flatnonzero(ok))))
+            if len(keep):  # no empty blocks: readers look rows up in them
+                result.blocks.append((keep, columns if len(keep) == m else columns.take(np.flatnonzero(ok))))
         else:
             typed = result.typed
             for i, j in zip(keep.tolist(), np.flatnonzero(ok).tolist(), strict=True):
