@@ -176,6 +176,7 @@ def _during_swaps(port: int, data_dir: Path, n: int, seed: int, swaps: int = 3) 
         versions.add(orjson.loads(data)["model"]["version"])
 
     try:
+        call()  # the version serving before the first promotion
         for k in range(1, swaps + 1):
             _champion(data_dir, seed + 1000 + k)
             deadline = time.monotonic() + 60
