@@ -264,14 +264,34 @@ def _wire_batch(service: Any, body: bytes) -> Any:
     return obs
 
 
+def _columns_batch(service: Any, body: bytes) -> Any:
+    """The batch ``/v1/act`` hands the engine for a columnar ``body``."""
+    obs, bad = service.parse_columns(body, "application/json", False)
+    assert not bad
+    return obs
+
+
+def _render_columns(batch: Any, result: Any) -> bytes:
+    from luanti_tune.serve.wire_columns import render_columns
+
+    return orjson.dumps(render_columns(result, batch, batch.agents), option=orjson.OPT_SERIALIZE_NUMPY)
+
+
 WARMUP = 5
 _TICKS = itertools.count(100)
 
 
-def step_bodies(n: int, seed: int, count: int) -> list[bytes]:
+def step_bodies(n: int, seed: int, count: int, columns: bool = False) -> list[bytes]:
     """``count`` request bodies of the same ``n`` agents at consecutive server ticks, as a server
-    sends them (every call of this continues the tick count, so an agent never goes back in time)."""
-    return [orjson.dumps({"observations": make_observations(n, seed, tick=next(_TICKS))}) for _ in range(count)]
+    sends them (every call of this continues the tick count, so an agent never goes back in time);
+    ``columns``: in the compact columnar format instead of JSON rows."""
+    from luanti_tune.serve.wire_columns import rows_to_columns
+
+    out = []
+    for _ in range(count):
+        obs = make_observations(n, seed, tick=next(_TICKS))
+        out.append(orjson.dumps(rows_to_columns(obs) if columns else {"observations": obs}))
+    return out
 
 
 def _time_engine(engine: Any, inputs: list[Any], tag: str = "", prepare: Any = None, finish: Any = None) -> list[float]:
@@ -334,10 +354,14 @@ def _breakdown(n: int, seed: int, engine: Any, reps: int = 30) -> dict[str, floa
 
     bodies = step_bodies(n, seed, 2 * reps + 1)
     body = bodies[-1]
+    cbodies = step_bodies(n, seed, reps + 1, columns=True)
+    cbody = cbodies[-1]
     packed = msgpack.packb(orjson.loads(body))
     service = _act_service(engine)
     parsed = _wire_batch(service, body)
     fresh = iter([_wire_batch(service, b) for b in bodies[:-1]])  # consecutive ticks, one per call
+    cparsed = _columns_batch(service, cbody)
+    cfresh = iter([_columns_batch(service, b) for b in cbodies[:-1]])
     served = engine.models.by_family["pursuit"]
     adapter, runner = served.adapter, served.runner
 
@@ -370,6 +394,10 @@ def _breakdown(n: int, seed: int, engine: Any, reps: int = 30) -> dict[str, floa
         "render_ms": med(lambda: orjson.dumps(render(result, parsed))),
         "json_body_bytes": len(body),
         "msgpack_body_bytes": len(packed),
+        "columns_validate_ms": med(lambda: service.parse_columns(cbody, "application/json", False)),
+        "columns_family_featurize_ms": med(lambda: adapter.featurize(next(cfresh), memory)),
+        "columns_render_ms": med(lambda: _render_columns(cparsed, result)),
+        "columns_body_bytes": len(cbody),
     }
     family = figures["family_featurize_ms"] + figures["forward_ms"] + figures["family_decode_ms"]
     figures["engine_overhead_ms"] = round(max(0.0, figures["engine_ms"] - family), 3)
@@ -422,8 +450,14 @@ def act(agents: int, reps: int, seed: int) -> None:
                 def rendered(batch: Any, result: Any) -> None:
                     orjson.dumps(render(result, batch))
 
+                def parse_columns(body: bytes) -> Any:
+                    return _columns_batch(service, body)
+
                 steps = reps + WARMUP
                 eng = _time_engine(onnx_engine, step_bodies(n, seed, steps), f"engine{n}", parse, rendered)
+                eng_cols = _time_engine(
+                    onnx_engine, step_bodies(n, seed, steps, columns=True), "", parse_columns, _render_columns
+                )
                 hot = [_wire_batch(service, b) for b in step_bodies(n, seed, steps)]
                 eng_hot = _time_engine(onnx_engine, hot)
                 del hot
@@ -432,6 +466,7 @@ def act(agents: int, reps: int, seed: int) -> None:
                 progress.advance(task)
                 bodies = step_bodies(n, seed, reps + WARMUP)
                 http_t = _time_http(port, bodies, proc.pid, f"server{n}")
+                http_cols = _time_http(port, step_bodies(n, seed, reps + WARMUP, columns=True))
                 progress.advance(task)
                 # per-agent calls: every agent on its own request, one after the other
                 rounds = max(1, min(3, 300 // n))
@@ -453,6 +488,8 @@ def act(agents: int, reps: int, seed: int) -> None:
                 results[str(n)] = {
                     "http": h,
                     "engine": e,
+                    "http_columns": percentiles_ms(http_cols),
+                    "engine_columns": percentiles_ms(eng_cols),
                     "engine_back_to_back": percentiles_ms(eng_hot),
                     "engine_typed": percentiles_ms(eng_typed),
                     "engine_torch": et,
@@ -468,6 +505,7 @@ def act(agents: int, reps: int, seed: int) -> None:
                 }
             # p99 while a training loop runs in another process
             idle = percentiles_ms(_time_http(port, step_bodies(agents, seed, reps + WARMUP)))
+            idle_cols = percentiles_ms(_time_http(port, step_bodies(agents, seed, reps + WARMUP, columns=True)))
             trainer = subprocess.Popen(
                 [sys.executable, "-c", TRAIN_LOOP], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
             )
@@ -476,6 +514,7 @@ def act(agents: int, reps: int, seed: int) -> None:
                 trainer.stdout.readline()
                 time.sleep(0.5)
                 busy = percentiles_ms(_time_http(port, step_bodies(agents, seed, reps + WARMUP)))
+                busy_cols = percentiles_ms(_time_http(port, step_bodies(agents, seed, reps + WARMUP, columns=True)))
             finally:
                 trainer.kill()
                 trainer.wait()
@@ -494,6 +533,9 @@ def act(agents: int, reps: int, seed: int) -> None:
         "ratio": round(busy["p99_ms"] / idle["p99_ms"], 2),
         "idle": idle,
         "training": busy,
+        "columns_ratio": round(busy_cols["p99_ms"] / idle_cols["p99_ms"], 2),
+        "columns_idle": idle_cols,
+        "columns_training": busy_cols,
     }
     swaps = {**swapping, "ratio_p99_to_idle": round(swapping["p99_ms"] / idle["p99_ms"], 2)}
     summary = {
@@ -506,12 +548,19 @@ def act(agents: int, reps: int, seed: int) -> None:
         "batched_speedup": top["batched_speedup"],
         "onnx_speedup": top["onnx_speedup"],
         "training_ratio": training["ratio"],
+        "engine_columns_p99_ms": top["engine_columns"]["p99_ms"],
+        "http_columns_p99_ms": top["http_columns"]["p99_ms"],
+        "training_columns_ratio": training["columns_ratio"],
     }
     met = {
         "engine_p99_ms": summary["engine_p99_ms"] <= TARGETS["engine_p99_ms"],
         "http_p99_ms": summary["http_p99_ms"] <= TARGETS["http_p99_ms"],
         "batched_speedup": summary["batched_speedup"] >= TARGETS["batched_speedup"],
         "training_ratio": summary["training_ratio"] <= TARGETS["training_ratio"],
+        # the same latency targets with the compact columnar wire format
+        "engine_columns_p99_ms": summary["engine_columns_p99_ms"] <= TARGETS["engine_p99_ms"],
+        "http_columns_p99_ms": summary["http_columns_p99_ms"] <= TARGETS["http_p99_ms"],
+        "training_columns_ratio": summary["training_columns_ratio"] <= TARGETS["training_ratio"],
     }
     emit(
         "act",

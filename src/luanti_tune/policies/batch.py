@@ -24,6 +24,7 @@ from typing import Any, overload
 
 import numpy as np
 
+from luanti_tune.policies.columns import LazyRows, ObservationColumns
 from luanti_tune.schemas.agent import MoveAction, MoveArgs, Observation, WaitAction
 from luanti_tune.schemas.common import Vec3, trusted
 
@@ -45,19 +46,31 @@ class ObservationBatch(Sequence[Observation]):
     always an ``Observation``.
     """
 
-    __slots__ = ("items", "_materialize", "_objects", "_agents", "_kinds", "_ticks", "_pos")
+    __slots__ = ("items", "cols", "_materialize", "_objects", "_agents", "_kinds", "_ticks", "_pos")
 
     def __init__(
         self, items: Sequence[Any], materialize: Materialize | None = None, *, agents: list[str] | None = None
     ) -> None:
         """``agents``: ``[item.agent for item in items]`` when the caller has it already."""
-        self.items: list[Any] = items if isinstance(items, list) else list(items)
+        self.items: Sequence[Any] = items if isinstance(items, (list, LazyRows)) else list(items)
         self._materialize = materialize
         self._objects: list[Observation | None] | None = None
         self._agents: list[str] | None = agents
         self._kinds: list[str] | None = None
         self._ticks: np.ndarray | None = None
         self._pos: np.ndarray | None = None
+        #: The batch as columns when it came from the ``columns`` wire format (else ``None``).
+        self.cols: ObservationColumns | None = None
+
+    @classmethod
+    def from_columns(cls, cols: ObservationColumns) -> ObservationBatch:
+        """A batch over ``cols``: ``items[i]``/``batch[i]`` are Observations built on first access."""
+        out = cls(LazyRows(cols), agents=cols.agent)
+        out.cols = cols
+        out._kinds = cols.kind
+        out._ticks = cols.tick
+        out._pos = cols.pos
+        return out
 
     @classmethod
     def of(cls, observations: Sequence[Observation]) -> ObservationBatch:
@@ -71,12 +84,14 @@ class ObservationBatch(Sequence[Observation]):
         """One batch of all rows of ``batches`` (in order); they must share how items materialise."""
         if len(batches) == 1:
             return batches[0]
+        if all(b.cols is not None for b in batches):
+            return cls.from_columns(ObservationColumns.concat([b.cols for b in batches]))  # type: ignore[misc]
         mats = {b._materialize for b in batches if b.items}
         if len(mats) > 1:
             return cls([o for b in batches for o in b])  # mixed sources: typed observations
         items: list[Any] = []
         for b in batches:
-            items.extend(b.items)
+            items.extend(b.items if b.cols is None else list(b))
         return cls(items, mats.pop() if mats else None)
 
     # ------------------------------------------------------------------ sequence of Observation
@@ -115,6 +130,8 @@ class ObservationBatch(Sequence[Observation]):
 
     def take(self, idx: Sequence[int]) -> ObservationBatch:
         """The rows ``idx`` (in that order) as a new batch over the same items."""
+        if self.cols is not None:
+            return ObservationBatch.from_columns(self.cols.take(idx))
         items = self.items
         out = ObservationBatch([items[i] for i in idx], self._materialize)
         if self._agents is not None:

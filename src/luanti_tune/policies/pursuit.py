@@ -28,12 +28,13 @@ import threading
 import weakref
 from collections.abc import Mapping, Sequence
 from itertools import repeat
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from luanti_tune.policies.base import AgentMemory, Decision, FamilyAdapter
 from luanti_tune.policies.batch import DecisionColumns, ObservationBatch
+from luanti_tune.policies.columns import ObservationColumns
 from luanti_tune.policies.families import FamilySpec
 from luanti_tune.schemas.agent import EntityView, Observation
 
@@ -467,6 +468,41 @@ class _Targets:
         self.rel = rel
 
 
+class _Gathered(NamedTuple):
+    """What featurize reads of each targeted row (``rows``; ``None`` = every row, in order)."""
+
+    rows: np.ndarray | None
+    rel: np.ndarray  # [m, 2] target x/z relative to the agent
+    names: Sequence[str | None]  # target names (None: unnamed)
+    axz: np.ndarray  # [m, 2] the target's absolute x/z
+    vx: np.ndarray
+    vz: np.ndarray
+    vgiven: np.ndarray | None  # which targets carried a velocity (None: all)
+
+
+def _target_index(
+    kinds: list[str], names: list[str | None], relxz: list[list[float]], lo: int, hi: int, targets: Sequence[str]
+) -> int:
+    """:func:`select_target` over entities ``lo:hi`` of flattened columns: the index, or -1."""
+    if hi - lo == 1:
+        nm = names[lo]
+        if nm and nm in targets:
+            return lo
+        return lo if kinds[lo] == "player" else -1
+    by_name: dict[str, int] = {}
+    for k in range(lo, hi):
+        nm = names[k]
+        if nm:
+            by_name[nm] = k
+    for name in targets:
+        if name in by_name:
+            return by_name[name]
+    players = [k for k in range(lo, hi) if kinds[k] == "player"]
+    if not players:
+        return -1
+    return min(players, key=lambda k: relxz[k][0] ** 2 + relxz[k][1] ** 2)
+
+
 class PursuitAdapter(FamilyAdapter):
     """Observations + per-agent target tracks <-> ``hist``/``vel`` arrays; intercept decoding.
 
@@ -524,7 +560,7 @@ class PursuitAdapter(FamilyAdapter):
         return {"hist": hist, "vel": rng.normal(0, 2, (batch, 2)).astype(np.float32), "threat": threat}
 
     # ------------------------------------------------------------------ targets
-    def _select(self, items: list[Any]) -> _Targets:
+    def _select(self, items: Sequence[Any]) -> _Targets:
         """Each item's target (:func:`select_target`), in C-level passes for one-player views."""
         n = len(items)
         ents = list(map(_ENTITIES, items))
@@ -561,33 +597,20 @@ class PursuitAdapter(FamilyAdapter):
         if n == 0:
             self._last = None
             return {"hist": hist, "vel": vel, "threat": threat}
-        items = batch.items
-        sel = self._select(items)
-        rows, ents, rel = sel.rows, sel.entities, sel.rel
-        m = len(ents)
         # everything is read (and may fail) before any memory is touched
+        g = self._gather_columns(batch.cols) if batch.cols is not None else self._gather(batch)
+        rows, rel, names, axz, vx, vz, vgiven = g.rows, g.rel, g.names, g.axz, g.vx, g.vz, g.vgiven
+        m = len(names)
         agents = batch.agents
         ticks = batch.ticks
         if rows is not None:
             agents = [agents[i] for i in rows.tolist()]
             ticks = ticks[rows]
-            items = [items[i] for i in rows.tolist()]
-        names = list(map(_NAME, ents))
-        keys = names if (None not in names and "" not in names) else [nm or NEAREST for nm in names]
-        pos = list(map(_POS, items))
-        axz = np.empty((m, 2))  # the target's absolute position
-        axz[:, 0] = np.fromiter(map(_X, pos), dtype=np.float64, count=m)
-        axz[:, 1] = np.fromiter(map(_Z, pos), dtype=np.float64, count=m)
-        axz += rel
-        vels = list(map(_VEL, ents))
-        vgiven: np.ndarray | None = None  # None: every target has a velocity
-        try:
-            vx = np.fromiter(map(_X, vels), dtype=np.float64, count=m)
-            vz = np.fromiter(map(_Z, vels), dtype=np.float64, count=m)
-        except AttributeError:  # some velocities missing: estimated from the track
-            vgiven = np.fromiter((v is not None for v in vels), dtype=bool, count=m)
-            vx = np.array([0.0 if v is None else v.x for v in vels], dtype=np.float64)
-            vz = np.array([0.0 if v is None else v.z for v in vels], dtype=np.float64)
+        keys: list[str] = (
+            names  # type: ignore[assignment]
+            if type(names) is list and None not in names and "" not in names
+            else [nm or NEAREST for nm in names]
+        )
 
         ri = np.arange(n) if rows is None else rows
         if m:
@@ -636,6 +659,61 @@ class PursuitAdapter(FamilyAdapter):
                         self._update(table, memory, p, agents, keys, ticks, axz, vgiven, ri, hist, vel)
         self._last = (observations, batch.items, rel_all, has)
         return {"hist": hist, "vel": vel, "threat": threat}
+
+    def _gather(self, batch: ObservationBatch) -> _Gathered:
+        """Each targeted row's target: from the batch's items (Observations or wire structs)."""
+        items = batch.items
+        sel = self._select(items)
+        rows, ents, rel = sel.rows, sel.entities, sel.rel
+        m = len(ents)
+        if rows is not None:
+            items = [items[i] for i in rows.tolist()]
+        pos = list(map(_POS, items))
+        axz = np.empty((m, 2))  # the target's absolute position
+        axz[:, 0] = np.fromiter(map(_X, pos), dtype=np.float64, count=m)
+        axz[:, 1] = np.fromiter(map(_Z, pos), dtype=np.float64, count=m)
+        axz += rel
+        vels = list(map(_VEL, ents))
+        vgiven: np.ndarray | None = None  # None: every target has a velocity
+        try:
+            vx = np.fromiter(map(_X, vels), dtype=np.float64, count=m)
+            vz = np.fromiter(map(_Z, vels), dtype=np.float64, count=m)
+        except AttributeError:  # some velocities missing: estimated from the track
+            vgiven = np.fromiter((v is not None for v in vels), dtype=bool, count=m)
+            vx = np.array([0.0 if v is None else v.x for v in vels], dtype=np.float64)
+            vz = np.array([0.0 if v is None else v.z for v in vels], dtype=np.float64)
+        return _Gathered(rows, rel, list(map(_NAME, ents)), axz, vx, vz, vgiven)
+
+    def _gather_columns(self, cols: ObservationColumns) -> _Gathered:
+        """:meth:`_gather` from columns: array indexing, no Python object per agent."""
+        rows, ent = self._select_columns(cols)
+        e = cols.entities
+        rel = e.rel[ent][:, ::2].copy()
+        pos = cols.pos if rows is None else cols.pos[rows]
+        axz = pos[:, ::2] + rel
+        vel = e.velocity[ent]
+        has_v = e.has_velocity[ent]
+        vgiven = None if has_v.all() else has_v
+        names = e.name if rows is None and len(ent) == len(e.name) else [e.name[k] for k in ent.tolist()]
+        return _Gathered(rows, rel, names, axz, vel[:, 0].copy(), vel[:, 2].copy(), vgiven)
+
+    def _select_columns(self, cols: ObservationColumns) -> tuple[np.ndarray | None, np.ndarray]:
+        """``(rows, entity)``: :func:`select_target` of each row (``rows``: those with one, ``None`` = all)."""
+        e = cols.entities
+        n = len(cols)
+        m = len(e.kind)
+        if m == n and e.kind.count("player") == n and bool((e.offsets == np.arange(n + 1)).all()):
+            return None, np.arange(n)  # the common case: one player in view, always the target
+        offsets = e.offsets.tolist()
+        relxz = e.rel[:, ::2].tolist()
+        targets = cols.targets
+        chosen = [
+            _target_index(e.kind, e.name, relxz, offsets[i], offsets[i + 1], targets[i] if targets else ())
+            for i in range(n)
+        ]
+        keep = [i for i, k in enumerate(chosen) if k >= 0]
+        ent = np.asarray([chosen[i] for i in keep], dtype=np.intp)
+        return (None if len(keep) == n else np.asarray(keep, dtype=np.intp)), ent
 
     def _table(self, memory: AgentMemory, agents: Sequence[str]) -> _TrackTable:
         """The track table of ``memory`` (shared by every adapter that uses the same memory)."""
@@ -951,9 +1029,14 @@ class PursuitAdapter(FamilyAdapter):
         rel = np.zeros((n, 2))
         has = np.zeros(n, dtype=bool)
         if n:
-            sel = self._select(batch.items)
-            ri = np.arange(n) if sel.rows is None else sel.rows
-            rel[ri] = sel.rel
+            if batch.cols is not None:
+                sel_rows, ent = self._select_columns(batch.cols)
+                sel_rel = batch.cols.entities.rel[ent][:, ::2]
+            else:
+                sel = self._select(batch.items)
+                sel_rows, sel_rel = sel.rows, sel.rel
+            ri = np.arange(n) if sel_rows is None else sel_rows
+            rel[ri] = sel_rel
             has[ri] = True
         return rel, has
 

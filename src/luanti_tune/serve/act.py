@@ -34,6 +34,13 @@ from luanti_tune.schemas.agent import Observation
 from luanti_tune.schemas.common import Strict
 from luanti_tune.serve.state import get_state
 from luanti_tune.serve.wire import decode_observations
+from luanti_tune.serve.wire_columns import (
+    ColumnsError,
+    columns_to_rows,
+    decode_columns,
+    is_columns_body,
+    render_columns,
+)
 from luanti_tune.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -165,7 +172,11 @@ class ActService:
             if not partial or any(not e["loc"].startswith("observations[") for e in errors):
                 raise Rejected(422, "invalid act request", errors) from None
         raw = self._unpack(body) if is_msgpack else self._loads(body)
-        items = raw["observations"]
+        return self._validate_rows(raw["observations"])
+
+    @staticmethod
+    def _validate_rows(items: list[Any]) -> tuple[list[Any], dict[int, dict[str, str]]]:
+        """Each row validated on its own: invalid rows become ``None`` + an error naming the field."""
         obs: list[Any] = []
         bad: dict[int, dict[str, str]] = {}
         for i, item in enumerate(items):
@@ -193,10 +204,37 @@ class ActService:
         except Exception as exc:  # noqa: BLE001 - any unpack error is a client error
             raise Rejected(400, f"body is not valid msgpack: {exc}") from None
 
+    def parse_columns(
+        self, body: bytes, content_type: str, partial: bool
+    ) -> tuple[Sequence[Any], dict[int, dict[str, str]]]:
+        """``(observations, errors)`` of a columnar request (:mod:`luanti_tune.serve.wire_columns`).
+
+        An invalid request is refused naming the first bad value; in partial mode a request whose
+        columns line up is validated row by row instead (invalid rows: ``None`` + an error).
+        """
+        is_msgpack = _is_msgpack(content_type)
+        try:
+            return decode_columns(body, msgpack=is_msgpack, max_agents=self.max_agents), {}
+        except ColumnsError as exc:
+            if exc.status == 413:
+                raise Rejected(413, exc.msg) from None
+            if not partial or exc.structural:
+                raise Rejected(422, "invalid act request", [_columns_error(exc)]) from None
+        raw = self._unpack(body) if is_msgpack else self._loads(body)
+        try:
+            rows = columns_to_rows(raw.get("columns") if isinstance(raw, dict) else None)
+        except ColumnsError as exc:
+            raise Rejected(422, "invalid act request", [_columns_error(exc)]) from None
+        if len(rows) > self.max_agents:
+            raise Rejected(413, f"too many observations: at most {self.max_agents} per request")
+        return self._validate_rows(rows)
+
     # ------------------------------------------------------------------ answering
     async def act(self, body: bytes, content_type: str, partial: bool) -> dict[str, Any]:
         if len(body) > self.settings.max_batch_bytes:
             raise Rejected(413, f"request body larger than {self.settings.max_batch_bytes} bytes")
+        if is_columns_body(body, _is_msgpack(content_type)):
+            return await self._act_columns(body, content_type, partial)
         fast = self.parse_fast(body, content_type)
         obs: Sequence[Any]
         bad: dict[int, dict[str, str]]
@@ -213,6 +251,23 @@ class ActService:
         good = ObservationBatch([o for o in obs if o is not None])
         result = await self.batcher.decide(good) if len(good) else BatchResult.empty(0)
         return render(_widen(result, obs, bad), obs)
+
+    async def _act_columns(self, body: bytes, content_type: str, partial: bool) -> dict[str, Any]:
+        if len(body) > INLINE_PARSE_BYTES and partial:
+            obs, bad = await run_in_threadpool(self.parse_columns, body, content_type, partial)
+        else:
+            obs, bad = self.parse_columns(body, content_type, partial)
+        if not bad:
+            batch = ObservationBatch.of(obs)
+            return render_columns(await self.batcher.decide(batch), batch, batch.agents)
+        good = ObservationBatch([o for o in obs if o is not None])
+        result = await self.batcher.decide(good) if len(good) else BatchResult.empty(0)
+        agents = [o.agent if o is not None else None for o in obs]
+        return render_columns(_widen(result, obs, bad), obs, agents)
+
+
+def _columns_error(exc: ColumnsError) -> dict[str, str]:
+    return {"loc": exc.loc, "msg": exc.msg, "type": "columns"}
 
 
 def _widen(result: BatchResult, obs: Sequence[Any], bad: dict[int, dict[str, str]]) -> BatchResult:
@@ -339,5 +394,12 @@ async def act(request: Request) -> Response:
     if any(t in accept for t in MSGPACK_TYPES):
         import msgpack
 
-        return Response(msgpack.packb(payload), media_type="application/msgpack")
-    return Response(orjson.dumps(payload), media_type="application/json")
+        return Response(msgpack.packb(payload, default=_listed), media_type="application/msgpack")
+    return Response(orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
+
+
+def _listed(value: Any) -> Any:
+    """msgpack's fallback for the numpy columns of a columnar answer."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"cannot serialize {type(value).__name__}")

@@ -178,6 +178,14 @@ def _chat(c: ChatLine) -> schema.ChatLine:
     return trusted(schema.ChatLine, {"sender": c.sender, "message": c.message}, _CHAT_FIELDS)
 
 
+def _nearby(nb: Nearby) -> schema.Nearby:
+    return trusted(schema.Nearby, {"radius": nb.radius, "codes": list(nb.codes)}, _NEARBY_FIELDS)
+
+
+def _last(lr: LastResult) -> schema.LastResult:
+    return trusted(schema.LastResult, {"action": lr.action, "ok": lr.ok, "reason": lr.reason}, _RESULT_FIELDS)
+
+
 def to_observation(item: WireObservation) -> Observation:
     """The pydantic :class:`Observation` of one decoded struct.
 
@@ -198,15 +206,11 @@ def to_observation(item: WireObservation) -> Observation:
         "hp": item.hp,
         "velocity": _vec3(item.velocity),
         "inventory": dict(item.inventory),
-        "nearby": None
-        if nb is None
-        else trusted(schema.Nearby, {"radius": nb.radius, "codes": list(nb.codes)}, _NEARBY_FIELDS),
+        "nearby": None if nb is None else _nearby(nb),
         "entities": [_entity(e) for e in item.entities] if item.entities else [],
         "targets": list(item.targets),
         "chat": [_chat(c) for c in item.chat] if item.chat else [],
-        "last_result": None
-        if lr is None
-        else trusted(schema.LastResult, {"action": lr.action, "ok": lr.ok, "reason": lr.reason}, _RESULT_FIELDS),
+        "last_result": None if lr is None else _last(lr),
         "goal": None if goal is None else _vec3(goal),
         "team": item.team,
     }
@@ -315,6 +319,11 @@ def _names_ok(obs: list[WireObservation], agents: list[str]) -> bool:
             map(_SENDER, chain.from_iterable(map(_CHAT, obs))),
         )
     )
+    return names_ok(names)
+
+
+def names_ok(names: list[str]) -> bool:
+    """Whether every one of ``names`` is made of ``[A-Za-z0-9_.:-]`` only (one pass for all of them)."""
     if not names:
         return True
     joined = "\n".join(names)
@@ -342,6 +351,7 @@ __all__ = [
     "Vec3",
     "WireObservation",
     "decode_observations",
+    "names_ok",
     "to_observation",
     "to_observation_validated",
 ]

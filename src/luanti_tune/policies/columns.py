@@ -1,0 +1,260 @@
+"""Observations stored column by column: what the compact ``columns`` wire format decodes into.
+
+One array (or list) per field for the whole batch, entities flattened with per-row offsets.
+:class:`~luanti_tune.policies.batch.ObservationBatch` wraps an :class:`ObservationColumns`
+(``batch.cols``); columnar family adapters read the arrays, everything else sees ordinary
+:class:`~luanti_tune.schemas.agent.Observation` objects, built row by row on demand
+(:meth:`ObservationColumns.observation`), equal to what the pydantic schema builds from the same
+observation sent as a JSON row.
+
+Every value here is already valid (the decoder checked it); nothing validates again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from luanti_tune.schemas import agent as schema
+from luanti_tune.schemas.common import Vec3, trusted
+
+_VEC3_FIELDS = frozenset(Vec3.model_fields)
+_ENTITY_FIELDS = frozenset(schema.EntityView.model_fields)
+_OBS_FIELDS = frozenset(schema.Observation.model_fields)
+
+
+def _vec3(x: float, y: float, z: float) -> Vec3:
+    return trusted(Vec3, {"x": x, "y": y, "z": z}, _VEC3_FIELDS)
+
+
+def _pick(values: list[Any] | None, idx: list[int]) -> list[Any] | None:
+    return None if values is None else [values[i] for i in idx]
+
+
+def _join(parts: Sequence[list[Any] | None], sizes: Sequence[int], default: Any) -> list[Any] | None:
+    """Concatenate optional per-row lists; a missing part counts as ``default`` per row."""
+    if all(p is None for p in parts):
+        return None
+    out: list[Any] = []
+    for p, size in zip(parts, sizes, strict=True):
+        out.extend(p if p is not None else [default] * size)
+    return out
+
+
+@dataclass(frozen=True)
+class EntityColumns:
+    """Every entity of a batch, row after row: row ``i`` sees entities ``offsets[i]:offsets[i+1]``.
+
+    ``rel``/``velocity`` are ``float64 [M, 3]``; ``has_velocity[k]`` tells whether entity ``k``
+    carried a velocity (``velocity[k]`` is zero otherwise). ``name``/``hp``/``team`` hold ``None``
+    where absent.
+    """
+
+    offsets: np.ndarray
+    kind: list[str]
+    name: list[str | None]
+    rel: np.ndarray
+    velocity: np.ndarray
+    has_velocity: np.ndarray
+    hp: list[float | None]
+    team: list[str | None]
+
+    @property
+    def counts(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    @classmethod
+    def empty(cls, n: int) -> EntityColumns:
+        return cls(
+            np.zeros(n + 1, dtype=np.int64), [], [], np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0, bool), [], []
+        )
+
+    def views(self, i: int) -> list[schema.EntityView]:
+        """Row ``i``'s entities as :class:`~luanti_tune.schemas.agent.EntityView` objects."""
+        lo, hi = int(self.offsets[i]), int(self.offsets[i + 1])
+        out: list[schema.EntityView] = []
+        rel = self.rel[lo:hi].tolist()
+        vel = self.velocity[lo:hi].tolist()
+        has_v = self.has_velocity[lo:hi].tolist()
+        for j, k in enumerate(range(lo, hi)):
+            values = {
+                "kind": self.kind[k],
+                "name": self.name[k],
+                "rel": _vec3(*rel[j]),
+                "velocity": _vec3(*vel[j]) if has_v[j] else None,
+                "hp": self.hp[k],
+                "team": self.team[k],
+            }
+            out.append(trusted(schema.EntityView, values, _ENTITY_FIELDS))
+        return out
+
+    def take(self, idx: np.ndarray) -> EntityColumns:
+        """The entities of rows ``idx`` (in that order)."""
+        counts = self.counts[idx]
+        offsets = np.zeros(len(idx) + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        starts = self.offsets[:-1][idx]
+        # entity k of the new order: start of its row + its rank within the row
+        ent = np.repeat(starts - offsets[:-1], counts) + np.arange(int(offsets[-1]))
+        el = ent.tolist()
+        return EntityColumns(
+            offsets,
+            [self.kind[k] for k in el],
+            [self.name[k] for k in el],
+            self.rel[ent],
+            self.velocity[ent],
+            self.has_velocity[ent],
+            [self.hp[k] for k in el],
+            [self.team[k] for k in el],
+        )
+
+    @classmethod
+    def concat(cls, parts: Sequence[EntityColumns]) -> EntityColumns:
+        shift = 0
+        offsets = [np.zeros(1, dtype=np.int64)]
+        for p in parts:
+            offsets.append(p.offsets[1:] + shift)
+            shift += int(p.offsets[-1])
+        return cls(
+            np.concatenate(offsets),
+            [k for p in parts for k in p.kind],
+            [k for p in parts for k in p.name],
+            np.concatenate([p.rel for p in parts]),
+            np.concatenate([p.velocity for p in parts]),
+            np.concatenate([p.has_velocity for p in parts]),
+            [k for p in parts for k in p.hp],
+            [k for p in parts for k in p.team],
+        )
+
+
+@dataclass(frozen=True)
+class ObservationColumns:
+    """The observations of a batch as columns (row ``i`` = ``agent[i]`` ...).
+
+    Numbers are numpy arrays (``tick`` int64 ``[N]``; ``pos``/``velocity`` float64 ``[N, 3]``;
+    ``yaw``/``pitch``/``hp`` float64 ``[N]``); names are lists. Fields that are rare in a batch
+    are ``None`` when no row has them, else per-row lists of their validated schema objects
+    (``inventory``: dicts, ``nearby``/``last_result``/``goal``: objects or ``None``, ``chat``:
+    lists of :class:`~luanti_tune.schemas.agent.ChatLine`).
+    """
+
+    agent: list[str]
+    kind: list[str]
+    tick: np.ndarray
+    pos: np.ndarray
+    yaw: np.ndarray
+    pitch: np.ndarray
+    hp: np.ndarray
+    velocity: np.ndarray
+    entities: EntityColumns
+    targets: list[list[str]] | None = None
+    team: list[str | None] | None = None
+    goal: list[Vec3 | None] | None = None
+    inventory: list[dict[str, int]] | None = None
+    nearby: list[schema.Nearby | None] | None = None
+    chat: list[list[schema.ChatLine]] | None = None
+    last_result: list[schema.LastResult | None] | None = None
+
+    def __len__(self) -> int:
+        return len(self.agent)
+
+    def observation(self, i: int) -> schema.Observation:
+        """Row ``i`` as an :class:`Observation` (equal to pydantic's for the same row)."""
+        p = self.pos[i].tolist()
+        v = self.velocity[i].tolist()
+        values = {
+            "agent": self.agent[i],
+            "kind": self.kind[i],
+            "tick": int(self.tick[i]),
+            "pos": _vec3(*p),
+            "yaw": float(self.yaw[i]),
+            "pitch": float(self.pitch[i]),
+            "hp": float(self.hp[i]),
+            "velocity": _vec3(*v),
+            "inventory": dict(self.inventory[i]) if self.inventory is not None else {},
+            "nearby": self.nearby[i] if self.nearby is not None else None,
+            "entities": self.entities.views(i),
+            "targets": list(self.targets[i]) if self.targets is not None else [],
+            "chat": list(self.chat[i]) if self.chat is not None else [],
+            "last_result": self.last_result[i] if self.last_result is not None else None,
+            "goal": self.goal[i] if self.goal is not None else None,
+            "team": self.team[i] if self.team is not None else None,
+        }
+        return trusted(schema.Observation, values, _OBS_FIELDS)
+
+    def take(self, idx: Sequence[int] | np.ndarray) -> ObservationColumns:
+        """Rows ``idx`` (in that order)."""
+        ix = np.asarray(idx, dtype=np.intp).reshape(-1)
+        il = ix.tolist()
+        return ObservationColumns(
+            agent=[self.agent[i] for i in il],
+            kind=[self.kind[i] for i in il],
+            tick=self.tick[ix],
+            pos=self.pos[ix],
+            yaw=self.yaw[ix],
+            pitch=self.pitch[ix],
+            hp=self.hp[ix],
+            velocity=self.velocity[ix],
+            entities=self.entities.take(ix),
+            targets=_pick(self.targets, il),
+            team=_pick(self.team, il),
+            goal=_pick(self.goal, il),
+            inventory=_pick(self.inventory, il),
+            nearby=_pick(self.nearby, il),
+            chat=_pick(self.chat, il),
+            last_result=_pick(self.last_result, il),
+        )
+
+    @classmethod
+    def concat(cls, parts: Sequence[ObservationColumns]) -> ObservationColumns:
+        """All rows of ``parts``, in order."""
+        if len(parts) == 1:
+            return parts[0]
+        sizes = [len(p) for p in parts]
+        return cls(
+            agent=[a for p in parts for a in p.agent],
+            kind=[k for p in parts for k in p.kind],
+            tick=np.concatenate([p.tick for p in parts]),
+            pos=np.concatenate([p.pos for p in parts]),
+            yaw=np.concatenate([p.yaw for p in parts]),
+            pitch=np.concatenate([p.pitch for p in parts]),
+            hp=np.concatenate([p.hp for p in parts]),
+            velocity=np.concatenate([p.velocity for p in parts]),
+            entities=EntityColumns.concat([p.entities for p in parts]),
+            targets=_join([p.targets for p in parts], sizes, []),
+            team=_join([p.team for p in parts], sizes, None),
+            goal=_join([p.goal for p in parts], sizes, None),
+            inventory=_join([p.inventory for p in parts], sizes, {}),
+            nearby=_join([p.nearby for p in parts], sizes, None),
+            chat=_join([p.chat for p in parts], sizes, []),
+            last_result=_join([p.last_result for p in parts], sizes, None),
+        )
+
+
+class LazyRows(Sequence[schema.Observation]):
+    """``columns``' rows as :class:`Observation` objects, each built on first access (then kept)."""
+
+    __slots__ = ("columns", "_rows")
+
+    def __init__(self, columns: ObservationColumns) -> None:
+        self.columns = columns
+        self._rows: list[schema.Observation | None] = [None] * len(columns)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(len(self._rows))[i]]
+        if i < 0:
+            i += len(self._rows)
+        o = self._rows[i]
+        if o is None:
+            o = self._rows[i] = self.columns.observation(i)
+        return o
+
+
+__all__ = ["EntityColumns", "LazyRows", "ObservationColumns"]
