@@ -19,7 +19,9 @@ end
 local http = core.request_http_api and core.request_http_api()
 local storage = core.get_mod_storage()
 
-local config = luanti_tune.require("config").read(core.settings)
+local config = luanti_tune.require("config").read(core.settings, function(msg)
+	core.log("warning", msg)
+end)
 local json = luanti_tune.require("json")
 local Seq = luanti_tune.require("seq")
 local Events = luanti_tune.require("events")

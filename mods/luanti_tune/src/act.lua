@@ -110,6 +110,167 @@ function act.observe(ent, tick, players, cfg, chat, cache)
 	return o
 end
 
+-- ------------------------------------------------------------------ columnar format
+-- With luanti_tune.act_format = columns the request is one array per field (the service's
+-- compact format, documented in luanti_tune.serve.wire_columns; act.to_columns mirrors its
+-- rows_to_columns) and the answer comes back as columns (act.columns_actions).
+
+local NULL = json.null
+local ARRAY_MT = getmetatable(json.array())
+
+-- t as a table that encodes as a JSON array even when empty (t itself when already marked).
+local function as_array(t)
+	if getmetatable(t) == ARRAY_MT then
+		return t
+	end
+	local out = json.array()
+	for i = 1, #t do
+		out[i] = t[i]
+	end
+	return out
+end
+
+local function given(v)
+	return v ~= nil and v ~= NULL
+end
+
+-- {x = [...], y = [...], z = [...]} of n vectors; NULL (absent) gives null in all three.
+local function vec_columns(vecs, n)
+	local x, y, z = json.array(), json.array(), json.array()
+	for i = 1, n do
+		local v = vecs[i]
+		if given(v) then
+			x[i], y[i], z[i] = v.x, v.y, v.z
+		else
+			x[i], y[i], z[i] = NULL, NULL, NULL
+		end
+	end
+	return { x = x, y = y, z = z }
+end
+
+-- Optional per-row fields: a column only when some row has them; other rows get these values.
+local ROW_KEYS = { "yaw", "pitch", "hp", "targets", "inventory", "chat", "goal", "last_result", "nearby", "team" }
+local ROW_DEFAULTS = {
+	yaw = function() return 0 end,
+	pitch = function() return 0 end,
+	hp = function() return 20 end,
+	targets = json.array,
+	inventory = json.object,
+	chat = json.array,
+}
+local LIST_KEYS = { targets = true, chat = true }
+local ENTITY_KEYS = { "name", "hp", "team" }
+
+--- The columnar /v1/act request ({columns = ...}) of a list of observation tables (as built by
+--- act.observe). Every column is a JSON array of one value per row (entities: per entity).
+function act.to_columns(obs)
+	local n = #obs
+	local agent, kind, tick, pos = json.array(), json.array(), json.array(), {}
+	local present = {}
+	for i = 1, n do
+		local o = obs[i]
+		agent[i], kind[i], tick[i], pos[i] = o.agent, o.kind, o.tick or 0, o.pos
+		for k, v in pairs(o) do
+			if v ~= nil then
+				present[k] = true
+			end
+		end
+	end
+	local cols = { agent = agent, kind = kind, tick = tick, pos = vec_columns(pos, n) }
+	if present.velocity then
+		local vs = {}
+		for i = 1, n do
+			vs[i] = given(obs[i].velocity) and obs[i].velocity or { x = 0, y = 0, z = 0 }
+		end
+		cols.velocity = vec_columns(vs, n)
+	end
+	for _, key in ipairs(ROW_KEYS) do
+		if present[key] then
+			local col, default = json.array(), ROW_DEFAULTS[key]
+			for i = 1, n do
+				local v = obs[i][key]
+				if v == nil then
+					v = default and default() or NULL
+				elseif LIST_KEYS[key] and v ~= NULL then
+					v = as_array(v)
+				end
+				col[i] = v
+			end
+			cols[key] = col
+		end
+	end
+	if present.entities then
+		local count, flat = json.array(), {}
+		for i = 1, n do
+			local ents = given(obs[i].entities) and obs[i].entities or {}
+			count[i] = #ents
+			for j = 1, #ents do
+				flat[#flat + 1] = ents[j]
+			end
+		end
+		local m = #flat
+		local ec = { count = count }
+		local ekind, rel, vel, has_vel = json.array(), {}, {}, false
+		for j = 1, m do
+			local e = flat[j]
+			ekind[j], rel[j] = e.kind, e.rel
+			vel[j] = given(e.velocity) and e.velocity or NULL
+			has_vel = has_vel or given(e.velocity)
+		end
+		ec.kind, ec.rel = ekind, vec_columns(rel, m)
+		if has_vel then
+			ec.velocity = vec_columns(vel, m)
+		end
+		for _, key in ipairs(ENTITY_KEYS) do
+			local col, any = json.array(), false
+			for j = 1, m do
+				local v = flat[j][key]
+				any = any or v ~= nil
+				col[j] = v == nil and NULL or v
+			end
+			if any then
+				ec[key] = col
+			end
+		end
+		cols.entities = ec
+	end
+	return { columns = cols }
+end
+
+local function list_or_empty(t)
+	return type(t) == "table" and t or {}
+end
+
+--- The action entries of a columnar /v1/act answer, in row order, exactly as the rows format
+--- would give them (rows[<0-based index>] when present, else the move/wait of the columns);
+--- nil and a reason when the answer has no action columns.
+function act.columns_actions(data)
+	local cols = type(data) == "table" and data.columns
+	if type(cols) ~= "table" or type(cols.agent) ~= "table" or type(cols.type) ~= "table" then
+		return nil, "answer has no action columns"
+	end
+	local rows = list_or_empty(data.rows)
+	local dir = list_or_empty(cols.dir)
+	local dx, dy, dz, speed = list_or_empty(dir.x), list_or_empty(dir.y), list_or_empty(dir.z),
+		list_or_empty(cols.speed)
+	local out = {}
+	for i = 1, #cols.type do
+		local a = rows[tostring(i - 1)]
+		if a == nil then
+			local name, typ = cols.agent[i], cols.type[i]
+			if typ == "move" then
+				a = { agent = name, type = "move", args = { dir = { x = dx[i], y = dy[i], z = dz[i] }, speed = speed[i] } }
+			elseif typ == "wait" then
+				a = { agent = name, type = "wait", args = { ticks = 1 } }
+			else -- not sent by the service: refused (with a reason) like any invalid action
+				a = { agent = name, type = typ }
+			end
+		end
+		out[i] = a
+	end
+	return out
+end
+
 --- c: {fetch, cfg, now, log, ratelog, agents, emit, tick}
 function act.new(c)
 	local self = {
@@ -176,7 +337,9 @@ function act:step()
 	self.inflight = true
 	self.stats.requests = self.stats.requests + 1
 	self.c.fetch({ url = self.c.cfg.act_url, method = "POST",
-		data = json.encode({ observations = obs }), timeout = self.c.cfg.act_timeout,
+		data = self.c.cfg.act_format == "columns" and json.encode(act.to_columns(obs))
+			or json.encode({ observations = obs }),
+		timeout = self.c.cfg.act_timeout,
 		extra_headers = self.headers }, function(res)
 		self.inflight = false
 		local ok, err = pcall(self.handle, self, res)
@@ -201,7 +364,15 @@ function act:handle(res)
 			or ("HTTP " .. tostring(res.code)))
 	end
 	local data = core.parse_json(res.data or "")
-	if type(data) ~= "table" or type(data.actions) ~= "table" then
+	local list = type(data) == "table" and data.actions
+	if self.c.cfg.act_format == "columns" and type(list) ~= "table" then
+		local why
+		list, why = act.columns_actions(data)
+		if not list then
+			return fail(self, why)
+		end
+	end
+	if type(list) ~= "table" then
 		return fail(self, "answer has no actions list")
 	end
 	if self.down then
@@ -212,7 +383,7 @@ function act:handle(res)
 	if type(data.model) == "table" then
 		self.stats.model = data.model
 	end
-	for _, a in ipairs(data.actions) do
+	for _, a in ipairs(list) do
 		self.stats.actions = self.stats.actions + 1
 		local ok = self.c.agents.apply(a)
 		if not ok then

@@ -3,7 +3,7 @@
 local config = {}
 
 config.SPEC = {
-	-- name, type, default, min, max
+	-- name, type, default, min, max (enum: name, "enum", default, {allowed values})
 	{ "service_url", "string", "http://127.0.0.1:8765" },
 	{ "act_url", "string", "" },
 	{ "token", "string", "" },
@@ -14,6 +14,7 @@ config.SPEC = {
 	{ "queue_bound", "int", 10000, 10, 1000000 },
 	{ "act_interval", "int", 2, 1, 1000 },
 	{ "act_timeout", "float", 2, 0.1, 60 },
+	{ "act_format", "enum", "rows", { "rows", "columns" } },
 	{ "http_timeout", "float", 5, 0.5, 120 },
 	{ "backoff_max", "float", 10, 0.1, 600 },
 	{ "nearby_radius", "int", 1, 0, 3 },
@@ -38,7 +39,8 @@ local function clamp(x, lo, hi)
 end
 
 --- settings: an object with get(key) returning a string or nil (core.settings or a test double).
-function config.read(settings)
+--- warn (optional): called with a message for a value that cannot be used (its default is used).
+function config.read(settings, warn)
 	local out = {}
 	for _, spec in ipairs(config.SPEC) do
 		local name, kind, default, lo, hi = spec[1], spec[2], spec[3], spec[4], spec[5]
@@ -49,6 +51,17 @@ function config.read(settings)
 				value = raw
 			elseif kind == "bool" then
 				value = raw == "true" or raw == "1" or raw == "yes"
+			elseif kind == "enum" then
+				local known = false
+				for _, allowed in ipairs(lo) do
+					known = known or raw == allowed
+				end
+				if known then
+					value = raw
+				elseif warn then
+					warn(string.format("[luanti_tune] luanti_tune.%s must be one of %s, got %q; using %s",
+						name, table.concat(lo, ", "), raw, default))
+				end
 			else
 				local n = tonumber(raw)
 				if n then

@@ -1,0 +1,18 @@
+require("spec.helper")
+local json = luanti_tune.require("json")
+
+describe("json.null", function()
+	it("encodes as null inside arrays and objects, keeping the array's positions", function()
+		assert.equals("[1,null,3]", json.encode(json.array({ 1, json.null, 3 })))
+		assert.equals("[null]", json.encode({ json.null }))
+		assert.equals('["a",null]', json.encode(json.array({ "a", json.null })))
+		assert.equals('{"a":null}', json.encode({ a = json.null }))
+	end)
+
+	it("is what the decoder gives back for null", function()
+		local back = json.decode("[1,null,3]")
+		assert.equals(3, #back)
+		assert.equals(json.null, back[2])
+		assert.equals("[1,null,3]", json.encode(back))
+	end)
+end)
