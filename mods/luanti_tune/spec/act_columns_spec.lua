@@ -36,8 +36,8 @@ describe("act.to_columns", function()
 		}
 		assert.same({ columns = {
 			agent = { "pursuit-1", "pursuit-2", "pursuit-3" },
-			kind = { "pursuit", "pursuit", "pursuit" },
-			tick = { 42, 42, 42 },
+			kind = "pursuit", -- the same for every row: sent once
+			tick = 42,
 			pos = { x = { 0, 5, 9 }, y = { 8, 8, 8 }, z = { 0, 1, 9 } },
 			velocity = { x = { 1, 0, 0 }, y = { 0, -1, 0 }, z = { 0, 0, 0 } },
 			yaw = { 0.5, 0, 0 }, pitch = { 0, 0.25, 0 }, hp = { 20, 7, 20 },
@@ -76,7 +76,8 @@ describe("act.to_columns", function()
 		assert.same({ null, null, "reds" }, cols.team)
 		assert.same({ { radius = 1, codes = grid.codes }, null, null }, cols.nearby)
 		assert.same({ "npc", "navigation", "team" }, cols.kind)
-		assert.same({ count = { 0, 0, 1 }, kind = { "agent" }, name = { "team-2" }, team = { "reds" },
+		assert.equals(7, cols.tick)
+		assert.same({ count = { 0, 0, 1 }, kind = "agent", name = { "team-2" }, team = { "reds" },
 			rel = { x = { 1 }, y = { 0 }, z = { 0 } } }, cols.entities)
 		for _, absent in ipairs({ "velocity", "yaw", "pitch", "hp", "last_result", "inventory" }) do
 			assert.is_nil(cols[absent], absent)
@@ -89,9 +90,9 @@ describe("act.to_columns", function()
 			{ agent = "pursuit-1", kind = "pursuit", tick = 1, pos = vec(0, 8, 0), entities = json.array(), targets = {} },
 		}
 		assert.equals('{"columns":{"agent":["pursuit-1"],"entities":{"count":[0],"kind":[],'
-			.. '"rel":{"x":[],"y":[],"z":[]}},"kind":["pursuit"],"pos":{"x":[0],"y":[8],"z":[0]},"targets":[[]],'
-			.. '"tick":[1]}}', json.encode(act.to_columns(obs)))
-		assert.equals('{"columns":{"agent":["a-1"],"kind":["npc"],"pos":{"x":[1],"y":[2],"z":[3]},"tick":[0]}}',
+			.. '"rel":{"x":[],"y":[],"z":[]}},"kind":"pursuit","pos":{"x":[0],"y":[8],"z":[0]},"targets":[[]],'
+			.. '"tick":1}}', json.encode(act.to_columns(obs)))
+		assert.equals('{"columns":{"agent":["a-1"],"kind":"npc","pos":{"x":[1],"y":[2],"z":[3]},"tick":0}}',
 			json.encode(act.to_columns({ { agent = "a-1", kind = "npc", pos = vec(1, 2, 3) } })))
 		assert.equals('{"columns":{"agent":[],"kind":[],"pos":{"x":[],"y":[],"z":[]},"tick":[]}}',
 			json.encode(act.to_columns({})))
@@ -99,10 +100,10 @@ describe("act.to_columns", function()
 
 	it("converts decoded rows (JSON nulls, arrays from the decoder) the same way", function()
 		local rows = json.decode('[{"agent":"npc-1","kind":"npc","pos":{"x":1,"y":2,"z":3},"goal":null,'
-			.. '"chat":[],"inventory":{"default:dirt":3}},{"agent":"npc-2","kind":"npc","pos":{"x":0,"y":0,"z":0}}]')
+			.. '"chat":[],"inventory":{"default:dirt":3}},{"agent":"npc-2","kind":"npc","tick":5,"pos":{"x":0,"y":0,"z":0}}]')
 		assert.equals('{"columns":{"agent":["npc-1","npc-2"],"chat":[[],[]],"goal":[null,null],'
-			.. '"inventory":[{"default:dirt":3},{}],"kind":["npc","npc"],"pos":{"x":[1,0],"y":[2,0],"z":[3,0]},'
-			.. '"tick":[0,0]}}', json.encode(act.to_columns(rows)))
+			.. '"inventory":[{"default:dirt":3},{}],"kind":"npc","pos":{"x":[1,0],"y":[2,0],"z":[3,0]},'
+			.. '"tick":[0,5]}}', json.encode(act.to_columns(rows)))
 	end)
 end)
 

@@ -159,10 +159,25 @@ local ROW_DEFAULTS = {
 	chat = json.array,
 }
 local LIST_KEYS = { targets = true, chat = true }
+
+-- values[1] when every value is that same one (sent once), else values.
+local function uniform(values)
+	local first = values[1]
+	if first == nil or type(first) == "table" then
+		return values
+	end
+	for i = 2, #values do
+		if values[i] ~= first then
+			return values
+		end
+	end
+	return first
+end
 local ENTITY_KEYS = { "name", "hp", "team" }
 
 --- The columnar /v1/act request ({columns = ...}) of a list of observation tables (as built by
---- act.observe). Every column is a JSON array of one value per row (entities: per entity).
+--- act.observe). Every column is a JSON array of one value per row (entities: per entity), but
+--- kind, tick and entities.kind are sent once when every row has the same.
 function act.to_columns(obs)
 	local n = #obs
 	local agent, kind, tick, pos = json.array(), json.array(), json.array(), {}
@@ -176,7 +191,7 @@ function act.to_columns(obs)
 			end
 		end
 	end
-	local cols = { agent = agent, kind = kind, tick = tick, pos = vec_columns(pos, n) }
+	local cols = { agent = agent, kind = uniform(kind), tick = uniform(tick), pos = vec_columns(pos, n) }
 	if present.velocity then
 		local vs = {}
 		for i = 1, n do
@@ -217,7 +232,7 @@ function act.to_columns(obs)
 			vel[j] = given(e.velocity) and e.velocity or NULL
 			has_vel = has_vel or given(e.velocity)
 		end
-		ec.kind, ec.rel = ekind, vec_columns(rel, m)
+		ec.kind, ec.rel = uniform(ekind), vec_columns(rel, m)
 		if has_vel then
 			ec.velocity = vec_columns(vel, m)
 		end
