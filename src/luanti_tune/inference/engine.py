@@ -48,6 +48,10 @@ MODEL_ERROR = "model_error"
 LOW_CONFIDENCE = "low_confidence"
 
 
+#: Batches between two refreshes of the sample observations kept per kind (export checks).
+RECENT_EVERY = 64
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     min_confidence: float = 0.0
@@ -360,8 +364,9 @@ class InferenceEngine:
                     self._run_model(served, kind, idxs, obs, result)
                     result.versions[kind] = served.ref
                 # sample inputs for checking the next export (a few rows: keeping the whole batch
-                # alive would free it inside the next decide)
-                self._recent[kind] = obs.take(range(min(len(obs), 64)))
+                # alive would free it inside the next decide), refreshed now and then
+                if kind not in self._recent or self.stats["batches"] % RECENT_EVERY == 0:
+                    self._recent[kind] = obs.take(range(min(len(obs), 64)))
             result.seconds = time.perf_counter() - t0
             self.stats["batches"] += 1
             self.stats["agents"] += n

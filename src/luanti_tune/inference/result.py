@@ -56,7 +56,10 @@ class BatchResult:
 
     def main_ref(self) -> ModelRef | None:
         """The model that decided most agents (the response's top-level ``model``)."""
-        counts = Counter(self.refs)
+        refs = self.refs
+        if refs and refs[0] is not None and refs.count(refs[0]) == len(refs):
+            return refs[0]  # one model decided every agent (the common case): no counting
+        counts = Counter(refs)
         counts.pop(None, None)
         return max(counts, key=lambda r: counts[r]) if counts else None  # type: ignore[arg-type]
 

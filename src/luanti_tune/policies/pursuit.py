@@ -297,6 +297,10 @@ class _TrackTable:
         self.listmode = np.zeros(slots, dtype=bool)
         self.lists: dict[int, list[tuple[float, float, float]]] = {}
         self.index: dict[tuple[str, str], int] = {}
+        #: Bumped whenever ``index`` changes; ``lookup`` caches the slots of the last batch's
+        #: ``(agents, keys)`` for that epoch (a server sends the same agents step after step).
+        self.epoch = 0
+        self.lookup: tuple[int, list[str], list[str], np.ndarray] | None = None
         self.crowded: set[str] = set()
         self.free: list[int] = list(range(slots - 1, -1, -1))
         self.dead: list[tuple[str, dict[str, int]]] = []
@@ -321,6 +325,7 @@ class _TrackTable:
     def release(self, agent: str, key: str, slot: int) -> None:
         if self.index.get((agent, key)) == slot:
             del self.index[(agent, key)]
+            self.epoch += 1
             self.lists.pop(slot, None)
             self.free.append(slot)
 
@@ -745,6 +750,7 @@ class PursuitAdapter(FamilyAdapter):
                 table.store(slot, [(float(t), float(x), float(z)) for t, x, z in items])
                 mine.slots[key] = slot
                 table.index[(agent, key)] = slot
+                table.epoch += 1
             if len(mine.slots) > MAX_TRACKS:
                 table.crowded.add(agent)
         mem[MEMORY_KEY] = mine
@@ -775,18 +781,7 @@ class PursuitAdapter(FamilyAdapter):
             tk, axz, rows = ticks_all[part], axz_all[part], ri_all[part]
             vgiven = None if vgiven_all is None else vgiven_all[part]
         m = len(agents)
-        index = table.index
-        slots = np.fromiter(map(index.get, zip(agents, keys, strict=True), repeat(-1)), dtype=np.intp, count=m)
-        if (slots < 0).any():  # a new agent or target: its slot
-            for j in np.flatnonzero(slots < 0).tolist():
-                agent, key = agents[j], keys[j]
-                owner = self._owner(memory, table, agent)
-                slot = owner.slots.get(key)
-                if slot is None:
-                    slot = owner.slots[key] = index[(agent, key)] = table.alloc()
-                    if len(owner.slots) > MAX_TRACKS:
-                        table.crowded.add(agent)
-                slots[j] = slot
+        slots = self._slots(table, memory, agents, keys)
         keep_s = self.keep_s
         last = table.last[slots]
         ts = tk * TICK_S
@@ -827,6 +822,28 @@ class PursuitAdapter(FamilyAdapter):
             self._ring_rows(table, slots, tk, axz, reset, last, rows, vgiven, hist, vel)
         if table.crowded:
             self._forget(table, memory, agents, keys, tk)
+
+    def _slots(self, table: _TrackTable, memory: AgentMemory, agents: list[str], keys: list[str]) -> np.ndarray:
+        """The slot of each ``(agent, key)`` track (allocated for new ones)."""
+        cached = table.lookup
+        if cached is not None and cached[0] == table.epoch and cached[1] == agents and cached[2] == keys:
+            return cached[3].copy()  # the same agents and targets as the last batch, no slot changed
+        index = table.index
+        m = len(agents)
+        slots = np.fromiter(map(index.get, zip(agents, keys, strict=True), repeat(-1)), dtype=np.intp, count=m)
+        if (slots < 0).any():  # a new agent or target: its slot
+            for j in np.flatnonzero(slots < 0).tolist():
+                agent, key = agents[j], keys[j]
+                owner = self._owner(memory, table, agent)
+                slot = owner.slots.get(key)
+                if slot is None:
+                    slot = owner.slots[key] = index[(agent, key)] = table.alloc()
+                    table.epoch += 1
+                    if len(owner.slots) > MAX_TRACKS:
+                        table.crowded.add(agent)
+                slots[j] = slot
+        table.lookup = (table.epoch, agents, keys, slots.copy())
+        return slots
 
     def _forget(
         self, table: _TrackTable, memory: AgentMemory, agents: list[str], keys: list[str], tk: np.ndarray

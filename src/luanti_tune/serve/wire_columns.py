@@ -49,6 +49,7 @@ its valid rows instead, the invalid ones answered with errors naming their ``obs
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from itertools import chain
 from typing import Annotated, Any, Literal
@@ -177,7 +178,10 @@ def decode_columns(body: bytes, *, msgpack: bool, max_agents: int) -> Observatio
 
 def _decode_lax(body: bytes, msgpack: bool, first: msgspec.ValidationError) -> ColumnsRequest:
     """The request with integral floats at integer positions (inventory, nearby) accepted."""
-    raw = (_MSGPACK_ANY if msgpack else _JSON_ANY).decode(body)
+    try:
+        raw = (_MSGPACK_ANY if msgpack else _JSON_ANY).decode(body)
+    except msgspec.DecodeError as exc:  # malformed after the first invalid value
+        raise ColumnsError("body", f"not valid {'msgpack' if msgpack else 'JSON'}: {exc}", structural=True) from None
     cols = raw.get("columns") if type(raw) is dict else None
     if type(cols) is dict:
         inv = cols.get("inventory")
@@ -204,10 +208,20 @@ def _error_of(exc: msgspec.ValidationError) -> ColumnsError:
     """``Expected ... - at `$.columns.pos.x[3]``` -> loc ``columns.pos.x[3]`` and the message."""
     text = str(exc)
     msg, sep, where = text.rpartition(" - at `")
-    if not sep:
-        return ColumnsError("columns", text)
+    if not sep:  # msgspec names no path at the top level
+        msg, where = text, "$`"
+    key, _, where = where.rpartition("` in `")  # "key` in `$.columns.inventory[0]`": a dict key
     loc = where.rstrip("`").removeprefix("$.").removeprefix("$") or "body"
-    return ColumnsError(loc, msg)
+    if key:
+        msg = f"{key}: {msg}"
+    field = _FIELD_MSG.match(msg)
+    if field:  # an unknown or missing field: name it (``columns.pos``), as the row format does
+        loc = f"{loc}.{field[1]}" if loc != "body" else field[1]
+    # outside the columns (``extra``, ``columns`` itself) there are no rows to answer one by one
+    return ColumnsError(loc, msg, structural=not loc.startswith("columns."))
+
+
+_FIELD_MSG = re.compile(r"^Object (?:contains unknown|missing required) field `([^`]*)`$")
 
 
 def _length(loc: str, values: Sequence[Any] | None, n: int) -> None:
@@ -424,11 +438,14 @@ def rows_to_columns(observations: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The columnar request (``{"columns": ...}``) of row-format observations (valid ones).
 
     What a Python client sends instead of ``{"observations": observations}``: optional fields
-    become columns only when some row has them (the others get the schema default or ``null``).
+    become columns only when some row has them (the others get the schema default or ``null``);
+    ``kind``, ``tick`` and ``entities.kind`` are sent once when every row has the same.
     """
     n = len(observations)
     cols: dict[str, Any] = {"agent": [o["agent"] for o in observations], "kind": [o["kind"] for o in observations]}
     cols["tick"] = [o.get("tick", 0) for o in observations]
+    for key in ("kind", "tick"):
+        cols[key] = _uniform(cols[key])
     cols["pos"] = _vec_columns([o["pos"] for o in observations])
     present = {k for o in observations for k in o}
     if "velocity" in present:
@@ -446,9 +463,17 @@ def rows_to_columns(observations: Sequence[dict[str, Any]]) -> dict[str, Any]:
         ec["rel"] = _vec_columns([e["rel"] for e in ents])
         if any("velocity" in e for e in ents):
             ec["velocity"] = _vec_columns([e.get("velocity") for e in ents])
+        ec["kind"] = _uniform(ec["kind"])
         cols["entities"] = ec
     assert all(len(v) == n for k, v in cols.items() if isinstance(v, list)), "ragged rows"
     return {"columns": cols}
+
+
+def _uniform(values: list[Any]) -> Any:
+    """``values[0]`` when every value is that same one (sent once), else ``values``."""
+    if values and values.count(values[0]) == len(values) and type(values[0]) is not list:
+        return values[0]
+    return values
 
 
 def _vec_columns(vecs: Sequence[dict[str, float] | None]) -> dict[str, list[float | None]]:
