@@ -9,6 +9,7 @@ import json
 import re
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -293,3 +294,75 @@ def test_server_restart_and_crash_never_reuse_seq(harness: Harness) -> None:
     assert max(e["seq"] for e in starts) > before
     seqs = [e["seq"] for e in h.events(sources=(source,))]
     assert len(seqs) == len(set(seqs))
+
+
+def test_pursuit_agents_driven_through_the_columnar_format_close_distance(
+    harness: Harness, client_factory: Callable[..., HeadlessClient]
+) -> None:
+    """``luanti_tune.act_format = columns``: the mod sends columnar requests, reads the columnar
+    answers of the real service and pursuit agents close in as with rows (last test: it restarts
+    the server with the setting)."""
+    h = harness
+    assert h.trainer is not None and h.trainer.wait(180) == 0  # the champion of the rows test
+    _wait_for_champion(h.service.url + "/v1/act", "pursuit")
+    h.server.stop()
+    h.server.settings["luanti_tune.act_format"] = "columns"
+    h.server.start()
+    with h.policy.lock:
+        h.policy.requests.clear()
+        h.policy.answers.clear()
+    h.policy.proxy_to = h.service.url + "/v1/act"
+    h.policy.mode = "proxy"
+    carol = client_factory(h.server.port, "carol")
+    state = h.server.wait_state(lambda s: "carol" in s.get("players", {}), timeout=40)
+    p = state["players"]["carol"]["pos"]
+    # two pursuit agents: the pursuit model decides most rows (an NPC restored by the restart test
+    # may be there too), so its moves come back as plain columns, not as whole rows
+    h.server.ctl(f"spawn pursuit {p['x'] + 10:.1f} 9 {p['z']:.1f}", f"spawn pursuit {p['x'] - 10:.1f} 9 {p['z']:.1f}")
+    state = h.server.wait_state(lambda s: sum(k.startswith("pursuit") for k in s.get("agents", {})) == 2)
+    ids = [k for k in state["agents"] if k.startswith("pursuit")]
+    d0 = {a: _hdist(state["agents"][a]["pos"], state["players"]["carol"]["pos"]) for a in ids}
+    closest = dict(d0)
+    deadline = time.monotonic() + 25
+    while time.monotonic() < deadline and any(closest[a] >= 0.4 * d0[a] for a in ids):
+        time.sleep(0.3)
+        st = h.server.ctl_state()
+        for a in ids:
+            if a in st["agents"] and "carol" in st["players"]:
+                closest[a] = min(closest[a], _hdist(st["agents"][a]["pos"], st["players"]["carol"]["pos"]))
+    h.policy.mode = "none"
+    h.server.ctl("clear")
+    carol.stop()
+    assert all(d > 7 for d in d0.values()), d0
+    assert all(closest[a] < 0.5 * d0[a] for a in ids), f"pursuit agents did not close in: {d0} -> {closest}"
+    with h.policy.lock:
+        requests, answers = list(h.policy.requests), list(h.policy.answers)
+    # every request was columnar; the agents' rows carried carol as a target
+    assert requests and all(set(r) == {"columns"} for r in requests), requests[:1]
+    targets = [
+        r["columns"]["targets"][r["columns"]["agent"].index(a)]
+        for r in requests
+        for a in ids
+        if a in r["columns"]["agent"]
+    ]
+    assert targets and any("carol" in t for t in targets)
+    # the answers were columnar, and the agents were moved by the pursuit champion: plain "move"
+    # columns under a pursuit top-level model, or whole rows naming the pursuit model
+    assert answers and all("columns" in a and "actions" not in a for a in answers)
+    plain, by_model, decided = 0, 0, 0
+    for ans in answers:
+        cols, top = ans["columns"], (ans.get("model") or {}).get("name", "")
+        for a in ids:
+            if a not in cols["agent"]:
+                continue
+            i = cols["agent"].index(a)
+            decided += 1
+            row = ans["rows"].get(str(i))
+            if row is None:
+                plain += cols["type"][i] == "move" and top.startswith("pursuit")
+                by_model += top.startswith("pursuit")
+            else:
+                by_model += "fallback" not in row and str(row.get("model", top)).startswith("pursuit")
+    assert decided and by_model >= 0.8 * decided and plain >= 0.5 * decided, (decided, by_model, plain, answers[:2])
+    act = h.status()["act"]
+    assert act["actions"] > 0 and act["refused"] <= 0.2 * act["actions"], act
