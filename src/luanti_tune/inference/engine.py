@@ -541,17 +541,23 @@ class InferenceEngine:
         if not picks:
             return
         items: list[LogItem] = []
+        cols = batch.cols
         for i, action in zip(picks, result.wire_rows(picks), strict=True):
             if action is None:
                 continue
-            o = batch.items[i]
             ref = result.refs[i]
-            pos = o.pos
+            if cols is not None:  # read the columns: no Observation built
+                agent, tick = cols.agent[i], int(cols.tick[i])
+                x, y, z = cols.pos[i].tolist()
+            else:
+                o = batch.items[i]
+                agent, tick = o.agent, o.tick
+                x, y, z = o.pos.x, o.pos.y, o.pos.z
             items.append(
                 (
-                    o.agent,
-                    o.tick,
-                    {"x": pos.x, "y": pos.y, "z": pos.z},
+                    agent,
+                    tick,
+                    {"x": x, "y": y, "z": z},
                     action,
                     ref[0] if ref else None,
                     ref[1] if ref else None,
