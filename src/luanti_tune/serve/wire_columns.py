@@ -501,6 +501,8 @@ def _entity_rows(ents: Any, n: int) -> list[list[dict[str, Any]]]:
     if not all(type(k) in (int, float) and k >= 0 and float(k).is_integer() for k in counts):
         raise ColumnsError("columns.entities.count", "must hold non-negative integers", structural=True)
     m = int(sum(counts))
+    if m > MAX_ENTITIES * n:  # before allocating one dict per entity (a count of 1e20 ...)
+        raise ColumnsError("columns.entities.count", f"at most {MAX_ENTITIES} entities per row", structural=True)
     flat: list[dict[str, Any]] = [{} for _ in range(m)]
     for key, value in ents.items():
         if key == "count":
