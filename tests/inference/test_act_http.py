@@ -135,6 +135,7 @@ def test_partial_mode_answers_the_valid_agents(serve: Any, engine: InferenceEngi
     acts = r.json()["actions"]
     assert len(acts) == 20
     assert acts[4]["error"]["loc"] == "observations[4].pos.y" and acts[9]["error"]["loc"] == "observations[9].hp"
+    assert acts[4]["agent"] == obs[4]["agent"] and "agent" not in acts[4]["error"]  # named as sent
     assert all("type" in a for i, a in enumerate(acts) if i not in (4, 9))
     # identical answers to a strict request of the valid agents alone (fresh agent ids: no memory)
     good = [{**o, "agent": f"again-{i}"} for i, o in enumerate(obs) if i not in (4, 9)]

@@ -38,6 +38,7 @@ from luanti_tune.serve.wire_columns import (
     ColumnsError,
     columns_to_rows,
     decode_columns,
+    decode_untyped,
     is_columns_body,
     render_columns,
 )
@@ -49,6 +50,8 @@ _OBS: TypeAdapter[Observation] = TypeAdapter(Observation)
 #: Bodies the fast decoder refused are validated by pydantic on the event loop up to this size
 #: (cheaper than a thread hop), in a worker thread above it. The fast decoder always runs inline.
 INLINE_PARSE_BYTES = 32 * 1024
+#: Key of a partial-mode row error holding the agent name the invalid row was sent with.
+AGENT_AS_SENT = "agent"
 MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack", "application/vnd.msgpack")
 
 
@@ -185,6 +188,9 @@ class ActService:
             except ValidationError as one:
                 errs = validation_errors(one, ("observations", i))
                 bad[i] = {"loc": errs[0]["loc"], "msg": "; ".join(f"{e['loc']}: {e['msg']}" for e in errs)[:500]}
+                name = item.get("agent") if isinstance(item, dict) else None
+                if isinstance(name, str) and len(name) <= 64:
+                    bad[i][AGENT_AS_SENT] = name  # answered under the name it was sent with
                 obs.append(None)
         return obs, bad
 
@@ -220,7 +226,10 @@ class ActService:
                 raise Rejected(413, exc.msg) from None
             if not partial or exc.structural:
                 raise Rejected(422, "invalid act request", [_columns_error(exc)]) from None
-        raw = self._unpack(body) if is_msgpack else self._loads(body)
+        try:  # the same parser as decode_columns: what it read, this reads
+            raw = decode_untyped(body, msgpack=is_msgpack)
+        except Exception as exc:  # noqa: BLE001 - any decode error is a client error
+            raise Rejected(400, f"body is not valid {'msgpack' if is_msgpack else 'JSON'}: {exc}") from None
         try:
             rows = columns_to_rows(raw.get("columns") if isinstance(raw, dict) else None)
         except ColumnsError as exc:
@@ -262,7 +271,7 @@ class ActService:
             return render_columns(await self.batcher.decide(batch), batch, batch.agents)
         good = ObservationBatch([o for o in obs if o is not None])
         result = await self.batcher.decide(good) if len(good) else BatchResult.empty(0)
-        agents = [o.agent if o is not None else None for o in obs]
+        agents = [o.agent if o is not None else bad[i].get(AGENT_AS_SENT) for i, o in enumerate(obs)]
         return render_columns(_widen(result, obs, bad), obs, agents)
 
 
@@ -287,7 +296,10 @@ def render(result: BatchResult, obs: Sequence[Any]) -> dict[str, Any]:
         for i, (d, ref) in enumerate(zip(entries, refs, strict=True)):
             if d is None:
                 o = items[i]
-                entries[i] = {"agent": o.agent if o is not None else None, "error": result.errors.get(i)}
+                error = dict(result.errors.get(i) or {})
+                name = o.agent if o is not None else error.get(AGENT_AS_SENT)
+                error.pop(AGENT_AS_SENT, None)
+                entries[i] = {"agent": name, "error": error or None}
                 continue
             if ref != main and ref is not None:
                 d["model"] = ref[0]

@@ -176,6 +176,11 @@ def decode_columns(body: bytes, *, msgpack: bool, max_agents: int) -> Observatio
     return ObservationBatch.from_columns(build_columns(req.columns, max_agents))
 
 
+def decode_untyped(body: bytes, *, msgpack: bool) -> Any:
+    """``body`` as plain Python values, read by the same parser as :func:`decode_columns`."""
+    return (_MSGPACK_ANY if msgpack else _JSON_ANY).decode(body)
+
+
 def _decode_lax(body: bytes, msgpack: bool, first: msgspec.ValidationError) -> ColumnsRequest:
     """The request with integral floats at integer positions (inventory, nearby) accepted."""
     try:
@@ -589,6 +594,7 @@ __all__ = [
     "ColumnsRequest",
     "columns_to_rows",
     "decode_columns",
+    "decode_untyped",
     "is_columns_body",
     "render_columns",
     "rows_to_columns",
