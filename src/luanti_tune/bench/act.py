@@ -11,6 +11,9 @@ stream: each agent's target track grows by one sample per call):
   a new one per call, so no column is cached between calls) -> every agent's action (columnar);
   the body is parsed right before and the answer rendered right after each call (untimed), as in
   the service, so the engine's data is not kept warm in the CPU caches between calls;
+- ``http_columns``/``engine_columns``: the same with the compact columnar wire format
+  (``serve/wire_columns.py``: request parsed into arrays, answer rendered as columns);
+  ``targets_met`` judges the latency targets for both formats;
 - ``engine_back_to_back``: the same calls back to back on batches parsed beforehand (warm caches);
 - ``engine_typed``: the same from a list of pydantic ``Observation`` objects (in-process callers);
 - ``engine_torch``: the same with eager PyTorch; ``onnx_speedup`` = torch p50 / ONNX p50;
@@ -18,11 +21,11 @@ stream: each agent's target track grows by one sample per call):
   beforehand): what the engine itself adds per batch, whatever the family;
 - ``per_agent``: the same agents as separate one-agent HTTP calls; ``batched_speedup`` =
   batched agents/s / per-agent agents/s;
-- ``engine_cpu``/``engine_floor_cpu``: CPU time of the deciding thread per call, and
+- ``engine_cpu``/``engine_columns_cpu``/``engine_floor_cpu``: CPU time of the deciding thread per call, and
   ``http_server_cpu_ms_per_call``: the server process's CPU per batched call: figures that do not
   grow when other processes compete for the two cores (wall times do);
 - ``training``: p99 of the batched HTTP call while a CPU-bound torch training loop runs in another
-  process (1 torch thread, like the worker), and its ratio to the idle p99;
+  process (1 torch thread, like the worker), and its ratio to the idle p99 (rows and columns);
 - ``during_swaps``: the batched HTTP call while three new champions are promoted one after the
   other (each call until the new version answers, then 20 more), and its p99's ratio to idle;
 - ``breakdown``: where the CPU time of the largest batch goes (thread CPU medians): JSON parse alone, parse + validation
@@ -456,7 +459,11 @@ def act(agents: int, reps: int, seed: int) -> None:
                 steps = reps + WARMUP
                 eng = _time_engine(onnx_engine, step_bodies(n, seed, steps), f"engine{n}", parse, rendered)
                 eng_cols = _time_engine(
-                    onnx_engine, step_bodies(n, seed, steps, columns=True), "", parse_columns, _render_columns
+                    onnx_engine,
+                    step_bodies(n, seed, steps, columns=True),
+                    f"columns{n}",
+                    parse_columns,
+                    _render_columns,
                 )
                 hot = [_wire_batch(service, b) for b in step_bodies(n, seed, steps)]
                 eng_hot = _time_engine(onnx_engine, hot)
@@ -490,6 +497,7 @@ def act(agents: int, reps: int, seed: int) -> None:
                     "engine": e,
                     "http_columns": percentiles_ms(http_cols),
                     "engine_columns": percentiles_ms(eng_cols),
+                    "engine_columns_cpu": percentiles_ms(CPU[f"columns{n}"]),
                     "engine_back_to_back": percentiles_ms(eng_hot),
                     "engine_typed": percentiles_ms(eng_typed),
                     "engine_torch": et,
@@ -549,6 +557,7 @@ def act(agents: int, reps: int, seed: int) -> None:
         "onnx_speedup": top["onnx_speedup"],
         "training_ratio": training["ratio"],
         "engine_columns_p99_ms": top["engine_columns"]["p99_ms"],
+        "engine_columns_cpu_p99_ms": top["engine_columns_cpu"]["p99_ms"],
         "http_columns_p99_ms": top["http_columns"]["p99_ms"],
         "training_columns_ratio": training["columns_ratio"],
     }

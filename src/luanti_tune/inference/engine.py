@@ -107,7 +107,8 @@ def _row_finite(outputs: Mapping[str, np.ndarray], n: int) -> np.ndarray:
         a = np.asarray(arr)
         if a.shape[:1] != (n,):
             raise ValueError(f"model output has shape {a.shape}, expected leading dimension {n}")
-        ok &= np.isfinite(a.reshape(n, -1)).all(axis=1) if a.size else ok
+        if a.size and not np.isfinite(a).all():  # rarely: then find the rows
+            ok &= np.isfinite(a.reshape(n, -1)).all(axis=1)
     return ok
 
 

@@ -906,20 +906,24 @@ class PursuitAdapter(FamilyAdapter):
         kf[cell] = True
         # first kept knot: the first knot at or after keep_s ago
         first = tk.copy()
-        if cont.any():
-            q = np.flatnonzero(cont)
-            tq_ = thr[q]
+        every = bool(cont.all())  # the common case: every track continues (no gathers needed)
+        if every or cont.any():
+            q = None if every else np.flatnonzero(cont)
+            tq_ = thr if q is None else thr[q]
             c = np.ceil(tq_ / TICK_S).astype(np.int64)
             c -= (c - 1) * TICK_S >= tq_
             c += c * TICK_S < tq_
-            c = np.maximum(c, table.first[s[q]])
-            bq = base[q]
+            c = np.maximum(c, table.first[s if q is None else s[q]])
+            bq = base if q is None else base[q]
             while True:
                 miss = ~kf[bq + (c & msk)]
                 if not miss.any():
                     break
                 c[miss] += 1  # ends at the knot just written
-            first[q] = c
+            if q is None:
+                first = c
+            else:
+                first[q] = c
         table.first[s] = first
         table.last[s] = tk
         # resample at t - k * hist_dt (k >= 1; k = 0 is the last knot itself)
