@@ -908,22 +908,22 @@ class PursuitAdapter(FamilyAdapter):
         first = tk.copy()
         every = bool(cont.all())  # the common case: every track continues (no gathers needed)
         if every or cont.any():
-            q = None if every else np.flatnonzero(cont)
-            tq_ = thr if q is None else thr[q]
+            cq = None if every else np.flatnonzero(cont)
+            tq_ = thr if cq is None else thr[cq]
             c = np.ceil(tq_ / TICK_S).astype(np.int64)
             c -= (c - 1) * TICK_S >= tq_
             c += c * TICK_S < tq_
-            c = np.maximum(c, table.first[s if q is None else s[q]])
-            bq = base if q is None else base[q]
+            c = np.maximum(c, table.first[s if cq is None else s[cq]])
+            bq = base if cq is None else base[cq]
             while True:
                 miss = ~kf[bq + (c & msk)]
                 if not miss.any():
                     break
                 c[miss] += 1  # ends at the knot just written
-            if q is None:
+            if cq is None:
                 first = c
             else:
-                first[q] = c
+                first[cq] = c
         table.first[s] = first
         table.last[s] = tk
         # resample at t - k * hist_dt (k >= 1; k = 0 is the last knot itself)
