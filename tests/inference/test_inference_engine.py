@@ -233,6 +233,32 @@ def test_session_store_bookkeeping_stays_bounded_and_ttl_is_exact() -> None:
     assert s.enforce() == 1 and len(s) == 0
 
 
+def test_session_store_repeated_batches_keep_exact_recency_and_ttl() -> None:
+    now = [0.0]
+    s = SessionStore(max_agents=4, ttl_s=10.0, clock=lambda: now[0])
+    batch = ["a", "b", "c"]
+    s.touch(batch)
+    for a in batch:
+        s[a] = {}
+    s.touch(batch)  # the same agents again: their shared stamp is refreshed in place
+    s["d"] = {}
+    now[0] = 6.0
+    s.touch(list(batch))  # an equal list (not the same object): the fast path too
+    now[0] = 12.0
+    assert s.enforce() == 1 and sorted(s) == ["a", "b", "c"]  # d expired (t=0), a/b/c seen at t=6
+    s.touch(["b", "c"])  # another batch rebinds some of them ...
+    now[0] = 13.0
+    s.touch(["a", "b"])
+    s.touch(["a", "b"])  # ... and a repeated touch must not refresh c with them
+    s["e"] = {}
+    s["f"] = {}  # the store overflows by one: c (t=12) is now the least recently used
+    assert s.enforce() == 1 and sorted(s) == ["a", "b", "e", "f"]
+    now[0] = 22.5
+    assert s.enforce() == 0
+    now[0] = 23.5
+    assert s.enforce() == 4 and len(s) == 0
+
+
 def test_memory_stays_bounded_with_churning_agents() -> None:
     cfg = EngineConfig(onnx=False, session_max_agents=500, session_ttl_s=3600)
     eng = InferenceEngine(StaticModelSource([make_candidate(1)]), config=cfg)

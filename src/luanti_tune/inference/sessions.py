@@ -18,12 +18,17 @@ from typing import Any
 
 _NEVER = (0, -math.inf)
 
+#: ``[recency counter, last-seen time]``, shared by every agent of one :meth:`SessionStore.touch`.
+Stamp = list[float]
+
 
 class SessionStore(MutableMapping[str, dict[str, Any]]):
     """An LRU/TTL-bounded ``agent id -> dict`` mapping.
 
-    Recency is a counter bumped once per :meth:`touch` (a whole batch shares one value, in C:
-    ``dict.update``), so touching 1000 agents costs tens of microseconds; the least recently used
+    Recency is a counter bumped once per :meth:`touch` (a whole batch shares one stamp, in C:
+    ``dict.update``), so touching 1000 agents costs tens of microseconds, and touching exactly the
+    agents of the previous touch again (a server's next step) only updates their shared stamp in
+    place (no key of theirs got another stamp since, so this is exact); the least recently used
     entries are found by sorting only when the store overflows, expired ones by a sweep that runs
     only once the oldest last-seen time can have passed the TTL.
     """
@@ -40,8 +45,10 @@ class SessionStore(MutableMapping[str, dict[str, Any]]):
         self._clock = clock
         self._data: dict[str, dict[str, Any]] = {}
         #: ``(recency counter, last-seen time)`` per key; may hold keys not (or no longer) in _data
-        self._seen: dict[str, tuple[int, float]] = {}
+        self._seen: dict[str, Stamp | tuple[int, float]] = {}
         self._counter = 0
+        #: the agents of the last touch and their stamp (``None`` once any key got another stamp)
+        self._last: tuple[list[str], Stamp] | None = None
         self._oldest = math.inf  # a lower bound of the last-seen times of the entries
         self.evicted = 0
 
@@ -53,6 +60,9 @@ class SessionStore(MutableMapping[str, dict[str, Any]]):
         if key not in self._data:
             now = self._clock()
             self._counter += 1
+            last = self._last
+            if last is not None and self._seen.get(key) is last[1]:
+                self._last = None  # one of the last touch's agents gets a stamp of its own
             self._seen[key] = (self._counter, now)
             if now < self._oldest:
                 self._oldest = now
@@ -61,6 +71,7 @@ class SessionStore(MutableMapping[str, dict[str, Any]]):
     def __delitem__(self, key: str) -> None:
         del self._data[key]
         self._seen.pop(key, None)
+        self._last = None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._data)
@@ -79,7 +90,16 @@ class SessionStore(MutableMapping[str, dict[str, Any]]):
         """Mark ``agents`` as just seen (most recently used)."""
         now = self._clock()
         self._counter += 1
-        self._seen.update(dict.fromkeys(agents, (self._counter, now)))
+        names = list(agents)  # a copy: the caller may reuse its list
+        last = self._last
+        if last is not None and last[0] == names:
+            stamp = last[1]
+            stamp[0] = self._counter
+            stamp[1] = now
+            return
+        stamp = [self._counter, now]
+        self._seen.update(dict.fromkeys(names, stamp))
+        self._last = (names, stamp)
 
     def enforce(self) -> int:
         """Drop expired and overflowing entries (least recently used first); returns how many."""
@@ -110,4 +130,5 @@ class SessionStore(MutableMapping[str, dict[str, Any]]):
         data = self._data
         if len(self._seen) != len(data):
             self._seen = {k: v for k, v in self._seen.items() if k in data}
+            self._last = None
         self._oldest = min((t for _, t in self._seen.values()), default=math.inf)

@@ -1016,8 +1016,8 @@ class PursuitAdapter(FamilyAdapter):
             np.matmul(mean[:, :, 1], self._path_weights32, out=pz)
             px += rel32[:, 0, None]
             pz += rel32[:, 1, None]
-            bad = ~np.isfinite(mean).all(axis=(1, 2))
-            if bad.any():  # a non-finite horizon spoils only the segments that touch it
+            if not np.isfinite(mean).all():  # a non-finite horizon spoils only the segments that touch it
+                bad = ~np.isfinite(mean).all(axis=(1, 2))
                 for i in np.flatnonzero(bad).tolist():
                     for c, out in ((0, px), (1, pz)):
                         d = np.concatenate([[0.0], mean[i, :, c].astype(np.float64)])
