@@ -4,7 +4,6 @@ OpenAI-style errors, generation errors, no blocking of other routes, adapter hot
 from __future__ import annotations
 
 import shutil
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -22,33 +21,9 @@ from luanti_tune.registry import Registry
 from luanti_tune.schemas.event import parse_event
 from luanti_tune.serve.app import create_app
 from luanti_tune.store.base import open_store
+from uvicorn_thread import ServerThread
 
 MODEL = "luanti-npc"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class _Server:
-    def __init__(self, app: Any) -> None:
-        import uvicorn
-
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 15
-        while not self.server.started:
-            assert self.thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.01)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +41,7 @@ def stack(
     )
     app = create_app(Settings(data_dir=root, dialogue_base=tiny_base), store=store)
     app.state.luanti.components["dialogue"] = service
-    server = _Server(app)
+    server = ServerThread(app).start()
     client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0, timeout=60)
     yield {"url": server.url, "client": client, "service": service, "registry": registry, "events": dialogue_events}
     server.stop()
@@ -245,7 +220,7 @@ def test_metrics_count_requests_by_status(stack: dict[str, Any]) -> None:
 def test_missing_base_model_is_a_503_naming_the_model(tmp_path: Path) -> None:
     store = open_store(f"sqlite:///{tmp_path / 'e.db'}")
     app = create_app(Settings(data_dir=tmp_path, dialogue_base=str(tmp_path / "no-such-model")), store=store)
-    server = _Server(app)
+    server = ServerThread(app).start()
     try:
         body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
         r = httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=30)

@@ -41,6 +41,7 @@ from luanti_tune.serve.act import ActService, attach_service, format_loc
 from luanti_tune.serve.app import create_app
 from luanti_tune.serve.wire import decode_observations
 from luanti_tune.serve.wire_columns import ColumnsError, columns_to_rows, decode_columns, rows_to_columns
+from uvicorn_thread import ServerThread
 
 MAX_AGENTS = 64
 TICK_LIMIT = 2**53 - 1  # documented: columnar ticks stop here, row ticks do not
@@ -680,36 +681,6 @@ def test_pursuit_adapter_columns_equal_rows_and_typed(seed: int) -> None:
 
 
 # ----------------------------------------------------------------------------- 5. HTTP (real uvicorn)
-
-
-class ServerThread:
-    """uvicorn serving ``app`` on 127.0.0.1:<free port> in a background thread (as tests/inference do)."""
-
-    def __init__(self, app: Any) -> None:
-        import socket
-
-        import uvicorn
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", backlog=256)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def start(self) -> ServerThread:
-        self.thread.start()
-        deadline = time.monotonic() + 15
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
 
 
 @pytest.fixture
