@@ -18,7 +18,7 @@ import math
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -41,7 +41,6 @@ from luanti_tune.serve.act import ActService, attach_service, format_loc
 from luanti_tune.serve.app import create_app
 from luanti_tune.serve.wire import decode_observations
 from luanti_tune.serve.wire_columns import ColumnsError, columns_to_rows, decode_columns, rows_to_columns
-from uvicorn_thread import ServerThread
 
 MAX_AGENTS = 64
 TICK_LIMIT = 2**53 - 1  # documented: columnar ticks stop here, row ticks do not
@@ -681,20 +680,6 @@ def test_pursuit_adapter_columns_equal_rows_and_typed(seed: int) -> None:
 
 
 # ----------------------------------------------------------------------------- 5. HTTP (real uvicorn)
-
-
-@pytest.fixture
-def serve() -> Iterator[Callable[[FastAPI], ServerThread]]:
-    servers: list[ServerThread] = []
-
-    def start(app: FastAPI) -> ServerThread:
-        s = ServerThread(app)
-        servers.append(s)
-        return s.start()
-
-    yield start
-    for s in servers:
-        s.stop()
 
 
 def pursuit_engine() -> InferenceEngine:
