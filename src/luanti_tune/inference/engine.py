@@ -158,6 +158,7 @@ class InferenceEngine:
         self._sessions: dict[str, SessionStore] = {}
         self._fb_sessions: dict[str, SessionStore] = {}
         self._recent: dict[str, ObservationBatch] = {}
+        self._recent_batches: dict[str, int] = {}  # batches of each kind so far
         self._prepared: OrderedDict[tuple[str, str, str, str], ServedModel] = OrderedDict()
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
@@ -366,7 +367,8 @@ class InferenceEngine:
                     result.versions[kind] = served.ref
                 # sample inputs for checking the next export (a few rows: keeping the whole batch
                 # alive would free it inside the next decide), refreshed now and then
-                if kind not in self._recent or self.stats["batches"] % RECENT_EVERY == 0:
+                seen = self._recent_batches[kind] = self._recent_batches.get(kind, -1) + 1
+                if seen % RECENT_EVERY == 0:
                     self._recent[kind] = obs.take(range(min(len(obs), 64)))
             result.seconds = time.perf_counter() - t0
             self.stats["batches"] += 1

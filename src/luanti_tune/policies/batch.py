@@ -84,6 +84,8 @@ class ObservationBatch(Sequence[Observation]):
         """One batch of all rows of ``batches`` (in order); they must share how items materialise."""
         if len(batches) == 1:
             return batches[0]
+        if not batches:
+            return cls([])
         if all(b.cols is not None for b in batches):
             return cls.from_columns(ObservationColumns.concat([b.cols for b in batches]))  # type: ignore[misc]
         mats = {b._materialize for b in batches if b.items}

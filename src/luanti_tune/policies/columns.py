@@ -251,6 +251,8 @@ class LazyRows(Sequence[schema.Observation]):
             return [self[j] for j in range(len(self._rows))[i]]
         if i < 0:
             i += len(self._rows)
+            if i < 0:
+                raise IndexError("observation index out of range")
         o = self._rows[i]
         if o is None:
             o = self._rows[i] = self.columns.observation(i)

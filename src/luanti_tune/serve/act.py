@@ -230,12 +230,16 @@ class ActService:
             raw = decode_untyped(body, msgpack=is_msgpack)
         except Exception as exc:  # noqa: BLE001 - any decode error is a client error
             raise Rejected(400, f"body is not valid {'msgpack' if is_msgpack else 'JSON'}: {exc}") from None
+        if type(raw) is not dict or raw.keys() != {"columns"}:  # the row path would refuse it whole too
+            extra = sorted(map(str, raw)) if type(raw) is dict else []
+            msg = f"the body must be an object with one key, columns (got {extra[:5]})"
+            raise Rejected(422, "invalid act request", [{"loc": "body", "msg": msg, "type": "columns"}])
         try:
-            rows = columns_to_rows(raw.get("columns") if isinstance(raw, dict) else None)
+            rows = columns_to_rows(raw["columns"], self.max_agents)
         except ColumnsError as exc:
+            if exc.status == 413:
+                raise Rejected(413, exc.msg) from None
             raise Rejected(422, "invalid act request", [_columns_error(exc)]) from None
-        if len(rows) > self.max_agents:
-            raise Rejected(413, f"too many observations: at most {self.max_agents} per request")
         return self._validate_rows(rows)
 
     # ------------------------------------------------------------------ answering

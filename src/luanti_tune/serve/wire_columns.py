@@ -169,8 +169,8 @@ def decode_columns(body: bytes, *, msgpack: bool, max_agents: int) -> Observatio
     """The observations of a columnar request body; :class:`ColumnsError` when it is invalid."""
     try:
         req = (_MSGPACK if msgpack else _JSON).decode(body)
-    except msgspec.ValidationError as exc:
-        req = _decode_lax(body, msgpack, exc)
+    except msgspec.ValidationError:
+        req = _decode_lax(body, msgpack, max_agents)
     except Exception as exc:  # noqa: BLE001 - not JSON/msgpack at all
         raise ColumnsError("body", f"not valid {'msgpack' if msgpack else 'JSON'}: {exc}", structural=True) from None
     return ObservationBatch.from_columns(build_columns(req.columns, max_agents))
@@ -181,14 +181,18 @@ def decode_untyped(body: bytes, *, msgpack: bool) -> Any:
     return (_MSGPACK_ANY if msgpack else _JSON_ANY).decode(body)
 
 
-def _decode_lax(body: bytes, msgpack: bool, first: msgspec.ValidationError) -> ColumnsRequest:
-    """The request with integral floats at integer positions (inventory, nearby) accepted."""
+def _decode_lax(body: bytes, msgpack: bool, max_agents: int) -> ColumnsRequest:
+    """The request with integral floats at integer positions (inventory, nearby) accepted
+    (too many rows: 413 first, as the row format answers)."""
     try:
         raw = (_MSGPACK_ANY if msgpack else _JSON_ANY).decode(body)
-    except msgspec.DecodeError as exc:  # malformed after the first invalid value
+    except Exception as exc:  # noqa: BLE001 - malformed after the first invalid value, nested too deep ...
         raise ColumnsError("body", f"not valid {'msgpack' if msgpack else 'JSON'}: {exc}", structural=True) from None
     cols = raw.get("columns") if type(raw) is dict else None
     if type(cols) is dict:
+        agents = cols.get("agent")
+        if type(agents) is list and len(agents) > max_agents:
+            raise ColumnsError("columns.agent", f"too many observations: at most {max_agents} per request", status=413)
         inv = cols.get("inventory")
         if type(inv) is list:
             for d in inv:
@@ -396,13 +400,14 @@ def _check_names(c: Columns) -> None:
 # ----------------------------------------------------------------------------- reference: rows
 
 
-def columns_to_rows(raw: Any) -> list[dict[str, Any]]:
+def columns_to_rows(raw: Any, max_agents: int | None = None) -> list[dict[str, Any]]:
     """The row-format observations of an (undecoded) columnar request's ``columns`` object.
 
     Row ``i`` takes value ``i`` of every column that is present (broadcasting ``kind``, ``tick``
-    and ``entities.kind``; ``null`` meaning absent for optional values). Used for ``?partial=1``
-    (the row path then names each row's errors) and as the reference in the tests. Raises
-    :class:`ColumnsError` when the columns do not line up.
+    and ``entities.kind``; ``null`` meaning absent for optional values and columns). Used for
+    ``?partial=1`` (the row path then names each row's errors) and as the reference in the tests.
+    Raises :class:`ColumnsError` when the columns do not line up (413 beyond ``max_agents`` rows),
+    before building any row.
     """
     if type(raw) is not dict:
         raise ColumnsError("columns", "must be an object of columns", structural=True)
@@ -410,9 +415,12 @@ def columns_to_rows(raw: Any) -> list[dict[str, Any]]:
     if type(agents) is not list:
         raise ColumnsError("columns.agent", "must be a list of agent names", structural=True)
     n = len(agents)
+    if max_agents is not None and n > max_agents:
+        raise ColumnsError("columns.agent", f"too many observations: at most {max_agents} per request", status=413)
+    _check_lengths(raw, n)
     rows: list[dict[str, Any]] = [{"agent": a} for a in agents]
     for key, value in raw.items():
-        if key in ("agent", "entities"):
+        if key in ("agent", "entities") or (value is None and key not in _REQUIRED):
             continue
         if key in ("kind", "tick") and type(value) is not list:
             for r in rows:
@@ -435,6 +443,43 @@ def columns_to_rows(raw: Any) -> list[dict[str, Any]]:
 
 
 _NULLABLE = frozenset({"team", "goal", "nearby", "last_result"})
+_REQUIRED = frozenset({"kind", "pos", "tick"})
+
+
+def _check_lengths(raw: dict[str, Any], n: int) -> None:
+    """Every column of ``raw`` lines up with ``n`` rows, entities with their counts (nothing built)."""
+    for key, value in raw.items():
+        if key in ("agent", "entities") or (value is None and key not in _REQUIRED):
+            continue
+        if key in ("kind", "tick") and type(value) is not list:
+            continue
+        if key in ("pos", "velocity"):
+            _axes(f"columns.{key}", value, n)
+        else:
+            _row_list(f"columns.{key}", value, n)
+    ents = raw.get("entities")
+    if ents is None:
+        return
+    if type(ents) is not dict or "count" not in ents:
+        raise ColumnsError("columns.entities", "must be an object with a count list", structural=True)
+    counts = ents["count"]
+    _row_list("columns.entities.count", counts, n)
+    for i, k in enumerate(counts):
+        if not (type(k) in (int, float) and 0 <= k <= MAX_ENTITIES and float(k).is_integer()):
+            raise ColumnsError(
+                f"columns.entities.count[{i}]", f"must be an integer in 0..{MAX_ENTITIES}", structural=True
+            )
+    m = int(sum(counts))
+    for key, value in ents.items():
+        if key == "count" or value is None or (key == "kind" and type(value) is not list):
+            continue
+        loc = f"columns.entities.{key}"
+        if key in ("rel", "velocity"):
+            _axes(loc, value, m)
+        else:
+            _row_list(loc, value, m)
+
+
 _ROW_DEFAULTS: dict[str, Any] = {"yaw": 0.0, "pitch": 0.0, "hp": 20.0, "targets": [], "inventory": {}, "chat": []}
 _ENTITY_KEYS = ("kind", "name", "hp", "team")
 
@@ -501,16 +546,11 @@ def _axes(loc: str, value: Any, n: int) -> list[tuple[Any, Any, Any]]:
 def _entity_rows(ents: Any, n: int) -> list[list[dict[str, Any]]]:
     if type(ents) is not dict or "count" not in ents:
         raise ColumnsError("columns.entities", "must be an object with a count list", structural=True)
-    counts = ents["count"]
-    _row_list("columns.entities.count", counts, n)
-    if not all(type(k) in (int, float) and k >= 0 and float(k).is_integer() for k in counts):
-        raise ColumnsError("columns.entities.count", "must hold non-negative integers", structural=True)
+    counts = ents["count"]  # checked by _check_lengths: integers in 0..MAX_ENTITIES, columns line up
     m = int(sum(counts))
-    if m > MAX_ENTITIES * n:  # before allocating one dict per entity (a count of 1e20 ...)
-        raise ColumnsError("columns.entities.count", f"at most {MAX_ENTITIES} entities per row", structural=True)
     flat: list[dict[str, Any]] = [{} for _ in range(m)]
     for key, value in ents.items():
-        if key == "count":
+        if key == "count" or value is None:
             continue
         loc = f"columns.entities.{key}"
         if key == "kind" and type(value) is not list:
