@@ -9,7 +9,9 @@ family adapters an :class:`ObservationBatch` and accepts :class:`DecisionColumns
   :class:`~luanti_tune.schemas.agent.Observation` objects or the light structs of the fast wire
   decoder (same attribute names). Indexing materialises an ``Observation`` (once, cached);
   a columnar adapter reads ``items`` and the cached columns (``agents``, ``ticks``, ``pos`` ...)
-  instead.
+  instead. A batch decoded from the compact ``columns`` wire format also carries ``cols``
+  (:class:`~luanti_tune.policies.columns.ObservationColumns`: every field as an array), which an
+  adapter can read without touching a Python object per agent (see the pursuit adapter).
 * :class:`DecisionColumns` holds one decision per row as arrays (``move`` along ``dir`` at
   ``speed``, else ``wait``); it turns into typed :class:`~luanti_tune.policies.base.Decision`
   objects or wire dicts only when somebody asks.
