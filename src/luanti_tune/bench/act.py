@@ -25,7 +25,8 @@ stream: each agent's target track grows by one sample per call):
   ``http_server_cpu_ms_per_call``: the server process's CPU per batched call: figures that do not
   grow when other processes compete for the two cores (wall times do);
 - ``training``: p99 of the batched HTTP call while a CPU-bound torch training loop runs in another
-  process (1 torch thread, like the worker), and its ratio to the idle p99 (rows and columns);
+  process as the training worker runs (1 torch thread, the worker's nice value), and its ratio to
+  the idle p99 (rows and columns); ``normal_priority_*``: the same loop at normal priority;
 - ``during_swaps``: the batched HTTP call while three new champions are promoted one after the
   other (each call until the new version answers, then 20 more), and its p99's ratio to idle;
 - ``breakdown``: where the CPU time of the largest batch goes (thread CPU medians): JSON parse alone, parse + validation
@@ -144,7 +145,8 @@ def _start_server(data_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
 
 TRAIN_LOOP = textwrap.dedent(
     """
-    import sys, torch
+    import os, sys, torch
+    os.nice(int(sys.argv[1]))
     torch.set_num_threads(1)
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(256, 512), torch.nn.ReLU(), torch.nn.Linear(512, 256))
@@ -158,6 +160,23 @@ TRAIN_LOOP = textwrap.dedent(
         opt.step()
     """
 )
+
+
+def _under_training(port: int, agents: int, seed: int, reps: int, nice: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """HTTP latency (rows, columns) while TRAIN_LOOP runs in another process at ``nice``."""
+    trainer = subprocess.Popen(
+        [sys.executable, "-c", TRAIN_LOOP, str(nice)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    try:
+        assert trainer.stdout is not None
+        trainer.stdout.readline()
+        time.sleep(0.5)
+        busy = percentiles_ms(_time_http(port, step_bodies(agents, seed, reps + WARMUP)))
+        busy_cols = percentiles_ms(_time_http(port, step_bodies(agents, seed, reps + WARMUP, columns=True)))
+    finally:
+        trainer.kill()
+        trainer.wait()
+    return busy, busy_cols
 
 
 def _during_swaps(port: int, data_dir: Path, n: int, seed: int, swaps: int = 3) -> dict[str, Any]:
@@ -514,18 +533,10 @@ def act(agents: int, reps: int, seed: int) -> None:
             # p99 while a training loop runs in another process
             idle = percentiles_ms(_time_http(port, step_bodies(agents, seed, reps + WARMUP)))
             idle_cols = percentiles_ms(_time_http(port, step_bodies(agents, seed, reps + WARMUP, columns=True)))
-            trainer = subprocess.Popen(
-                [sys.executable, "-c", TRAIN_LOOP], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-            )
-            try:
-                assert trainer.stdout is not None
-                trainer.stdout.readline()
-                time.sleep(0.5)
-                busy = percentiles_ms(_time_http(port, step_bodies(agents, seed, reps + WARMUP)))
-                busy_cols = percentiles_ms(_time_http(port, step_bodies(agents, seed, reps + WARMUP, columns=True)))
-            finally:
-                trainer.kill()
-                trainer.wait()
+            from luanti_tune.worker.loop import WorkerConfig
+
+            busy, busy_cols = _under_training(port, agents, seed, reps, WorkerConfig().nice)
+            busy0, busy0_cols = _under_training(port, agents, seed, reps, 0)
             swapping = _during_swaps(port, data_dir, agents, seed)
             progress.advance(task)
             breakdown = _breakdown(agents, seed, onnx_engine)
@@ -543,6 +554,11 @@ def act(agents: int, reps: int, seed: int) -> None:
         "training": busy,
         "columns_ratio": round(busy_cols["p99_ms"] / idle_cols["p99_ms"], 2),
         "columns_idle": idle_cols,
+        # the same training loop at normal priority (the worker lowers its own priority)
+        "normal_priority_ratio": round(busy0["p99_ms"] / idle["p99_ms"], 2),
+        "normal_priority_columns_ratio": round(busy0_cols["p99_ms"] / idle_cols["p99_ms"], 2),
+        "normal_priority": busy0,
+        "normal_priority_columns": busy0_cols,
         "columns_training": busy_cols,
     }
     swaps = {**swapping, "ratio_p99_to_idle": round(swapping["p99_ms"] / idle["p99_ms"], 2)}
