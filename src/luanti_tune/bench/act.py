@@ -13,7 +13,8 @@ stream: each agent's target track grows by one sample per call):
   the service, so the engine's data is not kept warm in the CPU caches between calls;
 - ``http_columns``/``engine_columns``: the same with the compact columnar wire format
   (``serve/wire_columns.py``: request parsed into arrays, answer rendered as columns);
-  ``targets_met`` judges the latency targets for both formats;
+  ``targets_met`` judges the latency targets for both formats; ``columns_*_speedup``: rows p50 /
+  columns p50 in the same run;
 - ``engine_back_to_back``: the same calls back to back on batches parsed beforehand (warm caches);
 - ``engine_typed``: the same from a list of pydantic ``Observation`` objects (in-process callers);
 - ``engine_torch``: the same with eager PyTorch; ``onnx_speedup`` = torch p50 / ONNX p50;
@@ -160,6 +161,10 @@ TRAIN_LOOP = textwrap.dedent(
         opt.step()
     """
 )
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return round(a / b, 2) if b else None
 
 
 def _under_training(port: int, agents: int, seed: int, reps: int, nice: int) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -516,6 +521,9 @@ def act(agents: int, reps: int, seed: int) -> None:
                     "engine": e,
                     "http_columns": percentiles_ms(http_cols),
                     "engine_columns": percentiles_ms(eng_cols),
+                    # the columnar format against JSON rows, measured in this run (p50 ratios)
+                    "columns_http_speedup": _ratio(h["p50_ms"], percentiles_ms(http_cols)["p50_ms"]),
+                    "columns_engine_speedup": _ratio(e["p50_ms"], percentiles_ms(eng_cols)["p50_ms"]),
                     "engine_columns_cpu": percentiles_ms(CPU[f"columns{n}"]),
                     "engine_back_to_back": percentiles_ms(eng_hot),
                     "engine_typed": percentiles_ms(eng_typed),
@@ -576,6 +584,8 @@ def act(agents: int, reps: int, seed: int) -> None:
         "engine_columns_cpu_p99_ms": top["engine_columns_cpu"]["p99_ms"],
         "http_columns_p99_ms": top["http_columns"]["p99_ms"],
         "training_columns_ratio": training["columns_ratio"],
+        "columns_http_speedup": top["columns_http_speedup"],
+        "columns_engine_speedup": top["columns_engine_speedup"],
     }
     met = {
         "engine_p99_ms": summary["engine_p99_ms"] <= TARGETS["engine_p99_ms"],
