@@ -281,17 +281,25 @@ def _ints_of_floats(raw: Any) -> None:
             continue
         if "tick" in o:
             o["tick"] = _int(o["tick"])
-        inv = o.get("inventory")
-        if type(inv) is dict:
-            for k, v in inv.items():
-                inv[k] = _int(v)
-        nb = o.get("nearby")
-        if type(nb) is dict:
-            if "radius" in nb:
-                nb["radius"] = _int(nb["radius"])
-            codes = nb.get("codes")
-            if type(codes) is list:
-                nb["codes"] = _ints(codes)
+        ints_of_floats_inventory(o.get("inventory"))
+        ints_of_floats_nearby(o.get("nearby"))
+
+
+def ints_of_floats_inventory(inv: Any) -> None:
+    """In place: an untyped inventory's integral float counts become ``int`` (other shapes left alone)."""
+    if type(inv) is dict:
+        for k, v in inv.items():
+            inv[k] = _int(v)
+
+
+def ints_of_floats_nearby(nb: Any) -> None:
+    """In place: an untyped nearby grid's integral float radius and codes become ``int``."""
+    if type(nb) is dict:
+        if "radius" in nb:
+            nb["radius"] = _int(nb["radius"])
+        codes = nb.get("codes")
+        if type(codes) is list:
+            nb["codes"] = _ints(codes)
 
 
 def _ints(values: list[Any]) -> list[Any]:

@@ -193,20 +193,11 @@ def _decode_lax(body: bytes, msgpack: bool, max_agents: int) -> ColumnsRequest:
         agents = cols.get("agent")
         if type(agents) is list and len(agents) > max_agents:
             raise ColumnsError("columns.agent", f"too many observations: at most {max_agents} per request", status=413)
-        inv = cols.get("inventory")
-        if type(inv) is list:
-            for d in inv:
-                if type(d) is dict:
-                    for k, v in d.items():
-                        d[k] = wire._int(v)
-        nbs = cols.get("nearby")
-        if type(nbs) is list:
-            for nb in nbs:
-                if type(nb) is dict:
-                    if "radius" in nb:
-                        nb["radius"] = wire._int(nb["radius"])
-                    if type(nb.get("codes")) is list:
-                        nb["codes"] = wire._ints(nb["codes"])
+        for key, fix in (("inventory", wire.ints_of_floats_inventory), ("nearby", wire.ints_of_floats_nearby)):
+            values = cols.get(key)
+            if type(values) is list:
+                for value in values:
+                    fix(value)
     try:
         return msgspec.convert(raw, ColumnsRequest)
     except msgspec.ValidationError as exc:
