@@ -418,17 +418,15 @@ def columns_to_rows(raw: Any, max_agents: int | None = None) -> list[dict[str, A
                 r[key] = value
             continue
         if key in ("pos", "velocity"):
-            xs = _axes(f"columns.{key}", value, n)
-            for r, (x, y, z) in zip(rows, xs, strict=True):
+            for r, (x, y, z) in zip(rows, _xyz_rows(value), strict=True):
                 r[key] = {"x": x, "y": y, "z": z}
             continue
-        _row_list(f"columns.{key}", value, n)
         for r, v in zip(rows, value, strict=True):
             if v is not None or key not in _NULLABLE:
                 r[key] = v
     ents = raw.get("entities")
     if ents is not None:
-        for r, views in zip(rows, _entity_rows(ents, n), strict=True):
+        for r, views in zip(rows, _entity_rows(ents), strict=True):
             r["entities"] = views
     return rows
 
@@ -526,33 +524,34 @@ def _row_list(loc: str, value: Any, n: int) -> None:
         raise ColumnsError(loc, f"must be a list of {n} values (one per row)", structural=True)
 
 
-def _axes(loc: str, value: Any, n: int) -> list[tuple[Any, Any, Any]]:
+def _axes(loc: str, value: Any, n: int) -> None:
     if type(value) is not dict or set(value) != {"x", "y", "z"}:
         raise ColumnsError(loc, "must be an object of x, y and z lists", structural=True)
     for axis in ("x", "y", "z"):
         _row_list(f"{loc}.{axis}", value[axis], n)
-    return list(zip(value["x"], value["y"], value["z"], strict=True))
 
 
-def _entity_rows(ents: Any, n: int) -> list[list[dict[str, Any]]]:
-    if type(ents) is not dict or "count" not in ents:
-        raise ColumnsError("columns.entities", "must be an object with a count list", structural=True)
-    counts = ents["count"]  # checked by _check_lengths: integers in 0..MAX_ENTITIES, columns line up
+def _xyz_rows(value: dict[str, list[Any]]) -> zip[tuple[Any, Any, Any]]:
+    """``(x, y, z)`` per row of a vector column (already checked by :func:`_axes`)."""
+    return zip(value["x"], value["y"], value["z"], strict=True)
+
+
+def _entity_rows(ents: dict[str, Any]) -> list[list[dict[str, Any]]]:
+    """Each row's entity dicts (every column already checked by :func:`_check_lengths`)."""
+    counts = ents["count"]  # integers in 0..MAX_ENTITIES
     m = int(sum(counts))
     flat: list[dict[str, Any]] = [{} for _ in range(m)]
     for key, value in ents.items():
         if key == "count" or value is None:
             continue
-        loc = f"columns.entities.{key}"
         if key == "kind" and type(value) is not list:
             for f in flat:
                 f[key] = value
         elif key in ("rel", "velocity"):
-            for f, (x, y, z) in zip(flat, _axes(loc, value, m), strict=True):
+            for f, (x, y, z) in zip(flat, _xyz_rows(value), strict=True):
                 if not (key == "velocity" and x is None and y is None and z is None):
                     f[key] = {"x": x, "y": y, "z": z}
         else:
-            _row_list(loc, value, m)
             for f, v in zip(flat, value, strict=True):
                 if v is not None:
                     f[key] = v
