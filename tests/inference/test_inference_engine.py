@@ -11,6 +11,7 @@ from luanti_tune.inference.engine import EngineConfig, InferenceEngine, same_act
 from luanti_tune.inference.runtime import TorchRunner, checked_runner
 from luanti_tune.inference.sessions import SessionStore
 from luanti_tune.inference.source import ModelCandidate, StaticModelSource
+from luanti_tune.policies.batch import ObservationBatch
 from luanti_tune.schemas.agent import Observation
 
 
@@ -257,6 +258,26 @@ def test_session_store_repeated_batches_keep_exact_recency_and_ttl() -> None:
     assert s.enforce() == 0
     now[0] = 23.5
     assert s.enforce() == 4 and len(s) == 0
+
+
+def test_touch_hands_back_the_previous_list_for_the_same_agents() -> None:
+    """``touch`` returns the previous touch's list for the same agents (so a batch can share it),
+    a list of its own otherwise; a batch only takes a list that matches its agents."""
+    s = SessionStore()
+    first = s.touch(["a", "b", "c"])
+    assert first == ["a", "b", "c"]
+    again = s.touch(["a", "b", "c"])
+    assert again is first
+    other = s.touch(["a", "c", "b"])  # another order: another list
+    assert other == ["a", "c", "b"] and other is not first
+    batch = ObservationBatch(observations(3, seed=0))
+    shared = list(batch.agents)
+    batch.share_agents(shared)
+    assert batch.agents is shared
+    for wrong in (shared[:2], [*shared[:2], "someone-else"], ["someone-else", *shared[1:]]):
+        with pytest.raises(ValueError, match="equal to the batch's agents"):
+            batch.share_agents(wrong)
+    assert batch.agents is shared
 
 
 def test_memory_stays_bounded_with_churning_agents() -> None:

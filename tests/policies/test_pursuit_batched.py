@@ -211,16 +211,18 @@ def assert_same_decisions(got: list[Decision], want: list[Decision]) -> None:
         assert g.confidence == w.confidence
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_batched_adapter_equals_per_agent_reference(seed: int) -> None:
-    new, ref = fam.PursuitAdapter(), Reference()
+@pytest.mark.parametrize(("seed", "compiled"), [(0, True), (1, True), (0, False)])
+def test_batched_adapter_equals_per_agent_reference(seed: int, compiled: bool) -> None:
+    """``compiled``: the numba loops (default) or the whole-batch numpy operations; the reference
+    decodes with the same ``intercept`` (tested on its own in ``test_pursuit_kernels.py``)."""
+    new, ref = fam.PursuitAdapter(compiled=compiled), Reference(compiled=compiled)
     mem_new: dict[str, Any] = {}
     mem_ref: dict[str, Any] = {}
     rng = np.random.default_rng(100 + seed)
     seen = 0
     for step, batch in enumerate(batches(seed)):
         if step == 30:  # hot swap: a fresh adapter takes over the same memory
-            new = fam.PursuitAdapter()
+            new = fam.PursuitAdapter(compiled=compiled)
         if step % 5 == 2:  # small batches (agent by agent inside the adapter), same memory
             parts = [new.featurize(batch[j : j + 3], mem_new) for j in range(0, len(batch), 3)]
             got = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
@@ -269,15 +271,16 @@ def _namespaces(obs: Observation) -> Any:
     return conv(obs.model_dump())
 
 
-def test_session_store_memory_struct_items_and_hot_swap() -> None:
+@pytest.mark.parametrize("compiled", [True, False])
+def test_session_store_memory_struct_items_and_hot_swap(compiled: bool) -> None:
     """Engine memory (a SessionStore), items that are not pydantic objects, a hot swap: same as the reference."""
-    new, ref = fam.PursuitAdapter(), Reference()
+    new, ref = fam.PursuitAdapter(compiled=compiled), Reference(compiled=compiled)
     mem_new = SessionStore(max_agents=100_000)
     mem_ref: dict[str, Any] = {}
     rng = np.random.default_rng(11)
     for step, batch in enumerate(batches(3, steps=40, agents=150)):
         if step == 20:
-            new = fam.PursuitAdapter()  # takes over the same memory
+            new = fam.PursuitAdapter(compiled=compiled)  # takes over the same memory
         items = ObservationBatch([_namespaces(o) for o in batch]) if step % 2 else ObservationBatch(batch)
         got = new.featurize(items, mem_new)
         want = ref.featurize(batch, mem_ref)

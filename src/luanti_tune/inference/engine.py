@@ -166,6 +166,9 @@ class InferenceEngine:
         self.fallback_counts: dict[str, int] = {}
         self.load_errors: dict[str, str] = {}
         self._m = metrics(registry)
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self._batch_seconds = self._m.batch_seconds
+        self._batch_agents = self._m.batch_agents
         if decision_log is not None:
             decision_log.metrics = self._m
         if source is not None:
@@ -349,13 +352,13 @@ class InferenceEngine:
             return result
         kinds = batch.kinds
         first = kinds[0]
-        groups: dict[str, list[int]]
+        groups: dict[str, Sequence[int]]
         if kinds.count(first) == n:
-            groups = {first: list(range(n))}
+            groups = {first: range(n)}
         else:
             groups = {}
             for i, k in enumerate(kinds):
-                groups.setdefault(k, []).append(i)
+                groups.setdefault(k, []).append(i)  # type: ignore[attr-defined]
         with self._run_lock:
             for kind, idxs in groups.items():
                 obs = batch if len(idxs) == n else batch.take(idxs)
@@ -375,15 +378,25 @@ class InferenceEngine:
             self.stats["agents"] += n
             if self.decision_log is not None:
                 self._log(batch, result)
-        self._m.batch_seconds.observe(result.seconds)
-        self._m.batch_agents.observe(n)
+        self._batch_seconds.observe(result.seconds)
+        self._batch_agents.observe(n)
         return result
 
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, looked up once (``labels()`` takes a lock and builds a key)."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def _run_model(
-        self, served: ServedModel, kind: str, idxs: list[int], obs: ObservationBatch, result: BatchResult
+        self, served: ServedModel, kind: str, idxs: Sequence[int], obs: ObservationBatch, result: BatchResult
     ) -> None:
         sessions = self._session(self._sessions, kind)
-        sessions.touch(obs.agents)
+        # the same agents as the last batch: the batch takes the last batch's (equal) agents list,
+        # so the adapter's own "same agents as last time?" checks compare identical strings
+        obs.share_agents(sessions.touch(obs.agents))
         stage = self._m.stage_seconds
         t0 = time.perf_counter()
         try:
@@ -421,9 +434,9 @@ class InferenceEngine:
                 self._fallback(kind, idxs, obs, MODEL_ERROR, result)
                 return
             fam = served.family
-            stage.labels(family=fam, stage="featurize").observe(t1 - t0)
-            stage.labels(family=fam, stage="forward").observe(t2 - t1)
-            stage.labels(family=fam, stage="decode").observe(t3 - t2)
+            self._child(stage, fam, "featurize").observe(t1 - t0)
+            self._child(stage, fam, "forward").observe(t2 - t1)
+            self._child(stage, fam, "decode").observe(t3 - t2)
             self._record(served, kind, idxs, obs, result, finite, columns, decisions)
         finally:
             sessions.enforce()
@@ -432,7 +445,7 @@ class InferenceEngine:
         self,
         served: ServedModel,
         kind: str,
-        idxs: list[int],
+        idxs: Sequence[int],
         obs: ObservationBatch,
         result: BatchResult,
         finite: np.ndarray,
@@ -450,7 +463,7 @@ class InferenceEngine:
         ok = finite & ~low
         ref = served.ref
         refs = result.refs
-        rows = np.asarray(idxs, dtype=np.intp)
+        rows = np.arange(m) if idxs == range(m) else np.asarray(idxs, dtype=np.intp)
         if ok.all():
             keep = rows
             if m == len(refs):
@@ -469,7 +482,7 @@ class InferenceEngine:
             typed = result.typed
             for i, j in zip(keep.tolist(), np.flatnonzero(ok).tolist(), strict=True):
                 typed[i] = decisions[j].action
-        self._m.decisions.labels(family=served.family, runtime=served.runner.kind).inc(len(keep))
+        self._child(self._m.decisions, served.family, served.runner.kind).inc(len(keep))
         for reason, mask in ((MODEL_ERROR, ~finite), (LOW_CONFIDENCE, low)):
             if mask.any():
                 js = np.flatnonzero(mask).tolist()
@@ -478,7 +491,7 @@ class InferenceEngine:
     def _isolate(
         self,
         served: ServedModel,
-        idxs: list[int],
+        idxs: Sequence[int],
         obs: ObservationBatch,
         sessions: SessionStore,
         result: BatchResult,
@@ -510,7 +523,7 @@ class InferenceEngine:
         self._m.agent_errors.labels(family=family).inc()
 
     def _fallback(
-        self, kind: str, idxs: list[int], obs: Sequence[Observation], reason: str, result: BatchResult
+        self, kind: str, idxs: Sequence[int], obs: Sequence[Observation], reason: str, result: BatchResult
     ) -> None:
         policy = self.fallbacks.get(kind, self.last_resort)
         sessions = self._session(self._fb_sessions, kind)

@@ -86,20 +86,25 @@ class SessionStore(MutableMapping[str, dict[str, Any]]):
         return self._data.get(key, default)
 
     # -- bookkeeping
-    def touch(self, agents: Iterable[str]) -> None:
-        """Mark ``agents`` as just seen (most recently used)."""
+    def touch(self, agents: Iterable[str]) -> list[str]:
+        """Mark ``agents`` as just seen (most recently used).
+
+        Returns the agents as a list the store keeps (do not modify it): the previous touch's list
+        when it holds the same agents in the same order, so that a caller can hand that list on and
+        later equality checks against it compare identical strings."""
         now = self._clock()
         self._counter += 1
         names = list(agents)  # a copy: the caller may reuse its list
         last = self._last
-        if last is not None and last[0] == names:
+        if last is not None and (last[0] is agents or last[0] == names):
             stamp = last[1]
             stamp[0] = self._counter
             stamp[1] = now
-            return
+            return last[0]
         stamp = [self._counter, now]
         self._seen.update(dict.fromkeys(names, stamp))
         self._last = (names, stamp)
+        return names
 
     def enforce(self) -> int:
         """Drop expired and overflowing entries (least recently used first); returns how many."""

@@ -153,6 +153,16 @@ class ObservationBatch(Sequence[Observation]):
             self._agents = list(map(attrgetter("agent"), self.items))
         return self._agents
 
+    def share_agents(self, agents: list[str]) -> None:
+        """Use ``agents``, a list the caller knows equals :attr:`agents` (e.g. the previous batch's,
+        see :meth:`SessionStore.touch`), as this batch's: equality checks against it then compare
+        identical strings. Only the ends are checked here (a full comparison is what this saves)."""
+        mine = self.agents
+        if agents is not mine:
+            if len(agents) != len(mine) or (mine and (agents[0] != mine[0] or agents[-1] != mine[-1])):
+                raise ValueError("share_agents needs a list equal to the batch's agents")
+            self._agents = agents
+
     @property
     def kinds(self) -> list[str]:
         if self._kinds is None:

@@ -521,8 +521,16 @@ class PursuitAdapter(FamilyAdapter):
     input_names = INPUTS
     output_names = ("mean", "log_std")
 
-    def __init__(self, arch: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, arch: Mapping[str, Any] | None = None, *, compiled: bool = True) -> None:
+        """``compiled``: run the track update and the decoding as compiled loops
+        (:mod:`~luanti_tune.policies.pursuit_kernels`); else as whole-batch numpy operations
+        (the same results, several times slower at 1000 agents)."""
         self.arch = architecture(**dict(arch or {}))
+        self._kernels: Any = None
+        if compiled:
+            from luanti_tune.policies import pursuit_kernels
+
+            self._kernels = pursuit_kernels
         self.history = int(self.arch["history"])
         self.hist_dt = float(self.arch["hist_dt"])
         self.horizons = np.asarray(self.arch["horizons"], dtype=np.float32)
@@ -544,6 +552,10 @@ class PursuitAdapter(FamilyAdapter):
         self._seg_idx, self._seg_w, self._seg_w0 = idx, w, 1 - w
         reach = self.agent_speed * self._grid + self.catch_radius
         self._reach2 = np.where(reach >= 0, reach * reach, -1.0)  # |p| <= reach  <=>  |p|^2 <= reach^2
+        # the kernels' grid arguments; seg_end[g]: where the run of grid points on g's segment ends
+        ends = np.flatnonzero(np.diff(idx)) + 1
+        seg_end = np.append(ends, len(idx))[np.searchsorted(ends, np.arange(len(idx)), side="right")]
+        self._segments = (idx.astype(np.intp), w, 1 - w, self._reach2, seg_end.astype(np.intp))
         weights = np.zeros((len(knots_t) - 1, len(self._grid)))
         for col, (j, wj) in enumerate(zip(idx.tolist(), w.tolist(), strict=True)):
             weights[j, col] += wj
@@ -611,11 +623,6 @@ class PursuitAdapter(FamilyAdapter):
         if rows is not None:
             agents = [agents[i] for i in rows.tolist()]
             ticks = ticks[rows]
-        keys: list[str] = (
-            names  # type: ignore[assignment]
-            if type(names) is list and None not in names and "" not in names
-            else [nm or NEAREST for nm in names]
-        )
 
         ri = np.arange(n) if rows is None else rows
         if m:
@@ -649,7 +656,8 @@ class PursuitAdapter(FamilyAdapter):
             with table.lock:
                 table.collect()
                 table.ensure_width(self._width)
-                if len(set(agents)) == m:
+                keys, unique = self._keys(table, agents, names)
+                if unique:
                     self._update(table, memory, None, agents, keys, ticks, axz, vgiven, ri, hist, vel)
                 else:  # an agent twice in a batch: its second observation sees the first one's update
                     seen: dict[str, int] = {}
@@ -693,22 +701,26 @@ class PursuitAdapter(FamilyAdapter):
         """:meth:`_gather` from columns: array indexing, no Python object per agent."""
         rows, ent = self._select_columns(cols)
         e = cols.entities
-        rel = e.rel[ent][:, ::2].copy()
+        if ent is None:  # entity k is row k's target: no gathers
+            rel = e.rel[:, ::2].copy()
+            vel, has_v, names = e.velocity, e.has_velocity, e.name
+        else:
+            rel = e.rel[ent][:, ::2].copy()
+            vel, has_v = e.velocity[ent], e.has_velocity[ent]
+            names = [e.name[k] for k in ent.tolist()]
         pos = cols.pos if rows is None else cols.pos[rows]
         axz = pos[:, ::2] + rel
-        vel = e.velocity[ent]
-        has_v = e.has_velocity[ent]
         vgiven = None if has_v.all() else has_v
-        names = e.name if rows is None and len(ent) == len(e.name) else [e.name[k] for k in ent.tolist()]
         return _Gathered(rows, rel, names, axz, vel[:, 0].copy(), vel[:, 2].copy(), vgiven)
 
-    def _select_columns(self, cols: ObservationColumns) -> tuple[np.ndarray | None, np.ndarray]:
-        """``(rows, entity)``: :func:`select_target` of each row (``rows``: those with one, ``None`` = all)."""
+    def _select_columns(self, cols: ObservationColumns) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """``(rows, entity)``: :func:`select_target` of each row (``rows``: those with one, ``None`` = all;
+        ``entity``: the index of each one's target, ``None``: entity ``k`` for row ``k``)."""
         e = cols.entities
         n = len(cols)
         m = len(e.kind)
         if m == n and e.kind.count("player") == n and bool((e.offsets == np.arange(n + 1)).all()):
-            return None, np.arange(n)  # the common case: one player in view, always the target
+            return None, None  # the common case: one player in view, always the target
         offsets = e.offsets.tolist()
         relxz = e.rel[:, ::2].tolist()
         targets = cols.targets
@@ -782,6 +794,33 @@ class PursuitAdapter(FamilyAdapter):
             vgiven = None if vgiven_all is None else vgiven_all[part]
         m = len(agents)
         slots = self._slots(table, memory, agents, keys)
+        if self._kernels is not None:
+            vg = np.ones(m, dtype=bool) if vgiven is None else vgiven
+            slow = self._kernels.ring_update(
+                table.xz,
+                table.knot,
+                table.first,
+                table.last,
+                table.listmode,
+                slots,
+                np.ascontiguousarray(tk, dtype=np.int64),
+                np.ascontiguousarray(axz, dtype=np.float64),
+                np.ascontiguousarray(vg),
+                np.ascontiguousarray(rows, dtype=np.intp),
+                self._da,
+                self._dw,
+                self.keep_s,
+                TICK_S,
+                hist,
+                vel,
+            )
+            if slow.any():  # list tracks, ticks back a little: one by one
+                for j in np.flatnonzero(slow).tolist():
+                    x, z = axz[j].tolist()
+                    self._scalar_row(table, int(slots[j]), int(tk[j]), x, z, int(rows[j]), hist, vel, not vg[j])
+            if table.crowded:
+                self._forget(table, memory, agents, keys, tk)
+            return
         keep_s = self.keep_s
         last = table.last[slots]
         ts = tk * TICK_S
@@ -823,10 +862,32 @@ class PursuitAdapter(FamilyAdapter):
         if table.crowded:
             self._forget(table, memory, agents, keys, tk)
 
+    @staticmethod
+    def _keys(table: _TrackTable, agents: list[str], names: Sequence[str | None]) -> tuple[list[str], bool]:
+        """Each row's track key (the target's name, or NEAREST) and whether no agent is in the batch twice.
+
+        The same agents (the very list: see ``SessionStore.touch``) and targets as the table's last
+        lookup: that lookup's lists, so :meth:`_slots` compares identical objects."""
+        cached = table.lookup
+        same_agents = cached is not None and cached[1] is agents  # only a duplicate-free list is cached
+        keys: list[str]
+        if cached is not None and cached[2] == names:
+            keys = cached[2]  # keys never hold None or ""
+        elif type(names) is list and None not in names and "" not in names:
+            keys = names  # type: ignore[assignment]
+        else:
+            keys = [nm or NEAREST for nm in names]
+        return keys, same_agents or len(set(agents)) == len(agents)
+
     def _slots(self, table: _TrackTable, memory: AgentMemory, agents: list[str], keys: list[str]) -> np.ndarray:
         """The slot of each ``(agent, key)`` track (allocated for new ones)."""
         cached = table.lookup
-        if cached is not None and cached[0] == table.epoch and cached[1] == agents and cached[2] == keys:
+        if (
+            cached is not None
+            and cached[0] == table.epoch
+            and (cached[1] is agents or cached[1] == agents)
+            and (cached[2] is keys or cached[2] == keys)
+        ):
             return cached[3].copy()  # the same agents and targets as the last batch, no slot changed
         index = table.index
         m = len(agents)
@@ -999,6 +1060,13 @@ class PursuitAdapter(FamilyAdapter):
         point of a 41-point time grid on it the agent can reach in time at ``agent_speed`` (else
         the last horizon's point).
         """
+        if self._kernels is not None:
+            return self._kernels.intercept_rows(  # type: ignore[no-any-return]
+                np.ascontiguousarray(rel, dtype=np.float64),
+                np.ascontiguousarray(mean, dtype=np.float32),
+                np.ascontiguousarray(log_std, dtype=np.float32),
+                *self._segments,
+            )
         n = len(rel)
         g = len(self._grid)
         mean = np.asarray(mean, dtype=np.float32)
@@ -1052,7 +1120,8 @@ class PursuitAdapter(FamilyAdapter):
         if n:
             if batch.cols is not None:
                 sel_rows, ent = self._select_columns(batch.cols)
-                sel_rel = batch.cols.entities.rel[ent][:, ::2]
+                erel = batch.cols.entities.rel
+                sel_rel = (erel if ent is None else erel[ent])[:, ::2]
             else:
                 sel = self._select(batch.items)
                 sel_rows, sel_rel = sel.rows, sel.rel
@@ -1066,6 +1135,15 @@ class PursuitAdapter(FamilyAdapter):
         batch = ObservationBatch.of(observations)
         n = len(batch)
         rel, has = self._targets(observations)
+        if self._kernels is not None:
+            move, d, conf = self._kernels.decide_rows(
+                rel,
+                has,
+                np.ascontiguousarray(outputs["mean"], dtype=np.float32),
+                np.ascontiguousarray(outputs["log_std"], dtype=np.float32),
+                *self._segments,
+            )
+            return DecisionColumns(batch.agents, move, d, np.ones(n), conf)
         aim, std = self.intercept(rel, np.asarray(outputs["mean"]), np.asarray(outputs["log_std"]))
         use_aim = np.hypot(aim[:, 0], aim[:, 1]) > 1e-6
         vec = np.where(use_aim[:, None], aim, rel)
