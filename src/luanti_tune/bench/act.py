@@ -27,7 +27,9 @@ stream: each agent's target track grows by one sample per call):
   grow when other processes compete for the two cores (wall times do);
 - ``training``: p99 of the batched HTTP call while a CPU-bound torch training loop runs in another
   process as the training worker runs (1 torch thread, the worker's nice value), and its ratio to
-  the idle p99 (rows and columns); ``normal_priority_*``: the same loop at normal priority;
+  the idle p99 (rows and columns), measured in alternating blocks with the loop running and paused
+  (the machine's speed drifts over minutes: back-to-back phases would compare two moments as much as
+  two loads); ``normal_priority_*``: the same loop at normal priority;
 - ``during_swaps``: the batched HTTP call while three new champions are promoted one after the
   other (each call until the new version answers, then 20 more), and its p99's ratio to idle;
 - ``breakdown``: where the CPU time of the largest batch goes (thread CPU medians): JSON parse alone, parse + validation
@@ -44,6 +46,7 @@ import gc
 import http.client
 import itertools
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -167,21 +170,32 @@ def _ratio(a: float, b: float) -> float | None:
     return round(a / b, 2) if b else None
 
 
-def _under_training(port: int, agents: int, seed: int, reps: int, nice: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """HTTP latency (rows, columns) while TRAIN_LOOP runs in another process at ``nice``."""
+#: Alternating blocks of the training figure (half with the training loop running, half paused).
+TRAINING_BLOCKS = 4
+
+
+def _under_training(port: int, agents: int, seed: int, reps: int, nice: int) -> dict[str, list[float]]:
+    """HTTP latencies (rows, columns) with TRAIN_LOOP, at ``nice``, running and paused (SIGSTOP):
+    ``TRAINING_BLOCKS`` blocks each, interleaved (training, idle, idle, training, ...), so that the
+    machine's own drift over time weighs on both alike; ``2 * reps`` calls per figure in all."""
+    per_block = max(10, 2 * reps // TRAINING_BLOCKS)
     trainer = subprocess.Popen(
         [sys.executable, "-c", TRAIN_LOOP, str(nice)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )
+    lat: dict[str, list[float]] = {"idle": [], "training": [], "columns_idle": [], "columns_training": []}
     try:
         assert trainer.stdout is not None
         trainer.stdout.readline()
-        time.sleep(0.5)
-        busy = percentiles_ms(_time_http(port, step_bodies(agents, seed, reps + WARMUP)))
-        busy_cols = percentiles_ms(_time_http(port, step_bodies(agents, seed, reps + WARMUP, columns=True)))
+        for block in range(TRAINING_BLOCKS):
+            for phase in ("training", "idle") if block % 2 == 0 else ("idle", "training"):
+                os.kill(trainer.pid, signal.SIGCONT if phase == "training" else signal.SIGSTOP)
+                time.sleep(0.3)  # the loop back at full speed (or surely stopped)
+                lat[phase] += _time_http(port, step_bodies(agents, seed, per_block + WARMUP))
+                lat[f"columns_{phase}"] += _time_http(port, step_bodies(agents, seed, per_block + WARMUP, columns=True))
     finally:
         trainer.kill()
         trainer.wait()
-    return busy, busy_cols
+    return lat
 
 
 def _during_swaps(port: int, data_dir: Path, n: int, seed: int, swaps: int = 3) -> dict[str, Any]:
@@ -538,13 +552,14 @@ def act(agents: int, reps: int, seed: int) -> None:
                     "per_agent_agents_per_s": round(per_aps, 1),
                     "batched_speedup": round(batched_aps / per_aps, 2),
                 }
-            # p99 while a training loop runs in another process
-            idle = percentiles_ms(_time_http(port, step_bodies(agents, seed, reps + WARMUP)))
-            idle_cols = percentiles_ms(_time_http(port, step_bodies(agents, seed, reps + WARMUP, columns=True)))
+            # p99 while a training loop runs in another process, against p99 with it paused
             from luanti_tune.worker.loop import WorkerConfig
 
-            busy, busy_cols = _under_training(port, agents, seed, reps, WorkerConfig().nice)
-            busy0, busy0_cols = _under_training(port, agents, seed, reps, 0)
+            worker = {
+                k: percentiles_ms(v) for k, v in _under_training(port, agents, seed, reps, WorkerConfig().nice).items()
+            }
+            normal = {k: percentiles_ms(v) for k, v in _under_training(port, agents, seed, reps, 0).items()}
+            idle, idle_cols = worker["idle"], worker["columns_idle"]
             swapping = _during_swaps(port, data_dir, agents, seed)
             progress.advance(task)
             breakdown = _breakdown(agents, seed, onnx_engine)
@@ -556,18 +571,14 @@ def act(agents: int, reps: int, seed: int) -> None:
     top = results[str(agents)]
     training = {
         "idle_p99_ms": idle["p99_ms"],
-        "training_p99_ms": busy["p99_ms"],
-        "ratio": round(busy["p99_ms"] / idle["p99_ms"], 2),
-        "idle": idle,
-        "training": busy,
-        "columns_ratio": round(busy_cols["p99_ms"] / idle_cols["p99_ms"], 2),
-        "columns_idle": idle_cols,
+        "training_p99_ms": worker["training"]["p99_ms"],
+        "ratio": _ratio(worker["training"]["p99_ms"], idle["p99_ms"]),
+        "columns_ratio": _ratio(worker["columns_training"]["p99_ms"], idle_cols["p99_ms"]),
+        **worker,
         # the same training loop at normal priority (the worker lowers its own priority)
-        "normal_priority_ratio": round(busy0["p99_ms"] / idle["p99_ms"], 2),
-        "normal_priority_columns_ratio": round(busy0_cols["p99_ms"] / idle_cols["p99_ms"], 2),
-        "normal_priority": busy0,
-        "normal_priority_columns": busy0_cols,
-        "columns_training": busy_cols,
+        "normal_priority_ratio": _ratio(normal["training"]["p99_ms"], normal["idle"]["p99_ms"]),
+        "normal_priority_columns_ratio": _ratio(normal["columns_training"]["p99_ms"], normal["columns_idle"]["p99_ms"]),
+        "normal_priority": normal,
     }
     swaps = {**swapping, "ratio_p99_to_idle": round(swapping["p99_ms"] / idle["p99_ms"], 2)}
     summary = {
