@@ -1137,8 +1137,8 @@ class PursuitAdapter(FamilyAdapter):
         rel, has = self._targets(observations)
         if self._kernels is not None:
             move, d, conf = self._kernels.decide_rows(
-                rel,
-                has,
+                np.ascontiguousarray(rel, dtype=np.float64),
+                np.ascontiguousarray(has, dtype=bool),
                 np.ascontiguousarray(outputs["mean"], dtype=np.float32),
                 np.ascontiguousarray(outputs["log_std"], dtype=np.float32),
                 *self._segments,

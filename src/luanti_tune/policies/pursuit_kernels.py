@@ -6,8 +6,9 @@ whole-batch numpy operations, each a few microseconds of fixed cost plus a pass 
 once. They compute exactly what the numpy path computes (the tests compare both on randomised
 batch sequences), in the same order of floating-point operations.
 
-Compiled on first use and cached next to this file (``cache=True``); importing this module
-compiles nothing. ``warm_up()`` compiles (or loads) every kernel ahead of the first batch.
+Compiled on first use (about 2 s; the engine's export check featurizes and decodes sample
+observations, so that happens before a model is served) and cached on disk (``cache=True``: next to
+this file, else in the user's cache directory); importing this module compiles nothing.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["decide_rows", "intercept_rows", "ring_update", "warm_up"]
+__all__ = ["decide_rows", "intercept_rows", "ring_update"]
 
 
 @njit(cache=True, nogil=True)
@@ -246,30 +247,3 @@ def decide_rows(
         d[i, 0] = vx / norm
         d[i, 2] = vz / norm
     return move, d, conf
-
-
-def warm_up() -> None:
-    """Compile (or load from the cache) every kernel with the argument types the adapter uses."""
-    slots = np.zeros(1, dtype=np.intp)
-    ring_update(
-        np.zeros((1, 8), dtype=np.complex128),
-        np.zeros((1, 8), dtype=np.bool_),
-        np.zeros(1, dtype=np.int64),
-        np.full(1, -(1 << 40), dtype=np.int64),
-        np.zeros(1, dtype=np.bool_),
-        slots,
-        np.zeros(1, dtype=np.int64),
-        np.zeros((1, 2)),
-        np.ones(1, dtype=np.bool_),
-        slots,
-        np.zeros(1, dtype=np.int64),
-        np.zeros(1),
-        1.0,
-        0.09,
-        np.zeros((1, 2, 2), dtype=np.float32),
-        np.zeros((1, 2), dtype=np.float32),
-    )
-    seg = (np.zeros(2, dtype=np.intp), np.zeros(2), np.ones(2), np.ones(2), np.full(2, 2, dtype=np.intp))
-    mean, log_std = np.zeros((1, 1, 2), dtype=np.float32), np.zeros((1, 1), dtype=np.float32)
-    intercept_rows(np.zeros((1, 2)), mean, log_std, *seg)
-    decide_rows(np.zeros((1, 2)), np.ones(1, dtype=np.bool_), mean, log_std, *seg)

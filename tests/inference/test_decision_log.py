@@ -1,0 +1,75 @@
+"""The decision log's queue: bounded, drops counted, everything accepted written."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from luanti_tune.inference.decision_log import DecisionLogger, LogItem
+from luanti_tune.store.base import EventQuery, open_store
+
+
+def items(prefix: str, n: int) -> list[LogItem]:
+    return [
+        (
+            f"{prefix}-{i}",
+            i,
+            {"x": 1.0, "y": 2.0, "z": float(i)},
+            {"agent": f"{prefix}-{i}", "type": "wait", "args": {"ticks": 1}},
+            "pursuit",
+            "v1",
+            None,
+        )
+        for i in range(n)
+    ]
+
+
+class HeldStore:
+    """A real store whose first append waits until released (a store that is slow right now)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def append(self, events: Sequence[Any]) -> Any:
+        if not self.entered.is_set():
+            self.entered.set()
+            assert self.release.wait(10)
+        return self.inner.append(events)
+
+
+def test_full_queue_drops_the_excess_and_writes_the_rest(tmp_path: Path) -> None:
+    inner = open_store(f"sqlite:///{tmp_path / 'ev.db'}")
+    try:
+        store = HeldStore(inner)
+        logger = DecisionLogger(store, sample_rate=1.0, max_queue=50, flush_items=40)  # type: ignore[arg-type]
+        logger.offer(items("first", 40))  # one full write: the writer takes it and is held in the store
+        assert store.entered.wait(10)
+        for k in range(3):  # 60 more while the store is held: 50 fit, 10 are dropped
+            logger.offer(items(f"more{k}", 20))
+        assert logger.dropped == 10
+        store.release.set()
+        logger.close()
+        assert logger.written == 40 + 50
+        rows = list(inner.iter_events(EventQuery(types=("agent.act",))))
+        names = {r["actor"]["name"] for r in rows}
+        assert len(rows) == 90 and {"first-39", "more0-19", "more1-19", "more2-9"} <= names
+        assert "more2-10" not in names  # the dropped ones are the last offered
+    finally:
+        inner.close()
+
+
+def test_close_flushes_a_partial_batch(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'ev.db'}")
+    try:
+        logger = DecisionLogger(store, sample_rate=1.0, flush_every_s=60.0)
+        logger.offer(items("a", 5))
+        logger.offer(items("b", 3))
+        logger.close()  # long before the flush interval
+        assert logger.written == 8 and logger.dropped == 0
+        assert len(list(store.iter_events(EventQuery(types=("agent.act",))))) == 8
+    finally:
+        store.close()
