@@ -36,6 +36,10 @@ stream: each agent's target track grows by one sample per call):
   (the fast wire decoder and the pydantic reference path, JSON and msgpack bodies), the family's
   featurize/decode, the forward pass, the engine's own overhead and rendering the response.
 
+``cpu_probe_ms``: a fixed single-threaded workload timed before and after the run (this VM slows
+down by about 2x after minutes of load on both cores, as this benchmark puts on it): read the
+figures with it.
+
 The process uses the service's garbage-collector thresholds (``luanti-tune serve`` sets them), as
 the engine runs inside the service.
 """
@@ -60,7 +64,7 @@ import click
 import numpy as np
 import orjson
 
-from luanti_tune.bench.common import emit, percentiles_ms, stop_process
+from luanti_tune.bench.common import cpu_probe_ms, emit, percentiles_ms, stop_process
 
 TARGETS = {"engine_p99_ms": 2.0, "http_p99_ms": 10.0, "batched_speedup": 20.0, "training_ratio": 1.5}
 
@@ -458,6 +462,7 @@ def act(agents: int, reps: int, seed: int) -> None:
     from luanti_tune.serve.act import render
     from luanti_tune.serve.cli import GC_THRESHOLD_GEN0, SWITCH_INTERVAL_S
 
+    probe_start = cpu_probe_ms()
     gc.set_threshold(GC_THRESHOLD_GEN0, 20, 20)  # as in the service, where the engine runs
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     counts = sorted({1, 100, agents})
@@ -622,5 +627,7 @@ def act(agents: int, reps: int, seed: int) -> None:
             "during_swaps": swaps,
             "breakdown": breakdown,
             "load_avg": [round(x, 2) for x in os.getloadavg()],
+            # the machine's speed before and after (a fixed workload's ms: larger = slower)
+            "cpu_probe_ms": {"start": probe_start, "end": cpu_probe_ms()},
         },
     )

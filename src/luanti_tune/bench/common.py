@@ -32,6 +32,24 @@ def percentiles_ms(samples_s: Sequence[float]) -> dict[str, float]:
     }
 
 
+def cpu_probe_ms(repeat: int = 3) -> float:
+    """Milliseconds of a fixed single-threaded workload (Python loop + small numpy products),
+    median of ``repeat``: how fast this machine is right now. A virtual machine's speed drifts
+    (here: about 2x slower after minutes of load on both cores, fast again after an idle minute),
+    so reports carry it, taken before and after their runs."""
+    a = np.linspace(-1.0, 1.0, 64 * 64, dtype=np.float32).reshape(64, 64)
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        x = 0
+        for i in range(1_000_000):
+            x += i & 7
+        for _ in range(1000):
+            a = np.tanh(a @ a)
+        times.append(time.perf_counter() - t0)
+    return round(float(np.median(times)) * 1000.0, 1)
+
+
 def emit(bench: str, figures: dict[str, Any]) -> dict[str, Any]:
     """Print the benchmark's single JSON line (with machine context) and return it."""
     report = {
