@@ -92,7 +92,7 @@ def test_decide_rows_is_intercept_then_the_decision_rule() -> None:
     adapter = fam.PursuitAdapter()
     rel, mean, log_std = hard_cases(adapter, rng, 4000)
     has = rng.random(len(rel)) < 0.9
-    move, d, conf = kernels.decide_rows(rel, has, mean, log_std, *adapter._segments)
+    move, d, conf = kernels.decide_rows(rel, has, mean, log_std, adapter._segments)
     aim, std = adapter.intercept(rel, mean, log_std)
     with np.errstate(invalid="ignore", divide="ignore"):
         vec = np.where((np.hypot(aim[:, 0], aim[:, 1]) > 1e-6)[:, None], aim, rel)

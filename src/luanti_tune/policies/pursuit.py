@@ -1065,7 +1065,7 @@ class PursuitAdapter(FamilyAdapter):
                 np.ascontiguousarray(rel, dtype=np.float64),
                 np.ascontiguousarray(mean, dtype=np.float32),
                 np.ascontiguousarray(log_std, dtype=np.float32),
-                *self._segments,
+                self._segments,
             )
         n = len(rel)
         g = len(self._grid)
@@ -1141,7 +1141,7 @@ class PursuitAdapter(FamilyAdapter):
                 np.ascontiguousarray(has, dtype=bool),
                 np.ascontiguousarray(outputs["mean"], dtype=np.float32),
                 np.ascontiguousarray(outputs["log_std"], dtype=np.float32),
-                *self._segments,
+                self._segments,
             )
             return DecisionColumns(batch.agents, move, d, np.ones(n), conf)
         aim, std = self.intercept(rel, np.asarray(outputs["mean"]), np.asarray(outputs["log_std"]))

@@ -18,7 +18,11 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["decide_rows", "intercept_rows", "ring_update"]
+__all__ = ["Grid", "decide_rows", "intercept_rows", "ring_update"]
+
+#: The intercept search's time grid: ``(seg_idx, seg_w, seg_w0, reach2, seg_end)``, see
+#: :func:`_intercept_row` (``PursuitAdapter._segments``).
+Grid = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 @njit(cache=True, nogil=True)
@@ -123,20 +127,19 @@ def _intercept_row(
     rz: float,
     mean: np.ndarray,
     log_std: np.ndarray,
-    seg_idx: np.ndarray,
-    seg_w: np.ndarray,
-    seg_w0: np.ndarray,
-    reach2: np.ndarray,
-    seg_end: np.ndarray,
+    grid: Grid,
 ) -> tuple[float, float, float]:
     """One agent's aim point (relative) and its std: the first grid point of the predicted path
     (linear from ``(rx, rz)`` at time 0 through each horizon's mean) within reach, else the last.
 
-    Grid point ``g`` lies on path segment ``seg_idx[g]`` (knot ``j`` -> ``j + 1``) at weight
-    ``seg_w[g]``; the segment's points run to ``seg_end[g]`` (exclusive). A segment whose closest
+    ``grid`` (:data:`Grid`): grid point ``g`` lies on path segment ``seg_idx[g]`` (knot ``j`` ->
+    ``j + 1``) at weight ``seg_w[g]`` (``seg_w0[g] = 1 - seg_w[g]``), where the agent reaches
+    ``sqrt(reach2[g])`` (nothing where ``reach2[g] < 0``); the segment's points run to
+    ``seg_end[g]`` (exclusive). A segment whose closest
     point to the agent is farther than the reach at its last grid point (plus a rounding margin)
     cannot hold the answer and is skipped whole; the others are searched point by point.
     """
+    seg_idx, seg_w, seg_w0, reach2, seg_end = grid
     g_n = len(seg_idx)
     g = 0
     found = g_n - 1
@@ -188,18 +191,14 @@ def intercept_rows(
     rel: np.ndarray,
     mean: np.ndarray,
     log_std: np.ndarray,
-    seg_idx: np.ndarray,
-    seg_w: np.ndarray,
-    seg_w0: np.ndarray,
-    reach2: np.ndarray,
-    seg_end: np.ndarray,
+    grid: Grid,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``PursuitAdapter.intercept``: aim points ``[N, 2]`` (relative to the agent), their std ``[N]``."""
     n = len(rel)
     aim = np.empty((n, 2))
     std = np.empty(n)
     for i in range(n):
-        ax, az, sd = _intercept_row(rel[i, 0], rel[i, 1], mean[i], log_std[i], seg_idx, seg_w, seg_w0, reach2, seg_end)
+        ax, az, sd = _intercept_row(rel[i, 0], rel[i, 1], mean[i], log_std[i], grid)
         aim[i, 0] = ax
         aim[i, 1] = az
         std[i] = sd
@@ -212,11 +211,7 @@ def decide_rows(
     has: np.ndarray,
     mean: np.ndarray,
     log_std: np.ndarray,
-    seg_idx: np.ndarray,
-    seg_w: np.ndarray,
-    seg_w0: np.ndarray,
-    reach2: np.ndarray,
-    seg_end: np.ndarray,
+    grid: Grid,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``PursuitAdapter.decode_columns``' numbers: ``move`` [N] (else wait), direction ``[N, 3]``, confidence [N].
 
@@ -233,7 +228,7 @@ def decide_rows(
             continue
         rx = rel[i, 0]
         rz = rel[i, 1]
-        ax, az, sd = _intercept_row(rx, rz, mean[i], log_std[i], seg_idx, seg_w, seg_w0, reach2, seg_end)
+        ax, az, sd = _intercept_row(rx, rz, mean[i], log_std[i], grid)
         if math.hypot(ax, az) > 1e-6:
             vx, vz = ax, az
         else:
