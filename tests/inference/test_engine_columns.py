@@ -124,3 +124,41 @@ def test_take_and_concat_of_column_batches_decide_like_typed(registry_dir: Path)
     finally:
         a.close()
         b.close()
+
+
+def test_a_server_stream_decides_like_the_adapter_on_its_own(registry_dir: Path) -> None:
+    """Step after step the same agents, each chasing one named player (the engine then reuses the
+    last step's agent list, target keys and track slots): the engine's actions equal the adapter's
+    own featurize -> forward -> decode on a plain memory, also when targets and order change."""
+    from luanti_tune.policies.pursuit import PursuitAdapter
+
+    eng = InferenceEngine(RegistrySource(Registry(registry_dir)), config=EngineConfig(onnx=True))
+    served = eng.models.by_family["pursuit"]
+    alone, memory = PursuitAdapter(served.adapter.arch), {}  # type: ignore[attr-defined]
+    rng = np.random.default_rng(4)
+    agents = [f"e{i}" for i in range(200)]
+    try:
+        for tick in range(50, 62):
+            if tick == 55:
+                agents = agents[::-1]  # the same agents in another order
+            obs = []
+            for i, agent in enumerate(agents):
+                name = "bob" if tick >= 58 and i % 3 == 0 else "alice"  # some switch targets
+                rel = rng.normal(0, 6, 3).round(3).tolist()
+                obs.append(
+                    {
+                        "agent": agent,
+                        "kind": "pursuit",
+                        "tick": tick,
+                        "pos": {"x": float(i), "y": 0.0, "z": 0.0},
+                        "entities": [{"kind": "player", "name": name, "rel": dict(zip("xyz", rel, strict=True))}],
+                        "targets": [name],
+                    }
+                )
+            body = orjson.dumps(rows_to_columns(obs))
+            got = eng.decide(decode_columns(body, msgpack=False, max_agents=1000)).wire()
+            typed = [Observation.model_validate(o) for o in obs]
+            want = alone.decode_columns(typed, served.runner(alone.featurize(typed, memory))).wire()
+            assert got == want, tick
+    finally:
+        eng.close()
