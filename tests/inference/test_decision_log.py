@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from luanti_tune.inference.decision_log import DecisionLogger, LogItem
 from luanti_tune.store.base import EventQuery, open_store
 
@@ -71,5 +73,33 @@ def test_close_flushes_a_partial_batch(tmp_path: Path) -> None:
         logger.close()  # long before the flush interval
         assert logger.written == 8 and logger.dropped == 0
         assert len(list(store.iter_events(EventQuery(types=("agent.act",))))) == 8
+    finally:
+        store.close()
+
+
+def test_offers_after_close_are_counted_as_dropped(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'ev.db'}")
+    try:
+        logger = DecisionLogger(store, sample_rate=1.0, flush_every_s=0.05)
+        logger.offer(items("a", 3))
+        logger.close()
+        logger.offer(items("late", 5))  # e.g. a request still in flight at shutdown
+        logger.close()
+        assert logger.written == 3 and logger.dropped == 5
+        assert len(list(store.iter_events(EventQuery(types=("agent.act",))))) == 3
+        unused = DecisionLogger(store, sample_rate=1.0)
+        unused.close()
+        unused.offer(items("b", 2))
+        assert unused.dropped == 2 and unused._thread is None
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("bad", [{"flush_items": 0}, {"max_queue": 0}])
+def test_sizes_below_one_are_refused(tmp_path: Path, bad: dict[str, int]) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'ev.db'}")
+    try:
+        with pytest.raises(ValueError, match="must be >= 1"):
+            DecisionLogger(store, **bad)  # type: ignore[arg-type]
     finally:
         store.close()

@@ -9,9 +9,11 @@ point of the time grid, on the path through the predicted horizons, within the a
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from luanti_tune.policies import pursuit as fam
 from luanti_tune.policies import pursuit_kernels as kernels
+from luanti_tune.schemas.agent import Observation
 
 
 def plain_intercept(
@@ -105,3 +107,34 @@ def test_decide_rows_is_intercept_then_the_decision_rule() -> None:
         np.testing.assert_array_equal(d[:, 2], np.where(want_move, vec[:, 1] / norm, 0.0))
     assert not d[:, 1].any()
     assert 0 < move.sum() < has.sum()  # both rules are exercised
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_outputs_of_the_wrong_shape_are_refused(compiled: bool) -> None:
+    """A model with fewer horizons than the adapter's architecture: an error (the engine then
+    answers with the fallback policy), never a read past the end of the outputs."""
+    adapter = fam.PursuitAdapter(compiled=compiled)
+    rel = np.full((4, 2), 50.0)
+    mean, log_std = np.ones((4, 2, 2), np.float32), np.zeros((4, 2), np.float32)
+    with pytest.raises(ValueError):
+        adapter.intercept(rel, mean, log_std)
+    obs = [
+        Observation.model_validate(
+            {
+                "agent": f"e{i}",
+                "kind": "pursuit",
+                "tick": 1,
+                "pos": {"x": 0, "y": 0, "z": 0},
+                "entities": [{"kind": "player", "rel": {"x": 50, "y": 0, "z": 50}}],
+            }
+        )
+        for i in range(4)
+    ]
+    with pytest.raises(ValueError):
+        adapter.decode_columns(obs, {"mean": mean, "log_std": log_std})
+
+
+def test_a_negative_agent_speed_is_refused() -> None:
+    with pytest.raises(ValueError, match="agent_speed"):
+        fam.architecture(agent_speed=-1.0)
+    assert fam.architecture(agent_speed=0.0)["agent_speed"] == 0.0

@@ -36,7 +36,7 @@ stream: each agent's target track grows by one sample per call):
   (the fast wire decoder and the pydantic reference path, JSON and msgpack bodies), the family's
   featurize/decode, the forward pass, the engine's own overhead and rendering the response.
 
-``cpu_probe_ms``: a fixed single-threaded workload timed before and after the run (this VM slows
+``cpu_probe_ms``: a fixed workload timed before and after the run (this VM slows
 down by about 2x after minutes of load on both cores, as this benchmark puts on it): read the
 figures with it.
 
@@ -603,15 +603,19 @@ def act(agents: int, reps: int, seed: int) -> None:
         "columns_http_speedup": top["columns_http_speedup"],
         "columns_engine_speedup": top["columns_engine_speedup"],
     }
+
+    def at_most(value: float | None, target: float) -> bool:
+        return value is not None and value <= target
+
     met = {
-        "engine_p99_ms": summary["engine_p99_ms"] <= TARGETS["engine_p99_ms"],
-        "http_p99_ms": summary["http_p99_ms"] <= TARGETS["http_p99_ms"],
+        "engine_p99_ms": at_most(summary["engine_p99_ms"], TARGETS["engine_p99_ms"]),
+        "http_p99_ms": at_most(summary["http_p99_ms"], TARGETS["http_p99_ms"]),
         "batched_speedup": summary["batched_speedup"] >= TARGETS["batched_speedup"],
-        "training_ratio": summary["training_ratio"] <= TARGETS["training_ratio"],
+        "training_ratio": at_most(summary["training_ratio"], TARGETS["training_ratio"]),
         # the same latency targets with the compact columnar wire format
-        "engine_columns_p99_ms": summary["engine_columns_p99_ms"] <= TARGETS["engine_p99_ms"],
-        "http_columns_p99_ms": summary["http_columns_p99_ms"] <= TARGETS["http_p99_ms"],
-        "training_columns_ratio": summary["training_columns_ratio"] <= TARGETS["training_ratio"],
+        "engine_columns_p99_ms": at_most(summary["engine_columns_p99_ms"], TARGETS["engine_p99_ms"]),
+        "http_columns_p99_ms": at_most(summary["http_columns_p99_ms"], TARGETS["http_p99_ms"]),
+        "training_columns_ratio": at_most(summary["training_columns_ratio"], TARGETS["training_ratio"]),
     }
     emit(
         "act",

@@ -33,8 +33,8 @@ def percentiles_ms(samples_s: Sequence[float]) -> dict[str, float]:
 
 
 def cpu_probe_ms(repeat: int = 3) -> float:
-    """Milliseconds of a fixed single-threaded workload (Python loop + small numpy products),
-    median of ``repeat``: how fast this machine is right now. A virtual machine's speed drifts
+    """Milliseconds of a fixed workload (a Python loop and small numpy products), median of
+    ``repeat``: how fast this machine is right now. A virtual machine's speed drifts
     (here: about 2x slower after minutes of load on both cores, fast again after an idle minute),
     so reports carry it, taken before and after their runs."""
     a = np.linspace(-1.0, 1.0, 64 * 64, dtype=np.float32).reshape(64, 64)

@@ -43,6 +43,8 @@ class DecisionLogger:
     ) -> None:
         if not 0.0 <= sample_rate <= 1.0:
             raise ValueError("sample_rate must be within [0, 1]")
+        if max_queue < 1 or flush_items < 1:
+            raise ValueError("max_queue and flush_items must be >= 1")
         self.store = store
         self.sample_rate = sample_rate
         host = socket.gethostname().replace(" ", "_")[:40] or "host"
@@ -84,20 +86,22 @@ class DecisionLogger:
         return int(self._np_rng.binomial(n, p))
 
     def offer(self, items: Sequence[LogItem]) -> None:
-        """Queue ``items`` for writing; what does not fit into ``max_queue`` is dropped (counted)."""
+        """Queue ``items`` for writing; what does not fit into ``max_queue``, or comes after
+        :meth:`close`, is dropped (counted)."""
         if not items:
             return
-        self._ensure_thread()
         with self._cond:
-            room = self.max_queue - self._queued
+            room = 0 if self._stopped.is_set() else self.max_queue - self._queued
             if room > 0:
                 take = items if len(items) <= room else items[:room]
                 self._batches.append(take)
                 self._queued += len(take)
+                self._ensure_thread()  # under the lock: close() cannot come in between
                 self._cond.notify()
             lost = len(items) - max(room, 0)
+            if lost > 0:
+                self.dropped += lost
         if lost > 0:
-            self.dropped += lost
             (self.metrics or metrics()).log_dropped.inc(lost)
 
     def _ensure_thread(self) -> None:
@@ -163,21 +167,22 @@ class DecisionLogger:
                 events.append(parse_event(raw))
             except Exception as exc:  # noqa: BLE001 - a bad decision must not kill the logger
                 log.warning("dropping unloggable decision of %s: %s", agent, exc)
-                self.dropped += 1
+                with self._cond:
+                    self.dropped += 1
         try:
             result = self.store.append(events)
             self.written += result.accepted
         except Exception as exc:  # noqa: BLE001 - store down: count and move on
             log.warning("could not log %d agent.act events: %s", len(events), exc)
-            self.dropped += len(events)
+            with self._cond:
+                self.dropped += len(events)
             (self.metrics or metrics()).log_dropped.inc(len(events))
 
     def close(self, timeout: float = 5.0) -> None:
-        """Flush what is queued and stop the writer thread."""
-        if self._thread is None:
-            return
+        """Flush what is queued and stop the writer thread; later offers are dropped (counted)."""
         with self._cond:
             self._stopped.set()
             self._cond.notify()
-        self._thread.join(timeout)
-        self._thread = None
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout)

@@ -234,6 +234,9 @@ class InferenceEngine:
 
     def _prepare(self, cand: ModelCandidate) -> ServedModel:
         adapter = cand.adapter
+        warm_up = getattr(adapter, "warm_up", None)
+        if callable(warm_up):  # e.g. compile the family's loops now rather than in the first batch
+            warm_up()
         kinds = cand.served_kinds
         obs_samples = list(cand.sample_observations) or list(self._recent.get(kinds[0], [])[:64])
         rng = np.random.default_rng(self.config.seed)

@@ -12,6 +12,8 @@ For large batches the engine passes an :class:`~luanti_tune.policies.batch.Obser
 (still a ``Sequence[Observation]``; its ``items`` and cached columns avoid building an object per
 agent) and, when the adapter has it, calls ``decode_columns(observations, outputs)`` returning
 :class:`~luanti_tune.policies.batch.DecisionColumns` instead of ``decode`` (see the pursuit family).
+An adapter may also have ``warm_up()``, which the engine calls while preparing a model, before it
+serves (e.g. to compile the family's loops then rather than in the first batch).
 
 Scripted policies implement :class:`Policy` directly and serve as baselines and as the
 fallback when no model exists, the model errors, or its confidence is low.

@@ -53,7 +53,9 @@ class ObservationBatch(Sequence[Observation]):
     def __init__(
         self, items: Sequence[Any], materialize: Materialize | None = None, *, agents: list[str] | None = None
     ) -> None:
-        """``agents``: ``[item.agent for item in items]`` when the caller has it already."""
+        """``agents``: ``[item.agent for item in items]`` when the caller has it already (the batch
+        keeps that very list, and adapters may recognise it by identity in the next batch: do not
+        change it afterwards)."""
         self.items: Sequence[Any] = items if isinstance(items, (list, LazyRows)) else list(items)
         self._materialize = materialize
         self._objects: list[Observation | None] | None = None

@@ -70,6 +70,8 @@ def architecture(**overrides: Any) -> dict[str, Any]:
         raise ValueError("architecture.history must be >= 2")
     if not arch["horizons"] or any(h <= 0 for h in arch["horizons"]):
         raise ValueError("architecture.horizons must be positive")
+    if not float(arch["agent_speed"]) >= 0:  # the intercept search needs a reach that grows with time
+        raise ValueError("architecture.agent_speed must be >= 0")
     return arch
 
 
@@ -1061,12 +1063,8 @@ class PursuitAdapter(FamilyAdapter):
         the last horizon's point).
         """
         if self._kernels is not None:
-            return self._kernels.intercept_rows(  # type: ignore[no-any-return]
-                np.ascontiguousarray(rel, dtype=np.float64),
-                np.ascontiguousarray(mean, dtype=np.float32),
-                np.ascontiguousarray(log_std, dtype=np.float32),
-                self._segments,
-            )
+            rel, mean, log_std = self._kernel_inputs(rel, mean, log_std)
+            return self._kernels.intercept_rows(rel, mean, log_std, self._segments)  # type: ignore[no-any-return]
         n = len(rel)
         g = len(self._grid)
         mean = np.asarray(mean, dtype=np.float32)
@@ -1102,6 +1100,24 @@ class PursuitAdapter(FamilyAdapter):
         path_std = s0 * w0[first] + std[rows, fi] * w[first]
         return aim, path_std
 
+    def _kernel_inputs(self, rel: Any, mean: Any, log_std: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The intercept kernels' arrays, their shapes checked (the loops do not check bounds)."""
+        rel = np.ascontiguousarray(rel, dtype=np.float64)
+        mean = np.ascontiguousarray(mean, dtype=np.float32)
+        log_std = np.ascontiguousarray(log_std, dtype=np.float32)
+        n, h = len(rel), len(self.horizons)
+        if rel.shape != (n, 2) or mean.shape != (n, h, 2) or log_std.shape != (n, h):
+            raise ValueError(
+                f"intercept needs rel [{n}, 2], mean [{n}, {h}, 2] and log_std [{n}, {h}], "
+                f"got {rel.shape}, {mean.shape} and {log_std.shape}"
+            )
+        return rel, mean, log_std
+
+    def warm_up(self) -> None:
+        """Compile (or load from the disk cache) the compiled loops now, not in the first batch."""
+        if self._kernels is not None:
+            self._kernels.warm_up()
+
     def _targets(self, observations: Sequence[Observation]) -> tuple[np.ndarray, np.ndarray]:
         last = self._last
         self._last = None  # do not keep the batch alive (nor free it later inside featurize)
@@ -1136,13 +1152,9 @@ class PursuitAdapter(FamilyAdapter):
         n = len(batch)
         rel, has = self._targets(observations)
         if self._kernels is not None:
-            move, d, conf = self._kernels.decide_rows(
-                np.ascontiguousarray(rel, dtype=np.float64),
-                np.ascontiguousarray(has, dtype=bool),
-                np.ascontiguousarray(outputs["mean"], dtype=np.float32),
-                np.ascontiguousarray(outputs["log_std"], dtype=np.float32),
-                self._segments,
-            )
+            rel, mean, log_std = self._kernel_inputs(rel, outputs["mean"], outputs["log_std"])
+            has = np.ascontiguousarray(has, dtype=bool)
+            move, d, conf = self._kernels.decide_rows(rel, has, mean, log_std, self._segments)
             return DecisionColumns(batch.agents, move, d, np.ones(n), conf)
         aim, std = self.intercept(rel, np.asarray(outputs["mean"]), np.asarray(outputs["log_std"]))
         use_aim = np.hypot(aim[:, 0], aim[:, 1]) > 1e-6
