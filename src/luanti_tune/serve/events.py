@@ -153,16 +153,22 @@ def _warm(_: int = 0) -> int:
     return os.getpid()
 
 
-def _init_worker() -> None:
+def _init_worker(parent: int | None = None) -> None:
     """Validation worker set-up: import the schemas, then keep the collector off the start-up objects.
 
     With the default thresholds the collector ran every 700 allocations and its full passes walked
     every module-level object: ~25% of a worker's CPU per event. ``gc.freeze`` moves what exists
     now into the permanent generation; batches allocated later are still collected.
+
+    ``parent``: the service's pid. A worker that starts up after the service died (killed while
+    this worker was still booting, before it could ask for the death signal) exits here: it would
+    otherwise wait forever on a task queue whose other end its sibling workers keep open.
     """
     gc.freeze()
     gc.set_threshold(WORKER_GC_THRESHOLD_GEN0, 20, 20)
     exit_with_parent()
+    if parent is not None and os.getppid() != parent:
+        os._exit(0)
 
 
 def exit_with_parent() -> None:
@@ -197,7 +203,7 @@ class Validator:
         if self._pool is None:
             ctx = multiprocessing.get_context("spawn")
             self._pool = concurrent.futures.ProcessPoolExecutor(
-                max_workers=self.workers, mp_context=ctx, initializer=_init_worker
+                max_workers=self.workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),)
             )
         return self._pool
 
