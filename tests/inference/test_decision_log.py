@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,63 +43,57 @@ class HeldStore:
         return self.inner.append(events)
 
 
-def test_full_queue_drops_the_excess_and_writes_the_rest(tmp_path: Path) -> None:
-    inner = open_store(f"sqlite:///{tmp_path / 'ev.db'}")
-    try:
-        store = HeldStore(inner)
-        logger = DecisionLogger(store, sample_rate=1.0, max_queue=50, flush_items=40)  # type: ignore[arg-type]
-        logger.offer(items("first", 40))  # one full write: the writer takes it and is held in the store
-        assert store.entered.wait(10)
-        for k in range(3):  # 60 more while the store is held: 50 fit, 10 are dropped
-            logger.offer(items(f"more{k}", 20))
-        assert logger.dropped == 10
-        store.release.set()
-        logger.close()
-        assert logger.written == 40 + 50
-        rows = list(inner.iter_events(EventQuery(types=("agent.act",))))
-        names = {r["actor"]["name"] for r in rows}
-        assert len(rows) == 90 and {"first-39", "more0-19", "more1-19", "more2-9"} <= names
-        assert "more2-10" not in names  # the dropped ones are the last offered
-    finally:
-        inner.close()
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Any]:
+    opened = open_store(f"sqlite:///{tmp_path / 'ev.db'}")
+    yield opened
+    opened.close()
 
 
-def test_close_flushes_a_partial_batch(tmp_path: Path) -> None:
-    store = open_store(f"sqlite:///{tmp_path / 'ev.db'}")
-    try:
-        logger = DecisionLogger(store, sample_rate=1.0, flush_every_s=60.0)
-        logger.offer(items("a", 5))
-        logger.offer(items("b", 3))
-        logger.close()  # long before the flush interval
-        assert logger.written == 8 and logger.dropped == 0
-        assert len(list(store.iter_events(EventQuery(types=("agent.act",))))) == 8
-    finally:
-        store.close()
+def acts(store: Any) -> list[dict[str, Any]]:
+    return list(store.iter_events(EventQuery(types=("agent.act",))))
 
 
-def test_offers_after_close_are_counted_as_dropped(tmp_path: Path) -> None:
-    store = open_store(f"sqlite:///{tmp_path / 'ev.db'}")
-    try:
-        logger = DecisionLogger(store, sample_rate=1.0, flush_every_s=0.05)
-        logger.offer(items("a", 3))
-        logger.close()
-        logger.offer(items("late", 5))  # e.g. a request still in flight at shutdown
-        logger.close()
-        assert logger.written == 3 and logger.dropped == 5
-        assert len(list(store.iter_events(EventQuery(types=("agent.act",))))) == 3
-        unused = DecisionLogger(store, sample_rate=1.0)
-        unused.close()
-        unused.offer(items("b", 2))
-        assert unused.dropped == 2 and unused._thread is None
-    finally:
-        store.close()
+def test_full_queue_drops_the_excess_and_writes_the_rest(store: Any) -> None:
+    held = HeldStore(store)
+    logger = DecisionLogger(held, sample_rate=1.0, max_queue=50, flush_items=40)  # type: ignore[arg-type]
+    logger.offer(items("first", 40))  # one full write: the writer takes it and is held in the store
+    assert held.entered.wait(10)
+    for k in range(3):  # 60 more while the store is held: 50 fit, 10 are dropped
+        logger.offer(items(f"more{k}", 20))
+    assert logger.dropped == 10
+    held.release.set()
+    logger.close()
+    assert logger.written == 40 + 50
+    names = {r["actor"]["name"] for r in acts(store)}
+    assert len(names) == 90 and {"first-39", "more0-19", "more1-19", "more2-9"} <= names
+    assert "more2-10" not in names  # the dropped ones are the last offered
+
+
+def test_close_flushes_a_partial_batch(store: Any) -> None:
+    logger = DecisionLogger(store, sample_rate=1.0, flush_every_s=60.0)
+    logger.offer(items("a", 5))
+    logger.offer(items("b", 3))
+    logger.close()  # long before the flush interval
+    assert logger.written == 8 and logger.dropped == 0
+    assert len(acts(store)) == 8
+
+
+def test_offers_after_close_are_counted_as_dropped(store: Any) -> None:
+    logger = DecisionLogger(store, sample_rate=1.0, flush_every_s=0.05)
+    logger.offer(items("a", 3))
+    logger.close()
+    logger.offer(items("late", 5))  # e.g. a request still in flight at shutdown
+    logger.close()
+    assert logger.written == 3 and logger.dropped == 5
+    assert len(acts(store)) == 3
+    unused = DecisionLogger(store, sample_rate=1.0)
+    unused.close()
+    unused.offer(items("b", 2))
+    assert unused.dropped == 2 and unused._thread is None
 
 
 @pytest.mark.parametrize("bad", [{"flush_items": 0}, {"max_queue": 0}])
-def test_sizes_below_one_are_refused(tmp_path: Path, bad: dict[str, int]) -> None:
-    store = open_store(f"sqlite:///{tmp_path / 'ev.db'}")
-    try:
-        with pytest.raises(ValueError, match="must be >= 1"):
-            DecisionLogger(store, **bad)  # type: ignore[arg-type]
-    finally:
-        store.close()
+def test_sizes_below_one_are_refused(store: Any, bad: dict[str, int]) -> None:
+    with pytest.raises(ValueError, match="must be >= 1"):
+        DecisionLogger(store, **bad)  # type: ignore[arg-type]
