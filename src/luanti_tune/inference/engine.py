@@ -355,13 +355,14 @@ class InferenceEngine:
             return result
         kinds = batch.kinds
         first = kinds[0]
-        groups: dict[str, Sequence[int]]
+        groups: Mapping[str, Sequence[int]]
         if kinds.count(first) == n:
-            groups = {first: range(n)}
+            groups = {first: range(n)}  # the common case: one kind, no index list
         else:
-            groups = {}
+            by_kind: dict[str, list[int]] = {}
             for i, k in enumerate(kinds):
-                groups.setdefault(k, []).append(i)  # type: ignore[attr-defined]
+                by_kind.setdefault(k, []).append(i)
+            groups = by_kind
         with self._run_lock:
             for kind, idxs in groups.items():
                 obs = batch if len(idxs) == n else batch.take(idxs)
