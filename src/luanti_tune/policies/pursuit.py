@@ -794,35 +794,61 @@ class PursuitAdapter(FamilyAdapter):
             keys = [keys_all[j] for j in pl]
             tk, axz, rows = ticks_all[part], axz_all[part], ri_all[part]
             vgiven = None if vgiven_all is None else vgiven_all[part]
-        m = len(agents)
         slots = self._slots(table, memory, agents, keys)
-        if self._kernels is not None:
-            vg = np.ones(m, dtype=bool) if vgiven is None else vgiven
-            slow = self._kernels.ring_update(
-                table.xz,
-                table.knot,
-                table.first,
-                table.last,
-                table.listmode,
-                slots,
-                np.ascontiguousarray(tk, dtype=np.int64),
-                np.ascontiguousarray(axz, dtype=np.float64),
-                np.ascontiguousarray(vg),
-                np.ascontiguousarray(rows, dtype=np.intp),
-                self._da,
-                self._dw,
-                self.keep_s,
-                TICK_S,
-                hist,
-                vel,
-            )
-            if slow.any():  # list tracks, ticks back a little: one by one
-                for j in np.flatnonzero(slow).tolist():
-                    x, z = axz[j].tolist()
-                    self._scalar_row(table, int(slots[j]), int(tk[j]), x, z, int(rows[j]), hist, vel, not vg[j])
-            if table.crowded:
-                self._forget(table, memory, agents, keys, tk)
-            return
+        ring = self._ring_compiled if self._kernels is not None else self._ring_numpy
+        slow = ring(table, slots, tk, axz, vgiven, rows, hist, vel)
+        # list tracks, ticks back by less than keep_s: one by one (slots are distinct: any order)
+        for j in np.flatnonzero(slow).tolist():
+            need_v = vgiven is not None and not vgiven[j]
+            x, z = axz[j].tolist()
+            self._scalar_row(table, int(slots[j]), int(tk[j]), x, z, int(rows[j]), hist, vel, bool(need_v))
+        if table.crowded:
+            self._forget(table, memory, agents, keys, tk)
+
+    def _ring_compiled(
+        self,
+        table: _TrackTable,
+        slots: np.ndarray,
+        tk: np.ndarray,
+        axz: np.ndarray,
+        vgiven: np.ndarray | None,
+        rows: np.ndarray,
+        hist: np.ndarray,
+        vel: np.ndarray,
+    ) -> np.ndarray:
+        """:meth:`_ring_rows` as one compiled loop over the rows it can do; returns the others."""
+        vg = np.ones(len(slots), dtype=bool) if vgiven is None else vgiven
+        return self._kernels.ring_update(  # type: ignore[no-any-return]
+            table.xz,
+            table.knot,
+            table.first,
+            table.last,
+            table.listmode,
+            slots,
+            np.ascontiguousarray(tk, dtype=np.int64),
+            np.ascontiguousarray(axz, dtype=np.float64),
+            np.ascontiguousarray(vg),
+            np.ascontiguousarray(rows, dtype=np.intp),
+            self._da,
+            self._dw,
+            self.keep_s,
+            TICK_S,
+            hist,
+            vel,
+        )
+
+    def _ring_numpy(
+        self,
+        table: _TrackTable,
+        slots: np.ndarray,
+        tk: np.ndarray,
+        axz: np.ndarray,
+        vgiven: np.ndarray | None,
+        rows: np.ndarray,
+        hist: np.ndarray,
+        vel: np.ndarray,
+    ) -> np.ndarray:
+        """:meth:`_ring_rows` on the rows it can do, as whole-batch numpy; returns the others."""
         keep_s = self.keep_s
         last = table.last[slots]
         ts = tk * TICK_S
@@ -831,38 +857,16 @@ class PursuitAdapter(FamilyAdapter):
         reset = (ls < ts - keep_s) | (ts < ls - keep_s)
         # a tick back by less than keep_s replaces the last knot, list tracks: one by one
         slow = table.listmode[slots] | ((tk <= last) & ~reset)
-        if slow.any():
-            need_v = np.zeros(m, dtype=bool) if vgiven is None else ~vgiven
-            for j in np.flatnonzero(slow).tolist():
-                self._scalar_row(
-                    table,
-                    int(slots[j]),
-                    int(tk[j]),
-                    float(axz[j, 0]),
-                    float(axz[j, 1]),
-                    int(rows[j]),
-                    hist,
-                    vel,
-                    bool(need_v[j]),
-                )
-            fast = np.flatnonzero(~slow)
-            if len(fast):
-                self._ring_rows(
-                    table,
-                    slots[fast],
-                    tk[fast],
-                    axz[fast],
-                    reset[fast],
-                    last[fast],
-                    rows[fast],
-                    None if vgiven is None else vgiven[fast],
-                    hist,
-                    vel,
-                )
-        else:
+        if not slow.any():
             self._ring_rows(table, slots, tk, axz, reset, last, rows, vgiven, hist, vel)
-        if table.crowded:
-            self._forget(table, memory, agents, keys, tk)
+            return slow
+        fast = np.flatnonzero(~slow)
+        if len(fast):
+            vfast = None if vgiven is None else vgiven[fast]
+            self._ring_rows(
+                table, slots[fast], tk[fast], axz[fast], reset[fast], last[fast], rows[fast], vfast, hist, vel
+            )
+        return slow
 
     @staticmethod
     def _keys(table: _TrackTable, agents: list[str], names: Sequence[str | None]) -> tuple[list[str], bool]:
