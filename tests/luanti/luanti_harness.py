@@ -44,9 +44,13 @@ def invalid_actions(obs: dict[str, Any], protected: dict[str, float] | None) -> 
 
 
 def build_actions(obs: dict[str, Any]) -> list[dict[str, Any]]:
-    """Valid one-shot actions: place a stone two nodes east at foot height, dig it, chat, turn, jump."""
+    """Valid one-shot actions: place a stone two nodes east and two up, dig it, chat, turn, jump.
+
+    Two nodes up, not at foot height: where the ground east is a node higher (or the agent is
+    landing from its jump) a foot-height place fails on the terrain and the dig then takes the
+    terrain's node instead of the stone."""
     agent, pos = obs["agent"], obs["pos"]
-    node = {"x": math.floor(pos["x"] + 0.5) + 2, "y": math.floor(pos["y"] + 0.5), "z": math.floor(pos["z"] + 0.5)}
+    node = {"x": math.floor(pos["x"] + 0.5) + 2, "y": math.floor(pos["y"] + 0.5) + 2, "z": math.floor(pos["z"] + 0.5)}
     return [
         {"agent": agent, "type": "place", "args": {"pos": node, "item": "basenodes:stone"}},
         {"agent": agent, "type": "dig", "args": {"pos": node}},
