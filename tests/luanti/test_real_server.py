@@ -346,10 +346,11 @@ def test_pursuit_agents_driven_through_the_columnar_format_close_distance(
         if a in r["columns"]["agent"]
     ]
     assert targets and any("carol" in t for t in targets)
-    # the answers were columnar, and the agents were moved by the pursuit champion: plain "move"
-    # columns under a pursuit top-level model, or whole rows naming the pursuit model
+    # the answers were columnar, and the agents were moved by the pursuit champion: plain move/wait
+    # columns under a pursuit top-level model (an agent close to carol may wait for her, so the
+    # share of moves depends on timing), or whole rows naming the pursuit model
     assert answers and all("columns" in a and "actions" not in a for a in answers)
-    plain, by_model, decided = 0, 0, 0
+    plain, moves, by_model, decided = 0, 0, 0, 0
     for ans in answers:
         cols, top = ans["columns"], (ans.get("model") or {}).get("name", "")
         for a in ids:
@@ -359,10 +360,17 @@ def test_pursuit_agents_driven_through_the_columnar_format_close_distance(
             decided += 1
             row = ans["rows"].get(str(i))
             if row is None:
-                plain += cols["type"][i] == "move" and top.startswith("pursuit")
+                plain += top.startswith("pursuit") and cols["type"][i] in ("move", "wait")
+                moves += top.startswith("pursuit") and cols["type"][i] == "move"
                 by_model += top.startswith("pursuit")
             else:
                 by_model += "fallback" not in row and str(row.get("model", top)).startswith("pursuit")
-    assert decided and by_model >= 0.8 * decided and plain >= 0.5 * decided, (decided, by_model, plain, answers[:2])
+    assert decided and by_model >= 0.8 * decided and plain >= 0.5 * decided and moves > 0, (
+        decided,
+        by_model,
+        plain,
+        moves,
+        answers[:2],
+    )
     act = h.status()["act"]
     assert act["actions"] > 0 and act["refused"] <= 0.2 * act["actions"], act
