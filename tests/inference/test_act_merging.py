@@ -1,5 +1,7 @@
 """Without a batch window (the default), a lone request is decided at once and requests that queue
-behind a running batch are merged into the next one, each still getting its own agents' answers."""
+behind a running batch are merged into the next one, each still getting its own agents' answers.
+A lone request to a fast engine is decided on the event loop; the engine never runs two calls at
+once either way."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import pytest
 from test_act_hotswap import predictions
 from toyfamily import make_candidate, obs_dict
 
@@ -61,3 +64,73 @@ def test_requests_queued_behind_a_batch_share_the_next_one(serve: Any) -> None:
         assert [(a["type"], a["args"]) for a in body["actions"]] == predictions("v1", obs)
     assert sum(sizes[1:]) == sum(5 + c for c in range(8))
     assert len(sizes) - 1 < 8 and service.batcher.merged_requests > service.batcher.batches
+    assert service.batcher.inline == 0  # a slow engine keeps the loop free to queue requests
+
+
+@pytest.mark.parametrize("inline_ms", [3.0, 0.0])
+def test_lone_requests_to_a_fast_engine_are_decided_on_the_loop_and_calls_never_overlap(
+    serve: Any, inline_ms: float
+) -> None:
+    engine = InferenceEngine(StaticModelSource([make_candidate(1, version="v1")]), config=EngineConfig(), fallbacks={})
+    inner = engine.decide
+    threads: list[str] = []
+    running, overlaps, slow_calls = [0], [0], [0]
+    lock = threading.Lock()
+
+    def watched(observations: Any) -> BatchResult:
+        with lock:
+            running[0] += 1
+            overlaps[0] += running[0] > 1
+        try:
+            threads.append(threading.current_thread().name)
+            slow = slow_calls[0] > 0
+            slow_calls[0] -= slow
+            time.sleep(0.03 if slow else 0.0005)  # a window for another call to overlap, were it possible
+            return inner(observations)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    engine.decide = watched  # type: ignore[method-assign]
+    rng = np.random.default_rng  # new agents every step: the toy family's memory stays empty
+    app = create_app(Settings(act_inline_max_ms=inline_ms))
+    service = attach_service(app, ActService(app.state.luanti.settings, app.state.luanti.store, engine=engine))
+    srv = serve(app)
+    with httpx.Client(timeout=10) as http:  # one server, one request after another
+        for step in range(6):
+            obs = [{**obs_dict(i, rng(step)), "agent": f"solo{step}-{i}"} for i in range(4)]
+            body = http.post(f"{srv.url}/v1/act", json={"observations": obs}).json()
+            assert [(a["type"], a["args"]) for a in body["actions"]] == predictions("v1", obs)
+    on_engine_thread = [t.startswith("act-engine") for t in threads]
+    if inline_ms:  # the first call measures the engine; the others are decided on the loop
+        assert on_engine_thread == [True] + [False] * 5 and service.batcher.inline == 5
+    else:
+        assert all(on_engine_thread) and service.batcher.inline == 0
+
+    # eight servers at once; one slow call first, so requests queue up and are merged on the engine
+    # thread while later ones arrive (a lone one of which could go inline if only the queue counted)
+    slow_calls[0] = 1
+    del threads[:]
+    errors: list[BaseException] = []
+
+    def client(cid: int) -> None:
+        try:
+            with httpx.Client(timeout=10) as http:
+                for step in range(5):
+                    obs = [{**obs_dict(i, rng(100 * cid + step)), "agent": f"c{cid}.{step}-{i}"} for i in range(3)]
+                    body = http.post(f"{srv.url}/v1/act", json={"observations": obs}).json()
+                    assert [a["agent"] for a in body["actions"]] == [o["agent"] for o in obs]
+                    assert [(a["type"], a["args"]) for a in body["actions"]] == predictions("v1", obs)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=client, args=(c,)) for c in range(8)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join(30)
+    assert not errors, errors[:1]
+    assert overlaps[0] == 0  # inline or not, one engine call at a time
+    assert service.batcher.merged_requests == 6 + 8 * 5
+    assert service.batcher.merged_requests > service.batcher.batches  # requests really were merged
+    assert any(t.startswith("act-engine") for t in threads)

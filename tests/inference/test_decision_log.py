@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -97,3 +98,26 @@ def test_offers_after_close_are_counted_as_dropped(store: Any) -> None:
 def test_sizes_below_one_are_refused(store: Any, bad: dict[str, int]) -> None:
     with pytest.raises(ValueError, match="must be >= 1"):
         DecisionLogger(store, **bad)  # type: ignore[arg-type]
+
+
+def test_small_offers_wait_for_the_timer_and_a_full_write_goes_at_once(store: Any) -> None:
+    """Below ``flush_items`` the writer is not woken (it would take the GIL from the engine after
+    every batch); the offer that completes a write wakes it, and the timer writes a remainder."""
+    logger = DecisionLogger(store, sample_rate=1.0, flush_items=10, flush_every_s=0.6)
+    try:
+        logger.offer(items("a", 1))  # starts the writer, which then sleeps on its timer
+        logger.offer(items("b", 4))
+        time.sleep(0.15)
+        assert logger.written == 0
+        t0 = time.monotonic()
+        logger.offer(items("c", 5))  # 10 queued: one full write is due now
+        while logger.written < 10 and time.monotonic() - t0 < 5:
+            time.sleep(0.005)
+        assert logger.written == 10 and time.monotonic() - t0 < 0.4
+        logger.offer(items("d", 2))  # a remainder: written by the timer
+        while logger.written < 12 and time.monotonic() - t0 < 5:
+            time.sleep(0.01)
+        assert logger.written == 12
+    finally:
+        logger.close()
+    assert len(acts(store)) == 12

@@ -85,6 +85,15 @@ class Settings(BaseSettings):
         le=50,
         description="Extra wait for concurrent /v1/act calls to share a batch (calls queued behind one always do).",
     )
+    act_inline_max_ms: float = Field(
+        default=3.0,
+        ge=0,
+        le=50,
+        description=(
+            "Decide a lone /v1/act call on the event loop, without two thread hand-offs, while engine "
+            "calls take at most this long (0: always on the engine thread)."
+        ),
+    )
     act_min_confidence: float = Field(
         default=0.0, ge=0, le=1, description="Below this model confidence the scripted policy decides."
     )

@@ -4,6 +4,12 @@ Requests that arrive while the engine is busy with the previous batch (and, with
 within that window after the first waiting one) are concatenated, decided in one engine call on
 a dedicated thread, and split back; an idle engine answers a lone request at once. Every
 request of a merged batch is therefore answered by the same model set.
+
+A lone request (nothing queued, no batch running, no window) is decided on the event loop itself
+while the engine's calls are short (``inline_max_s``, measured on the previous call): handing a
+1 ms call to the engine thread and back costs two cross-thread wake-ups, 0.3 ms at the median and
+1-2 ms at the 99th percentile on a small VM. The engine still never runs two calls at once, and
+a slow engine (or a batch window) keeps the loop free to queue and merge concurrent requests.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -30,17 +37,42 @@ class _Pending:
 class MicroBatcher:
     """Async front of an :class:`InferenceEngine`; bind it to one event loop (lazily on first use)."""
 
-    def __init__(self, engine: InferenceEngine, window_s: float = 0.0, max_agents: int = 8192) -> None:
+    def __init__(
+        self, engine: InferenceEngine, window_s: float = 0.0, max_agents: int = 8192, inline_max_s: float = 0.0
+    ) -> None:
         self.engine = engine
         self.window_s = max(0.0, window_s)
         self.max_agents = max_agents
+        self.inline_max_s = max(0.0, inline_max_s)
         self._queue: asyncio.Queue[_Pending] | None = None
         self._task: asyncio.Task[None] | None = None
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="act-engine")
+        self._busy = False  # the worker holds a batch (collecting, deciding or answering it)
+        self._last_s: float | None = None  # wall time of the last engine call
         self.batches = 0
         self.merged_requests = 0
+        self.inline = 0  # batches decided on the event loop
+
+    def _can_inline(self) -> bool:
+        return (
+            self._last_s is not None
+            and self._last_s <= self.inline_max_s
+            and self.window_s == 0.0
+            and not self._busy
+            and (self._queue is None or self._queue.empty())
+        )
 
     async def decide(self, observations: Sequence[Observation]) -> BatchResult:
+        if self._can_inline():
+            # synchronous on the loop: no batch can start meanwhile, so calls never overlap
+            t0 = time.perf_counter()
+            try:
+                return self.engine.decide(observations)
+            finally:
+                self._last_s = time.perf_counter() - t0
+                self.batches += 1
+                self.merged_requests += 1
+                self.inline += 1
         loop = asyncio.get_running_loop()
         if self._queue is None or self._task is None or self._task.done():
             self._queue = asyncio.Queue()
@@ -69,32 +101,46 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         while True:
             first = await self._queue.get()
-            items = await self._collect(first)
-            if len(items) == 1:
-                obs: Sequence[Observation] = first.observations
-            else:
-                obs = ObservationBatch.concat([ObservationBatch.of(it.observations) for it in items])
+            self._busy = True
             try:
-                result = await loop.run_in_executor(self._executor, self.engine.decide, obs)
-            except BaseException as exc:  # noqa: BLE001 - hand the failure to every waiter
-                for it in items:
-                    if not it.future.done():
-                        it.future.set_exception(exc if isinstance(exc, Exception) else RuntimeError(str(exc)))
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-                continue
-            self.batches += 1
-            self.merged_requests += len(items)
-            if len(items) == 1:
-                if not first.future.done():
-                    first.future.set_result(result)
-                continue
-            start = 0
+                await self._decide_batch(loop, first, await self._collect(first))
+            finally:
+                self._busy = False
+
+    async def _decide_batch(self, loop: asyncio.AbstractEventLoop, first: _Pending, items: list[_Pending]) -> None:
+        if len(items) == 1:
+            obs: Sequence[Observation] = first.observations
+        else:
+            obs = ObservationBatch.concat([ObservationBatch.of(it.observations) for it in items])
+        try:
+            result = await loop.run_in_executor(self._executor, self._timed, obs)
+        except BaseException as exc:  # noqa: BLE001 - hand the failure to every waiter
             for it in items:
-                stop = start + len(it.observations)
                 if not it.future.done():
-                    it.future.set_result(result.slice(start, stop))
-                start = stop
+                    it.future.set_exception(exc if isinstance(exc, Exception) else RuntimeError(str(exc)))
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return
+        self.batches += 1
+        self.merged_requests += len(items)
+        if len(items) == 1:
+            if not first.future.done():
+                first.future.set_result(result)
+            return
+        start = 0
+        for it in items:
+            stop = start + len(it.observations)
+            if not it.future.done():
+                it.future.set_result(result.slice(start, stop))
+            start = stop
+
+    def _timed(self, obs: Sequence[Observation]) -> BatchResult:
+        """``engine.decide`` on the engine thread, its wall time kept for :meth:`_can_inline`."""
+        t0 = time.perf_counter()
+        try:
+            return self.engine.decide(obs)
+        finally:
+            self._last_s = time.perf_counter() - t0
 
     async def aclose(self) -> None:
         if self._task is not None:

@@ -1,7 +1,8 @@
 """Log served decisions back into the store as sampled ``agent.act`` events.
 
-The hot path only samples and enqueues plain tuples (one hand-over per engine batch: the writer
-thread wakes once, not once per decision, and so takes the GIL from the engine once); a daemon
+The hot path only samples and enqueues plain tuples (one hand-over per engine batch; the writer
+thread is woken only once ``flush_items`` decisions are queued, else by its ``flush_every_s``
+timer, so it seldom takes the GIL from the engine); a daemon
 thread builds and validates the events and appends them in batches, so a slow store never delays a
 decision. A full queue drops (counted in ``act_log_dropped_total``) instead of growing.
 """
@@ -97,7 +98,10 @@ class DecisionLogger:
                 self._batches.append(take)
                 self._queued += len(take)
                 self._ensure_thread()  # under the lock: close() cannot come in between
-                self._cond.notify()
+                if self._queued >= self._flush_items:
+                    # a write is due; smaller amounts wait for the writer's timer, so it does not
+                    # wake (and take the GIL from the engine) after every batch
+                    self._cond.notify()
             lost = len(items) - max(room, 0)
             if lost > 0:
                 self.dropped += lost
@@ -110,9 +114,9 @@ class DecisionLogger:
             self._thread.start()
 
     def _take(self, timeout: float) -> list[LogItem]:
-        """Every queued decision (waiting up to ``timeout`` for one)."""
+        """Every queued decision (waiting up to ``timeout`` for a full write's worth)."""
         with self._cond:
-            if not self._batches and not self._stopped.is_set():
+            if self._queued < self._flush_items and not self._stopped.is_set():
                 self._cond.wait(timeout)
             out = [item for batch in self._batches for item in batch]
             self._batches.clear()

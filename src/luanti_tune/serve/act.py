@@ -125,7 +125,10 @@ class ActService:
         with self._lock:
             if self._batcher is None:
                 self._batcher = MicroBatcher(
-                    engine, window_s=self.settings.act_batch_window_ms / 1000.0, max_agents=self.max_agents
+                    engine,
+                    window_s=self.settings.act_batch_window_ms / 1000.0,
+                    max_agents=self.max_agents,
+                    inline_max_s=self.settings.act_inline_max_ms / 1000.0,
                 )
             return self._batcher
 
