@@ -32,6 +32,7 @@ from luanti_tune.inference.runtime import (
     Runner,
     checked_runner,
     export_in_subprocess,
+    split_of,
 )
 from luanti_tune.inference.sessions import SessionStore
 from luanti_tune.inference.source import ModelCandidate, ModelSource
@@ -270,6 +271,7 @@ class InferenceEngine:
                 return True
             return same_actions(adapter.decode(obs, ref), adapter.decode(obs, got))
 
+        split = split_of(adapter, cand.module) if self.config.onnx else None
         runner, report = checked_runner(
             cand.module,
             samples,
@@ -280,7 +282,8 @@ class InferenceEngine:
             threads=self.config.threads,
             same_decisions=decisions_match,
             prefer_onnx=self.config.onnx,
-            exported=self._export_elsewhere(cand, samples),
+            exported=self._export_elsewhere(cand, samples, split is not None),
+            split=split,
         )
         log.info(
             "prepared %s %s %s: runtime=%s (%s)", cand.family, cand.name, cand.version, report.runtime, report.reason
@@ -288,7 +291,9 @@ class InferenceEngine:
         thr = self.config.min_confidence if cand.min_confidence is None else cand.min_confidence
         return ServedModel(cand.family, cand.name, cand.version, adapter, runner, report, thr, kinds, cand.module)
 
-    def _export_elsewhere(self, cand: ModelCandidate, samples: Sequence[dict[str, np.ndarray]]) -> Exported | None:
+    def _export_elsewhere(
+        self, cand: ModelCandidate, samples: Sequence[dict[str, np.ndarray]], split: bool
+    ) -> Exported | None:
         """The candidate's ONNX graphs exported in a child process (registry champions, when
         configured), or ``None`` to export in this process."""
         root = cand.meta.get("registry_root")
@@ -297,7 +302,13 @@ class InferenceEngine:
         adapter = cand.adapter
         try:
             job = RegistryExport(
-                str(root), cand.family, cand.version, dict(samples[0]), adapter.input_names, adapter.output_names
+                str(root),
+                cand.family,
+                cand.version,
+                dict(samples[0]),
+                adapter.input_names,
+                adapter.output_names,
+                split=split,
             )
             return export_in_subprocess(job)
         except Exception as exc:  # noqa: BLE001 - the in-process export still works

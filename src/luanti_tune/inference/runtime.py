@@ -14,6 +14,11 @@ same axis disappears, an outer-product ``Mul`` of ``[N, 1]`` by ``[1, K]`` becom
 They only move values or multiply them by one, so the outputs are the same values (a ``-0.0`` may come
 out as ``+0.0``); the rewritten graph is checked against PyTorch like the plain export, and the plain
 export is the fallback if the rewritten one fails.
+
+When the adapter splits the module (``split_forward``, :class:`~luanti_tune.policies.base.SplitForward`),
+only the learned core is exported too, and a :class:`SplitRunner` (compiled pre-processing -> ONNX
+core -> compiled post-processing) is the first candidate: checked against the whole PyTorch module
+like the others, the whole-graph exports behind it.
 """
 
 from __future__ import annotations
@@ -24,9 +29,11 @@ import os
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
+
+from luanti_tune.policies.base import SplitForward
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +101,21 @@ class OnnxRunner:
         feeds = {n: np.ascontiguousarray(inputs[n], dtype=np.float32) for n in self.input_names}
         outs = self.session.run(list(self.output_names), feeds)
         return dict(zip(self.output_names, outs, strict=True))
+
+
+class SplitRunner:
+    """``split.post(core(split.pre(inputs)))``: the whole module's inputs and outputs, with ONNX
+    Runtime running only the split's learned core."""
+
+    kind = "onnx"
+
+    def __init__(self, split: SplitForward, core: OnnxRunner) -> None:
+        self.split = split
+        self.core = core
+
+    def __call__(self, inputs: Arrays) -> Arrays:
+        feeds, context = self.split.pre(inputs)
+        return self.split.post(self.core(feeds), context)
 
 
 def _attr(node: Any, name: str, default: Any = None) -> Any:
@@ -356,7 +378,7 @@ def export_onnx(module: Any, sample: Arrays, input_names: Sequence[str], output_
 
 def _compare(
     torch_runner: TorchRunner,
-    onnx_runner: OnnxRunner,
+    onnx_runner: Runner,
     samples: Sequence[Arrays],
     output_names: Sequence[str],
     atol: float,
@@ -386,23 +408,41 @@ def _compare(
     return None, worst, (True if same_decisions is not None else None)
 
 
-#: ``(plain ONNX bytes, rewritten ONNX bytes or None, rewrite counts or None)``.
-Exported = tuple[bytes, bytes | None, dict[str, int] | None]
+class Exported(NamedTuple):
+    """A module's ONNX graphs: the plain export, the rewritten one and what was rewritten (when
+    rewriting changed anything), the split's core (when the module was split and its core exported)."""
+
+    plain: bytes
+    rewritten: bytes | None = None
+    rewrites: dict[str, int] | None = None
+    core: bytes | None = None
 
 
 def export_graphs(
-    module: Any, sample: Arrays, input_names: Sequence[str], output_names: Sequence[str], rewrite: bool = True
+    module: Any,
+    sample: Arrays,
+    input_names: Sequence[str],
+    output_names: Sequence[str],
+    rewrite: bool = True,
+    split: SplitForward | None = None,
 ) -> Exported:
-    """The plain export and (when ``rewrite`` changes anything) the rewritten graph."""
+    """The plain export, (when ``rewrite`` changes anything) the rewritten graph and (with a
+    ``split``) its core's graph, exported on the core inputs of ``sample``."""
     plain = export_onnx(module, sample, input_names, output_names)
+    core = None
+    if split is not None:
+        try:
+            core = export_onnx(split.core, split.pre(sample)[0], split.core_inputs, split.core_outputs)
+        except Exception as exc:  # noqa: BLE001 - a failed core export only costs speed
+            log.info("export of the split core failed (%s: %s); checking the whole graph", type(exc).__name__, exc)
     if rewrite:
         try:
             rewritten, done = rewrite_onnx(plain)
             if rewritten is not plain:
-                return plain, rewritten, done
+                return Exported(plain, rewritten, done, core)
         except Exception as exc:  # noqa: BLE001 - a failed rewrite only costs speed
             log.info("ONNX graph rewrite failed (%s: %s); checking the plain export", type(exc).__name__, exc)
-    return plain, None, None
+    return Exported(plain, None, None, core)
 
 
 @dataclass(frozen=True)
@@ -416,6 +456,20 @@ class RegistryExport:
     input_names: tuple[str, ...]
     output_names: tuple[str, ...]
     rewrite: bool = True
+    split: bool = False  # also export the core of the adapter's split_forward
+
+
+def split_of(adapter: Any, module: Any) -> SplitForward | None:
+    """``adapter.split_forward(module)``, ``None`` when the adapter has none or it fails."""
+    split_forward = getattr(adapter, "split_forward", None)
+    if not callable(split_forward):
+        return None
+    try:
+        split: SplitForward | None = split_forward(module)
+        return split
+    except Exception as exc:  # noqa: BLE001 - no split only costs speed
+        log.info("split_forward failed (%s: %s); serving the whole graph", type(exc).__name__, exc)
+        return None
 
 
 def _export_registry_version(job: RegistryExport) -> Exported:
@@ -430,7 +484,8 @@ def _export_registry_version(job: RegistryExport) -> Exported:
         pass
     torch.set_num_threads(1)
     loaded = Registry(job.root).load(job.family, job.version)
-    return export_graphs(loaded.module, job.sample, job.input_names, job.output_names, job.rewrite)
+    split = split_of(loaded.adapter, loaded.module) if job.split else None
+    return export_graphs(loaded.module, job.sample, job.input_names, job.output_names, job.rewrite, split)
 
 
 def export_in_subprocess(job: RegistryExport, timeout_s: float = 300.0) -> Exported:
@@ -461,6 +516,7 @@ def checked_runner(
     prefer_onnx: bool = True,
     rewrite: bool = True,
     exported: Exported | None = None,
+    split: SplitForward | None = None,
 ) -> tuple[Runner, ExportReport]:
     """Export to ONNX and verify against eager PyTorch on ``samples``; return the runner to serve.
 
@@ -469,7 +525,9 @@ def checked_runner(
     otherwise (or when rewriting fails) the plain export is checked, then PyTorch is the fallback.
     ``report.extra["rewrites"]`` counts the rewrites of the served graph (absent when it is the plain one).
     ``exported``: the graphs already exported from ``module`` elsewhere (e.g. :func:`export_in_subprocess`);
-    they are checked exactly like an export made here.
+    they are checked exactly like an export made here. With a ``split`` (and its core exported) the
+    :class:`SplitRunner` is checked first. ``report.extra["graph"]`` names the graph served:
+    ``split``, ``rewritten`` or ``plain``.
     """
     torch_runner = TorchRunner(module, input_names, output_names)
     report = ExportReport(samples=sum(len(next(iter(s.values()))) for s in samples if s))
@@ -480,24 +538,31 @@ def checked_runner(
         report.reason = "no sample inputs to check the export against"
         return torch_runner, report
     try:
-        model_bytes, rewritten, done = exported or export_graphs(module, samples[0], input_names, output_names, rewrite)
-        plain = OnnxRunner(model_bytes, input_names, output_names, threads=threads)
+        graphs = exported or export_graphs(module, samples[0], input_names, output_names, rewrite, split)
+        plain = OnnxRunner(graphs.plain, input_names, output_names, threads=threads)
         report.exported = True
     except Exception as exc:  # noqa: BLE001 - any export/load failure means serve PyTorch
         report.reason = f"export failed: {type(exc).__name__}: {exc}"[:500]
         log.warning("ONNX export failed, serving PyTorch: %s", report.reason)
         return torch_runner, report
-    candidates: list[tuple[OnnxRunner, dict[str, int] | None]] = []
-    if rewrite and rewritten is not None:
+    candidates: list[tuple[str, Runner, dict[str, int] | None]] = []
+    if split is not None and graphs.core is not None:
         try:
-            candidates.append((OnnxRunner(rewritten, input_names, output_names, threads=threads), done))
+            core = OnnxRunner(graphs.core, split.core_inputs, split.core_outputs, threads=threads)
+            candidates.append(("split", SplitRunner(split, core), None))
+        except Exception as exc:  # noqa: BLE001 - a failed split only costs speed
+            log.info("split core graph does not load (%s: %s); checking the whole graph", type(exc).__name__, exc)
+    if rewrite and graphs.rewritten is not None:
+        try:
+            rewritten = OnnxRunner(graphs.rewritten, input_names, output_names, threads=threads)
+            candidates.append(("rewritten", rewritten, graphs.rewrites))
         except Exception as exc:  # noqa: BLE001 - a failed rewrite only costs speed
             log.info("rewritten ONNX graph does not load (%s: %s); checking the plain export", type(exc).__name__, exc)
-    candidates.append((plain, None))
-    for k, (onnx_runner, counts) in enumerate(candidates):
+    candidates.append(("plain", plain, None))
+    for k, (graph, onnx_runner, counts) in enumerate(candidates):
         reason, worst, same = _compare(torch_runner, onnx_runner, samples, output_names, atol, rtol, same_decisions)
         if reason is not None and k + 1 < len(candidates):
-            log.info("rewritten ONNX graph failed the check (%s); checking the plain export", reason)
+            log.info("%s ONNX graph failed the check (%s); checking the next one", graph, reason)
             continue
         report.max_abs_diff = worst
         report.same_actions = same
@@ -507,6 +572,7 @@ def checked_runner(
             return torch_runner, report
         if counts is not None:
             report.extra["rewrites"] = counts
+        report.extra["graph"] = graph
         report.runtime = "onnx"
         return onnx_runner, report
     raise AssertionError("unreachable: the plain export is always the last candidate")

@@ -13,7 +13,11 @@ For large batches the engine passes an :class:`~luanti_tune.policies.batch.Obser
 agent) and, when the adapter has it, calls ``decode_columns(observations, outputs)`` returning
 :class:`~luanti_tune.policies.batch.DecisionColumns` instead of ``decode`` (see the pursuit family).
 An adapter may also have ``warm_up()``, which the engine calls while preparing a model, before it
-serves (e.g. to compile the family's loops then rather than in the first batch).
+serves (e.g. to compile the family's loops then rather than in the first batch), and
+``split_forward(module) -> SplitForward | None``: the module's forward as fixed pre-processing,
+a learned core and fixed post-processing, so that ONNX Runtime runs only the core and the
+(cheap, elementwise) ends run as compiled loops instead of dozens of tiny graph nodes; the engine
+checks the split runner against the whole PyTorch module like any export.
 
 Scripted policies implement :class:`Policy` directly and serve as baselines and as the
 fallback when no model exists, the model errors, or its confidence is low.
@@ -22,7 +26,7 @@ fallback when no model exists, the model errors, or its confidence is low.
 from __future__ import annotations
 
 import abc
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +45,22 @@ class Decision:
 
     action: Action
     confidence: float = 1.0
+
+
+@dataclass(frozen=True)
+class SplitForward:
+    """``module(*inputs)`` as ``post(core(pre(inputs)))`` (see the module documentation).
+
+    ``pre(inputs) -> (core_inputs, context)`` and ``post(core_outputs, context) -> outputs`` map
+    named arrays (the adapter's input and output names outside, ``core_inputs``/``core_outputs``
+    inside); ``core`` is the ``torch.nn.Module`` exported to ONNX, called positionally.
+    """
+
+    core: Any
+    core_inputs: tuple[str, ...]
+    core_outputs: tuple[str, ...]
+    pre: Callable[[dict[str, np.ndarray]], tuple[dict[str, np.ndarray], Any]]
+    post: Callable[[dict[str, np.ndarray], Any], dict[str, np.ndarray]]
 
 
 class Policy(abc.ABC):

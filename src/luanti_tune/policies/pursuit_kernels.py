@@ -8,6 +8,9 @@ floating-point operations (the tests hold both to the per-agent reference). The 
 runs in float64 where the numpy path uses float32 (the same grid point but within float32 rounding
 of the reach boundary) and ``math.exp`` may differ from ``np.exp`` by an ulp.
 
+:func:`frame_features` and :func:`world_outputs` are the model's own fixed input and output
+stages (``PursuitAdapter.split_forward``), so that ONNX Runtime runs only the MLP between them.
+
 Compiled on first use (about 2 s) and cached on disk (``cache=True``: next to this file, else in
 the user's cache directory); importing this module compiles nothing. :func:`warm_up` compiles (or
 loads) every kernel; the engine calls it (``PursuitAdapter.warm_up``) while preparing a model,
@@ -21,7 +24,7 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["Grid", "decide_rows", "intercept_rows", "ring_update", "warm_up"]
+__all__ = ["Grid", "decide_rows", "frame_features", "intercept_rows", "ring_update", "warm_up", "world_outputs"]
 
 #: The intercept search's time grid: ``(seg_idx, seg_w, seg_w0, reach2, seg_end)``, see
 #: :func:`_intercept_row` (``PursuitAdapter._segments``).
@@ -247,6 +250,89 @@ def decide_rows(
     return move, d, conf
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def frame_features(
+    hist: np.ndarray,
+    vel: np.ndarray,
+    threat: np.ndarray,
+    hist_dt: float,
+    pos_scale: float,
+    threat_range: float,
+    feats: np.ndarray,
+    frame: np.ndarray,
+) -> None:
+    """``PursuitNet``'s input stage outside the graph: the heading frame of each row and the MLP's
+    features in it (the same formulas as ``PursuitNet.forward``, in float64, stored as float32).
+
+    ``feats[i]``: ``[lx / s, lz / s, vx / s, vz / s, speed / s, threat features]`` (``s`` =
+    ``pos_scale``); ``frame[i]``: ``[c, s, vx, vz]`` for :func:`world_outputs`. The heading vector
+    is summed in float32 like the graph's, so the same rows have a zero-length heading and get NaN
+    (numpy error model: no exception).
+    """
+    n, h = hist.shape[0], hist.shape[1]
+    dt, eps = np.float32(hist_dt), np.float32(1e-3)
+    for i in range(n):
+        # the heading in float32 as in the graph, so that exactly the same headings are degenerate
+        hx = np.float64(vel[i, 0] + (hist[i, 0, 0] - hist[i, 1, 0]) / dt + eps)
+        hz = np.float64(vel[i, 1] + (hist[i, 0, 1] - hist[i, 1, 1]) / dt)
+        norm = math.sqrt(hx * hx + hz * hz)
+        c = hx / norm
+        s = hz / norm
+        for k in range(h):
+            x, z = hist[i, k, 0], hist[i, k, 1]
+            feats[i, k] = (c * x + s * z) / pos_scale
+            feats[i, h + k] = (-s * x + c * z) / pos_scale
+        vx = c * vel[i, 0] + s * vel[i, 1]
+        vz = -s * vel[i, 0] + c * vel[i, 1]
+        o = 2 * h
+        feats[i, o] = vx / pos_scale
+        feats[i, o + 1] = vz / pos_scale
+        feats[i, o + 2] = math.sqrt(vx * vx + vz * vz + 1e-6) / pos_scale
+        present = threat[i, 2]
+        tx = c * threat[i, 0] + s * threat[i, 1]
+        tz = -s * threat[i, 0] + c * threat[i, 1]
+        tdist = math.sqrt(tx * tx + tz * tz + 1e-6)
+        feats[i, o + 3] = tx / tdist * present
+        feats[i, o + 4] = tz / tdist * present
+        feats[i, o + 5] = present
+        feats[i, o + 6] = math.exp(-tdist / 6.0) * present
+        feats[i, o + 7] = tdist / threat_range * present
+        frame[i, 0] = c
+        frame[i, 1] = s
+        frame[i, 2] = vx
+        frame[i, 3] = vz
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def world_outputs(
+    out: np.ndarray,
+    frame: np.ndarray,
+    horizons: np.ndarray,
+    log_std_base: np.ndarray,
+    out_scale: float,
+    log_std_min: float,
+    log_std_max: float,
+    mean: np.ndarray,
+    log_std: np.ndarray,
+) -> None:
+    """``PursuitNet``'s output stage outside the graph: the MLP's ``[n, 3 * horizons]`` offsets,
+    back in the world frame (``mean``) and the clamped ``log_std`` (NaN stays NaN)."""
+    n, nh = out.shape[0], len(horizons)
+    for i in range(n):
+        c, s, vx, vz = frame[i, 0], frame[i, 1], frame[i, 2], frame[i, 3]
+        for j in range(nh):
+            mx = vx * horizons[j] + out[i, 3 * j] * out_scale
+            mz = vz * horizons[j] + out[i, 3 * j + 1] * out_scale
+            mean[i, j, 0] = c * mx - s * mz
+            mean[i, j, 1] = s * mx + c * mz
+            ls = out[i, 3 * j + 2] + log_std_base[j]
+            if ls < log_std_min:
+                ls = log_std_min
+            elif ls > log_std_max:
+                ls = log_std_max
+            log_std[i, j] = ls
+
+
 def warm_up() -> None:
     """Compile (or load from the disk cache) every kernel, with the argument types the adapter uses."""
     slots = np.zeros(1, dtype=np.intp)
@@ -272,3 +358,8 @@ def warm_up() -> None:
     mean, log_std = np.zeros((1, 1, 2), dtype=np.float32), np.zeros((1, 1), dtype=np.float32)
     intercept_rows(np.zeros((1, 2)), mean, log_std, grid)
     decide_rows(np.zeros((1, 2)), np.ones(1, dtype=np.bool_), mean, log_std, grid)
+    hist, feats, frame = np.zeros((1, 2, 2), dtype=np.float32), np.zeros((1, 12), dtype=np.float32), np.zeros((1, 4))
+    frame_features(
+        hist, np.zeros((1, 2), dtype=np.float32), np.zeros((1, 3), dtype=np.float32), 0.2, 4.0, 20.0, feats, frame
+    )
+    world_outputs(np.zeros((1, 3), dtype=np.float32), frame, np.ones(1), np.zeros(1), 2.0, -3.0, 3.0, mean, log_std)
