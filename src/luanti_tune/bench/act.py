@@ -473,7 +473,8 @@ def act(agents: int, reps: int, seed: int) -> None:
         _champion(data_dir, seed)
         onnx_engine, torch_engine = _engine(data_dir, True), _engine(data_dir, False)
         service = _act_service()
-        runtime = onnx_engine.models.by_family["pursuit"].report.runtime
+        served = onnx_engine.models.by_family["pursuit"].report
+        runtime = served.runtime if served.runtime != "onnx" else f"onnx ({served.extra.get('graph')} graph)"
         progress.advance(task)
         proc, port = _start_server(data_dir)
         try:
