@@ -336,3 +336,37 @@ def test_hot_swap_to_a_longer_history_keeps_the_tracks() -> None:
             np.testing.assert_allclose(got[k], want[k], rtol=0, atol=1e-6, err_msg=f"{k} at step {step}")
         for agent, m in mem_ref.items():
             assert new.tracks_of(mem_new, agent) == m["tracks"], agent
+
+
+def test_a_repeated_agent_list_is_found_by_identity_from_the_next_batch_on() -> None:
+    """The slot lookup keeps the lists of a batch whose agents and targets only *equal* the cached
+    ones, so the following batches (handed that list by ``SessionStore.touch``) skip comparing
+    every name; features stay those of a fresh lookup."""
+    adapter = fam.PursuitAdapter()
+    memory = SessionStore(1000, 600.0)
+    names = [f"e{i}" for i in range(50)]
+    obs = [
+        Observation.model_validate(
+            {
+                "agent": a,
+                "kind": "pursuit",
+                "tick": 10,
+                "pos": {"x": float(i), "y": 0.0, "z": 0.0},
+                "entities": [{"kind": "player", "name": "alice", "rel": {"x": 3.0, "y": 0.0, "z": 1.0}}],
+                "targets": ["alice"],
+            }
+        )
+        for i, a in enumerate(names)
+    ]
+    table = None
+    for step in range(4):
+        batch = ObservationBatch([o.model_copy(update={"tick": 10 + step}) for o in obs])
+        batch.share_agents(memory.touch(batch.agents))
+        feats = adapter.featurize(batch, memory)
+        reference = Reference(adapter.arch).featurize(batch, {}) if step == 0 else None
+        if reference is not None:
+            np.testing.assert_array_equal(feats["hist"], reference["hist"])
+        table = fam._registered_table(memory)
+        assert table is not None and table.lookup is not None
+        if step >= 1:  # the first batch created the agents' memories: the store handed out a new list once
+            assert table.lookup[1] is batch.agents, step

@@ -894,6 +894,8 @@ class PursuitAdapter(FamilyAdapter):
             and (cached[1] is agents or cached[1] == agents)
             and (cached[2] is keys or cached[2] == keys)
         ):
+            if cached[1] is not agents or cached[2] is not keys:  # equal lists: keep these, so the
+                table.lookup = (cached[0], agents, keys, cached[3])  # next batch's checks are `is`
             return cached[3].copy()  # the same agents and targets as the last batch, no slot changed
         index = table.index
         m = len(agents)
