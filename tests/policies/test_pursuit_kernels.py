@@ -138,3 +138,13 @@ def test_a_negative_agent_speed_is_refused() -> None:
     with pytest.raises(ValueError, match="agent_speed"):
         fam.architecture(agent_speed=-1.0)
     assert fam.architecture(agent_speed=0.0)["agent_speed"] == 0.0
+
+
+def test_touch_rows_reads_one_value_per_cache_line_of_the_given_rows() -> None:
+    rng = np.random.default_rng(5)
+    xz = (rng.normal(size=(40, 32)) + 1j * rng.normal(size=(40, 32))).astype(np.complex128)
+    knot = rng.random((40, 32)) < 0.5
+    slots = rng.permutation(40)[:25].astype(np.intp)
+    want = float(xz[slots][:, ::4].real.sum() + knot[slots, 0].sum())
+    assert kernels.touch_rows(xz, knot, slots) == pytest.approx(want, rel=1e-12)
+    assert kernels.touch_rows(xz, knot, slots[:0]) == 0.0

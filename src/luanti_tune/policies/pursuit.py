@@ -818,6 +818,7 @@ class PursuitAdapter(FamilyAdapter):
     ) -> np.ndarray:
         """:meth:`_ring_rows` as one compiled loop over the rows it can do; returns the others."""
         vg = np.ones(len(slots), dtype=bool) if vgiven is None else vgiven
+        self._kernels.touch_rows(table.xz, table.knot, slots)
         return self._kernels.ring_update(  # type: ignore[no-any-return]
             table.xz,
             table.knot,

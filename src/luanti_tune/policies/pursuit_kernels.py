@@ -24,7 +24,16 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["Grid", "decide_rows", "frame_features", "intercept_rows", "ring_update", "warm_up", "world_outputs"]
+__all__ = [
+    "Grid",
+    "decide_rows",
+    "frame_features",
+    "intercept_rows",
+    "ring_update",
+    "touch_rows",
+    "warm_up",
+    "world_outputs",
+]
 
 #: The intercept search's time grid: ``(seg_idx, seg_w, seg_w0, reach2, seg_end)``, see
 #: :func:`_intercept_row` (``PursuitAdapter._segments``).
@@ -119,6 +128,24 @@ def ring_update(  # noqa: C901 - one loop, the steps of _ring_rows in order
             vel[r, 0] = dv.real / dt
             vel[r, 1] = dv.imag / dt
     return slow
+
+
+@njit(cache=True, nogil=True)
+def touch_rows(xz: np.ndarray, knot: np.ndarray, slots: np.ndarray) -> float:
+    """Read one value per cache line of the ring rows ``slots`` (and their knot flags), in order.
+
+    The loads are independent of each other, so the CPU keeps many cache misses in flight; the
+    track update that follows then finds its rows in cache instead of waiting for each miss in
+    turn (its loads depend on the ticks it computes). Returns a sum, so the reads are kept.
+    """
+    total = 0.0
+    width = xz.shape[1]
+    for j in range(len(slots)):
+        s = slots[j]
+        for k in range(0, width, 4):  # 4 complex128 per 64-byte line
+            total += xz[s, k].real
+        total += knot[s, 0]
+    return total
 
 
 @njit(cache=True, nogil=True)
@@ -354,6 +381,7 @@ def warm_up() -> None:
         np.zeros((1, 2, 2), dtype=np.float32),
         np.zeros((1, 2), dtype=np.float32),
     )
+    touch_rows(np.zeros((1, 8), dtype=np.complex128), np.zeros((1, 8), dtype=np.bool_), slots)
     grid = (np.zeros(2, dtype=np.intp), np.zeros(2), np.ones(2), np.ones(2), np.full(2, 2, dtype=np.intp))
     mean, log_std = np.zeros((1, 1, 2), dtype=np.float32), np.zeros((1, 1), dtype=np.float32)
     intercept_rows(np.zeros((1, 2)), mean, log_std, grid)
