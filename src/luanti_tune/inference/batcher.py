@@ -67,12 +67,13 @@ class MicroBatcher:
             # synchronous on the loop: no batch can start meanwhile, so calls never overlap
             t0 = time.perf_counter()
             try:
-                return self.engine.decide(observations)
+                result = self.engine.decide(observations)
             finally:
                 self._last_s = time.perf_counter() - t0
-                self.batches += 1
-                self.merged_requests += 1
-                self.inline += 1
+            self.batches += 1
+            self.merged_requests += 1
+            self.inline += 1
+            return result
         loop = asyncio.get_running_loop()
         if self._queue is None or self._task is None or self._task.done():
             self._queue = asyncio.Queue()
