@@ -134,3 +134,29 @@ def test_lone_requests_to_a_fast_engine_are_decided_on_the_loop_and_calls_never_
     assert service.batcher.merged_requests == 6 + 8 * 5
     assert service.batcher.merged_requests > service.batcher.batches  # requests really were merged
     assert any(t.startswith("act-engine") for t in threads)
+
+
+def test_a_large_request_after_small_ones_is_not_decided_on_the_loop(serve: Any) -> None:
+    """The inline decision is estimated per agent: a 1-agent call being fast says little about a
+    400-agent one, which goes to the engine thread (the loop stays free meanwhile)."""
+    engine = InferenceEngine(StaticModelSource([make_candidate(1, version="v1")]), config=EngineConfig(), fallbacks={})
+    inner = engine.decide
+    threads: list[tuple[int, bool]] = []
+
+    def per_agent(observations: Any) -> BatchResult:
+        threads.append((len(observations), threading.current_thread().name.startswith("act-engine")))
+        time.sleep(2e-4 * len(observations))  # 80 ms for 400 agents: over act_inline_max_ms
+        return inner(observations)
+
+    engine.decide = per_agent  # type: ignore[method-assign]
+    app = create_app(Settings(act_inline_max_ms=20.0))  # a 1-agent call stays under it on a busy machine
+    attach_service(app, ActService(app.state.luanti.settings, app.state.luanti.store, engine=engine))
+    srv = serve(app)
+    rng = np.random.default_rng(3)
+    with httpx.Client(timeout=10) as http:
+        for step, n in enumerate((1, 1, 400, 4)):
+            obs = [{**obs_dict(i, rng), "agent": f"s{step}-{i}"} for i in range(n)]
+            body = http.post(f"{srv.url}/v1/act", json={"observations": obs}).json()
+            assert [(a["type"], a["args"]) for a in body["actions"]] == predictions("v1", obs)
+    # first call: nothing measured yet; then inline; 400 agents: on the engine thread; 4: inline
+    assert threads == [(1, True), (1, False), (400, True), (4, False)]

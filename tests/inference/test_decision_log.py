@@ -104,13 +104,22 @@ def test_small_offers_wait_for_the_timer_and_a_full_write_goes_at_once(store: An
     """Below ``flush_items`` the writer is not woken (it would take the GIL from the engine after
     every batch); the offer that completes a write wakes it, and the timer writes a remainder."""
     logger = DecisionLogger(store, sample_rate=1.0, flush_items=10, flush_every_s=0.6)
+    notified = [0]
+    notify = logger._cond.notify
+
+    def counted(n: int = 1) -> None:
+        notified[0] += 1
+        notify(n)
+
+    logger._cond.notify = counted  # type: ignore[method-assign]
     try:
         logger.offer(items("a", 1))  # starts the writer, which then sleeps on its timer
         logger.offer(items("b", 4))
         time.sleep(0.15)
-        assert logger.written == 0
+        assert logger.written == 0 and notified[0] == 0  # not woken for these
         t0 = time.monotonic()
         logger.offer(items("c", 5))  # 10 queued: one full write is due now
+        assert notified[0] == 1
         while logger.written < 10 and time.monotonic() - t0 < 5:
             time.sleep(0.005)
         assert logger.written == 10 and time.monotonic() - t0 < 0.4

@@ -90,8 +90,8 @@ class Settings(BaseSettings):
         ge=0,
         le=50,
         description=(
-            "Decide a lone /v1/act call on the event loop, without two thread hand-offs, while engine "
-            "calls take at most this long (0: always on the engine thread)."
+            "Decide a lone /v1/act call on the event loop, without two thread hand-offs, when it should "
+            "take at most this long (estimated per agent from the last call; 0: always on the engine thread)."
         ),
     )
     act_min_confidence: float = Field(

@@ -6,7 +6,7 @@ a dedicated thread, and split back; an idle engine answers a lone request at onc
 request of a merged batch is therefore answered by the same model set.
 
 A lone request (nothing queued, no batch running, no window) is decided on the event loop itself
-while the engine's calls are short (``inline_max_s``, measured on the previous call): handing a
+when it should be short (``inline_max_s``, estimated per agent from the previous call): handing a
 1 ms call to the engine thread and back costs two cross-thread wake-ups, 0.3 ms at the median and
 1-2 ms at the 99th percentile on a small VM. The engine still never runs two calls at once, and
 a slow engine (or a batch window) keeps the loop free to queue and merge concurrent requests.
@@ -48,28 +48,32 @@ class MicroBatcher:
         self._task: asyncio.Task[None] | None = None
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="act-engine")
         self._busy = False  # the worker holds a batch (collecting, deciding or answering it)
-        self._last_s: float | None = None  # wall time of the last engine call
+        self._per_agent_s: float | None = None  # wall time per agent of the last engine call
+        self._closed = False
         self.batches = 0
         self.merged_requests = 0
         self.inline = 0  # batches decided on the event loop
 
-    def _can_inline(self) -> bool:
+    def _can_inline(self, n: int) -> bool:
+        """Whether ``n`` agents can be decided on the loop (see the module documentation); the
+        estimate includes the fixed cost of a call, so it errs on the engine thread's side."""
         return (
-            self._last_s is not None
-            and self._last_s <= self.inline_max_s
+            self._per_agent_s is not None
+            and self._per_agent_s * n <= self.inline_max_s
             and self.window_s == 0.0
+            and not self._closed
             and not self._busy
             and (self._queue is None or self._queue.empty())
         )
 
     async def decide(self, observations: Sequence[Observation]) -> BatchResult:
-        if self._can_inline():
+        if self._can_inline(len(observations)):
             # synchronous on the loop: no batch can start meanwhile, so calls never overlap
             t0 = time.perf_counter()
             try:
                 result = self.engine.decide(observations)
             finally:
-                self._last_s = time.perf_counter() - t0
+                self._measured(t0, len(observations))
             self.batches += 1
             self.merged_requests += 1
             self.inline += 1
@@ -141,9 +145,14 @@ class MicroBatcher:
         try:
             return self.engine.decide(obs)
         finally:
-            self._last_s = time.perf_counter() - t0
+            self._measured(t0, len(obs))
+
+    def _measured(self, t0: float, n: int) -> None:
+        self._per_agent_s = (time.perf_counter() - t0) / max(1, n)
 
     async def aclose(self) -> None:
+        # no more inline calls: a cancelled worker no longer marks a call still running as busy
+        self._closed = True
         if self._task is not None:
             self._task.cancel()
             try:
@@ -154,4 +163,5 @@ class MicroBatcher:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
+        self._closed = True
         self._executor.shutdown(wait=False, cancel_futures=True)

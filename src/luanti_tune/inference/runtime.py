@@ -560,7 +560,10 @@ def checked_runner(
             log.info("rewritten ONNX graph does not load (%s: %s); checking the plain export", type(exc).__name__, exc)
     candidates.append(("plain", plain, None))
     for k, (graph, onnx_runner, counts) in enumerate(candidates):
-        reason, worst, same = _compare(torch_runner, onnx_runner, samples, output_names, atol, rtol, same_decisions)
+        try:
+            reason, worst, same = _compare(torch_runner, onnx_runner, samples, output_names, atol, rtol, same_decisions)
+        except Exception as exc:  # noqa: BLE001 - a runner that fails on a sample must not serve
+            reason, worst, same = f"check failed: {type(exc).__name__}: {exc}"[:500], float("nan"), None
         if reason is not None and k + 1 < len(candidates):
             log.info("%s ONNX graph failed the check (%s); checking the next one", graph, reason)
             continue

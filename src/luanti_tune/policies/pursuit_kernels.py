@@ -292,19 +292,20 @@ def frame_features(
     features in it (the same formulas as ``PursuitNet.forward``, in float64, stored as float32).
 
     ``feats[i]``: ``[lx / s, lz / s, vx / s, vz / s, speed / s, threat features]`` (``s`` =
-    ``pos_scale``); ``frame[i]``: ``[c, s, vx, vz]`` for :func:`world_outputs`. The heading vector
-    is summed in float32 like the graph's, so the same rows have a zero-length heading and get NaN
-    (numpy error model: no exception).
+    ``pos_scale``); ``frame[i]``: ``[c, s, vx, vz]`` for :func:`world_outputs`. The heading
+    frame (``c``, ``s``) is computed in float32 like the graph's, so the same rows have a
+    degenerate heading and get NaN (numpy error model: no exception).
     """
     n, h = hist.shape[0], hist.shape[1]
     dt, eps = np.float32(hist_dt), np.float32(1e-3)
     for i in range(n):
-        # the heading in float32 as in the graph, so that exactly the same headings are degenerate
-        hx = np.float64(vel[i, 0] + (hist[i, 0, 0] - hist[i, 1, 0]) / dt + eps)
-        hz = np.float64(vel[i, 1] + (hist[i, 0, 1] - hist[i, 1, 1]) / dt)
-        norm = math.sqrt(hx * hx + hz * hz)
-        c = hx / norm
-        s = hz / norm
+        # the heading frame in float32 as in the graph, so that exactly the same headings are
+        # degenerate (a zero, underflowing or overflowing length) and give the same NaN or zeros
+        hx = vel[i, 0] + (hist[i, 0, 0] - hist[i, 1, 0]) / dt + eps
+        hz = vel[i, 1] + (hist[i, 0, 1] - hist[i, 1, 1]) / dt
+        norm = np.float32(math.sqrt(np.float32(hx * hx + hz * hz)))
+        c = np.float64(hx / norm)
+        s = np.float64(hz / norm)
         for k in range(h):
             x, z = hist[i, k, 0], hist[i, k, 1]
             feats[i, k] = (c * x + s * z) / pos_scale
