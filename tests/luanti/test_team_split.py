@@ -112,7 +112,8 @@ def test_two_team_agents_split_two_players(team_harness: Harness, tmp_path: Path
         start = {i: state["agents"][i]["pos"] for i in ids}
         assert all(_hdist(start[i], ALICE) < _hdist(start[i], BOB) for i in ids)  # greedy would chase alice twice
         nearest: dict[str, str] = {}
-        deadline = time.monotonic() + 30
+        pos: dict[str, Any] = {}
+        deadline = time.monotonic() + 45  # a loaded CI machine: left at once when they have split
         while time.monotonic() < deadline:
             time.sleep(0.3)
             st = h.server.ctl_state()
@@ -132,9 +133,12 @@ def test_two_team_agents_split_two_players(team_harness: Harness, tmp_path: Path
     finally:
         for c in clients:
             c.stop()
-    assert sorted(nearest.values()) == ["alice", "bob"], (nearest, start)
-    # the decisions for these agents were the team model's (not the scripted fallback)
     served = [a for ans in h.policy.answers for a in ans["actions"] if a.get("agent") in ids]
+    fallbacks: dict[str, int] = {}
+    for a in served:
+        fallbacks[str(a.get("fallback"))] = fallbacks.get(str(a.get("fallback")), 0) + 1
+    assert sorted(nearest.values()) == ["alice", "bob"], (nearest, start, pos, len(served), fallbacks, served[-2:])
+    # the decisions for these agents were the team model's (not the scripted fallback)
     assert served and sum("fallback" not in a for a in served) >= 0.8 * len(served)
     assert any((ans.get("model") or {}).get("name", "").startswith("team") for ans in h.policy.answers)
     # the observations carried the team, so the service could pool them on one blackboard
