@@ -69,11 +69,7 @@ class MicroBatcher:
     async def decide(self, observations: Sequence[Observation]) -> BatchResult:
         if self._can_inline(len(observations)):
             # synchronous on the loop: no batch can start meanwhile, so calls never overlap
-            t0 = time.perf_counter()
-            try:
-                result = self.engine.decide(observations)
-            finally:
-                self._measured(t0, len(observations))
+            result = self._timed(observations)
             self.batches += 1
             self.merged_requests += 1
             self.inline += 1
@@ -140,15 +136,13 @@ class MicroBatcher:
             start = stop
 
     def _timed(self, obs: Sequence[Observation]) -> BatchResult:
-        """``engine.decide`` on the engine thread, its wall time kept for :meth:`_can_inline`."""
+        """``engine.decide`` (inline or on the engine thread), its wall time per agent kept for
+        :meth:`_can_inline`."""
         t0 = time.perf_counter()
         try:
             return self.engine.decide(obs)
         finally:
-            self._measured(t0, len(obs))
-
-    def _measured(self, t0: float, n: int) -> None:
-        self._per_agent_s = (time.perf_counter() - t0) / max(1, n)
+            self._per_agent_s = (time.perf_counter() - t0) / max(1, len(obs))
 
     async def aclose(self) -> None:
         # no more inline calls: a cancelled worker no longer marks a call still running as busy

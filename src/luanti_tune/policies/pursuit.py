@@ -1144,10 +1144,8 @@ class PursuitAdapter(FamilyAdapter):
         ):
             return None
         h, nh, hist_dt = self.history, len(self.horizons), self.hist_dt
-        # the module's own horizons (its buffer), not the adapter's: the ends compute its forward
+        # the module's own horizons (its buffer, n_h of them), not the adapter's: the ends compute its forward
         horizons = np.asarray(module.horizons.detach().cpu().numpy(), dtype=np.float64).reshape(-1)
-        if len(horizons) != nh:
-            return None
         log_std_base = np.log(0.3 + 0.5 * horizons)
 
         def pre(inputs: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], np.ndarray]:
