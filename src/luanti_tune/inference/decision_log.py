@@ -5,11 +5,18 @@ thread is woken only once ``flush_items`` decisions are queued, else by its ``fl
 timer, so it seldom takes the GIL from the engine); a daemon
 thread builds and validates the events and appends them in batches, so a slow store never delays a
 decision. A full queue drops (counted in ``act_log_dropped_total``) instead of growing.
+
+The writer holds the GIL while it builds events, and a request being decided meanwhile waits
+for it. The engine's own decisions (finite ``move``/``wait`` actions of the shape the families
+build) are therefore written as stored rows straight from their values (:func:`trusted_body`,
+about a quarter of the cost of validating them with the event schema); anything else goes through
+the schema, which drops what is invalid (counted).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import socket
@@ -19,13 +26,95 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
 from luanti_tune.inference.metrics import Metrics, metrics
 from luanti_tune.store.base import Store
+from luanti_tune.store.rows import EventRow, RowStore, event_row
 
 log = logging.getLogger(__name__)
 
 #: (agent, tick, pos dict, action dict, model, version, fallback reason)
 LogItem = tuple[str, int, dict[str, float], dict[str, Any], str | None, str | None, str | None]
+
+_XYZ = ("x", "y", "z")
+_ACTION_KEYS = ("agent", "type", "args")
+_MOVE_KEYS = ("dir", "speed")
+_WAIT_KEYS = ("ticks",)
+#: the event schema's length limits of the payload's model, version and fallback strings
+_PAYLOAD_LIMITS = (("model", 128), ("version", 64), ("fallback", 64))
+
+
+def _xyz(v: Any) -> bool:
+    """Whether ``v`` is ``{"x", "y", "z"}`` of finite floats (in that order)."""
+    return (
+        type(v) is dict
+        and tuple(v) == _XYZ
+        and type(v["x"]) is float
+        and type(v["y"]) is float
+        and type(v["z"]) is float
+        and math.isfinite(v["x"] + v["y"] + v["z"])
+    )
+
+
+def _action_ok(action: Any, agent: str) -> bool:
+    """Whether ``action`` is a move or wait of ``agent`` that the event schema accepts as it is
+    (``MoveArgs``: a finite direction of length <= 1.5, speed in [0, 1]; ``WaitArgs``: 1..1000
+    ticks), in the JSON form and key order the schema serialises."""
+    if type(action) is not dict or tuple(action) != _ACTION_KEYS or action["agent"] != agent:
+        return False
+    args = action["args"]
+    if type(args) is not dict:
+        return False
+    kind = action["type"]
+    if kind == "move":
+        if tuple(args) != _MOVE_KEYS or not _xyz(args["dir"]):
+            return False
+        d, speed = args["dir"], args["speed"]
+        return type(speed) is float and 0.0 <= speed <= 1.0 and d["x"] ** 2 + d["y"] ** 2 + d["z"] ** 2 <= 2.25
+    if kind == "wait":
+        ticks = args.get("ticks")
+        return tuple(args) == _WAIT_KEYS and type(ticks) is int and 1 <= ticks <= 1000
+    return False
+
+
+def _source_ok(source: str) -> bool:
+    """Whether the event schema accepts ``source`` (checked once, on a sample event)."""
+    from luanti_tune.schemas.event import parse_event
+
+    sample = {
+        "schema": "luanti.event/1",
+        "source": source,
+        "seq": 0,
+        "type": "agent.act",
+        "time": {"wall_us": 0, "game_s": 0.0, "tick": 0},
+        "actor": {"kind": "agent", "name": "a"},
+        "payload": {"action": {"agent": "a", "type": "wait", "args": {"ticks": 1}}},
+    }
+    try:
+        parse_event(sample)
+    except ValueError:
+        return False
+    return True
+
+
+def trusted_body(raw: dict[str, Any]) -> str | None:
+    """The stored JSON of the ``agent.act`` event ``raw`` (built by the writer: schema, source and
+    seq are its own, the actor's name is an agent name the request validated) when its values are
+    of the exact types and ranges the event schema accepts, else ``None`` (validate it instead).
+
+    Equal to what validating ``raw`` and serialising the event gives (tested), at a quarter of the
+    cost: the writer holds the GIL while it builds events."""
+    agent = raw["actor"]["name"]
+    payload = raw["payload"]
+    tick = raw["time"]["tick"]
+    if type(tick) is not int or tick < 0 or not _xyz(raw["pos"]) or not _action_ok(payload["action"], agent):
+        return None
+    for key, limit in _PAYLOAD_LIMITS:
+        value = payload.get(key)
+        if value is not None and (type(value) is not str or len(value) > limit):
+            return None
+    return orjson.dumps(raw).decode()
 
 
 class DecisionLogger:
@@ -50,6 +139,8 @@ class DecisionLogger:
         self.sample_rate = sample_rate
         host = socket.gethostname().replace(" ", "_")[:40] or "host"
         self.source = source or f"act.{host}.{os.getpid()}"
+        # rows are written without the schema only under a source the schema accepts
+        self._trusted_source = _source_ok(self.source)
         # Sequence numbers start at the wall clock in microseconds so a restarted process never
         # reuses a (source, seq) key of its previous life.
         self._seq = time.time_ns() // 1000
@@ -146,7 +237,11 @@ class DecisionLogger:
             return
         from luanti_tune.schemas.event import parse_event
 
+        rows_store = isinstance(self.store, RowStore)
+        fast = rows_store and self._trusted_source
+        rows: list[EventRow] = []
         events = []
+        source = self.source
         wall = time.time_ns() // 1000
         for agent, tick, pos, action, model, version, fallback in items:
             self._seq += 1
@@ -157,30 +252,43 @@ class DecisionLogger:
                 payload["version"] = version
             if fallback is not None:
                 payload["fallback"] = fallback
-            raw = {
+            raw = {  # the key order of the schema's own serialisation
                 "schema": "luanti.event/1",
-                "source": self.source,
+                "source": source,
                 "seq": self._seq,
-                "type": "agent.act",
                 "time": {"wall_us": wall, "game_s": 0.0, "tick": tick},
                 "actor": {"kind": "agent", "name": agent},
                 "pos": pos,
+                "type": "agent.act",
                 "payload": payload,
             }
+            body = trusted_body(raw) if fast else None
+            if body is not None:
+                rows.append(EventRow(source, self._seq, "agent.act", wall, "agent", agent, None, body))
+                continue
             try:
-                events.append(parse_event(raw))
+                event = parse_event(raw)
             except Exception as exc:  # noqa: BLE001 - a bad decision must not kill the logger
                 log.warning("dropping unloggable decision of %s: %s", agent, exc)
                 with self._cond:
                     self.dropped += 1
+                continue
+            if rows_store:
+                rows.append(event_row(event))
+            else:
+                events.append(event)
+        count = len(rows) + len(events)
         try:
-            result = self.store.append(events)
+            if rows_store:
+                result = self.store.append_rows(rows)  # type: ignore[attr-defined]
+            else:
+                result = self.store.append(events)
             self.written += result.accepted
         except Exception as exc:  # noqa: BLE001 - store down: count and move on
-            log.warning("could not log %d agent.act events: %s", len(events), exc)
+            log.warning("could not log %d agent.act events: %s", count, exc)
             with self._cond:
-                self.dropped += len(events)
-            (self.metrics or metrics()).log_dropped.inc(len(events))
+                self.dropped += count
+            (self.metrics or metrics()).log_dropped.inc(count)
 
     def close(self, timeout: float = 5.0) -> None:
         """Flush what is queued and stop the writer thread; later offers are dropped (counted)."""
