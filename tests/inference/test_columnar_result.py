@@ -105,3 +105,46 @@ def test_a_model_unsure_of_every_agent_leaves_no_empty_block() -> None:
     assert not r.blocks and set(r.fallback.values()) == {"low_confidence"} and len(r.fallback) == 30
     assert r.wire() == _dumps(r) and None not in r.wire()
     engine.close()
+
+
+def test_json_answers_are_the_dict_answers_byte_for_byte(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``render_json``/``wire_json`` write what ``orjson.dumps`` of the dict answer gives: one model
+    for every agent (written from the columns, no dict per row), fallbacks, errors, slices."""
+    import orjson
+
+    from luanti_tune.serve.act import render, render_json
+
+    cases = []
+    for engine in (_engine(ColumnarToy(), 0.0), _engine(ColumnarToy(), 0.35), _engine(FlakyColumnarToy(), 0.0)):
+        obs = ObservationBatch.of(list(observations(300, seed=11)))
+        r = engine.decide(obs)
+        cases += [(r, obs), (r.slice(5, 150), obs[5:150]), (r.slice(40, 40), obs[40:40])]
+        engine.close()
+    common = cases[0][0]
+    assert not common.fallback and not common.errors and len(common.blocks) == 1
+    assert {w["type"] for w in common.wire()} == {"move", "wait"}  # both kinds of rows written
+    assert cases[3][0].fallback and cases[6][0].errors
+    for r, obs in cases:
+        assert r.wire_json() == orjson.dumps(r.wire())
+        assert render_json(r, obs) == orjson.dumps(render(r, obs))
+    # the common answer really is written from the columns: no dict per row is built
+    monkeypatch.setattr(DecisionColumns, "wire", lambda *a, **k: pytest.fail("built dicts"))
+    assert orjson.loads(render_json(common, cases[0][1]))["actions"][0]["agent"] == cases[0][1].agents[0]
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 57])
+def test_decision_columns_json_is_the_dicts_json(n: int) -> None:
+    import orjson
+
+    rng = np.random.default_rng(n)
+    agents = [f"a-{i}" for i in range(n)]
+    if n >= 2:  # names orjson must escape, and ones that look like the row separator
+        agents[0], agents[1] = 'we"ird\\","x', "\u00e9\u4e2d"
+    d = rng.normal(0, 1, (n, 3))
+    speed = rng.random(n)
+    if n:
+        d[0] = [np.nan, -0.0, 1e-7]
+        speed[-1] = np.inf
+    for move in (np.ones(n, bool), np.zeros(n, bool), rng.random(n) < 0.5):
+        cols = DecisionColumns(agents, move, d, speed, np.ones(n))
+        assert cols.wire_json() == orjson.dumps(cols.wire())

@@ -395,7 +395,7 @@ def _breakdown(n: int, seed: int, engine: Any, reps: int = 30) -> dict[str, floa
     """Median CPU cost of each step of one batched call (server side), largest batch."""
     import msgpack
 
-    from luanti_tune.serve.act import render
+    from luanti_tune.serve.act import render_json
 
     bodies = step_bodies(n, seed, 2 * reps + 1)
     body = bodies[-1]
@@ -436,7 +436,7 @@ def _breakdown(n: int, seed: int, engine: Any, reps: int = 30) -> dict[str, floa
         "family_featurize_ms": med(lambda: adapter.featurize(next(fresh), memory)),
         "forward_ms": med(lambda: runner(feats)),
         "family_decode_ms": med(lambda: decode(parsed, outputs)),
-        "render_ms": med(lambda: orjson.dumps(render(result, parsed))),
+        "render_ms": med(lambda: render_json(result, parsed)),
         "json_body_bytes": len(body),
         "msgpack_body_bytes": len(packed),
         "columns_validate_ms": med(lambda: service.parse_columns(cbody, "application/json", False)),
@@ -459,7 +459,7 @@ def act(agents: int, reps: int, seed: int) -> None:
 
     from luanti_tune.policies.batch import ObservationBatch
     from luanti_tune.schemas.agent import Observation
-    from luanti_tune.serve.act import render
+    from luanti_tune.serve.act import render_json
     from luanti_tune.serve.cli import GC_THRESHOLD_GEN0, SWITCH_INTERVAL_S
 
     probe_start = cpu_probe_ms()
@@ -495,7 +495,7 @@ def act(agents: int, reps: int, seed: int) -> None:
                     return [Observation.model_validate(o) for o in orjson.loads(body)["observations"]]
 
                 def rendered(batch: Any, result: Any) -> None:
-                    orjson.dumps(render(result, batch))
+                    render_json(result, batch)
 
                 def parse_columns(body: bytes) -> Any:
                     return _columns_batch(service, body)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import orjson
 from pydantic import TypeAdapter
 
 from luanti_tune.policies.batch import DecisionColumns
@@ -91,6 +92,15 @@ class BatchResult:
             for i, d in zip(rows.tolist(), cols.wire(), strict=True):
                 out[i] = d
         return out
+
+    def wire_json(self) -> bytes:
+        """``orjson.dumps(self.wire())``, byte for byte; when one columnar block decided every row,
+        without building a dict per row (:meth:`DecisionColumns.wire_json`)."""
+        if len(self.blocks) == 1 and not self.errors:
+            rows, cols = self.blocks[0]
+            if len(rows) == len(self.typed):
+                return cols.wire_json()
+        return orjson.dumps(self.wire())
 
     def wire_rows(self, rows: Sequence[int]) -> list[dict[str, Any] | None]:
         """:meth:`wire` of a few rows only (e.g. the sampled decisions that are logged)."""

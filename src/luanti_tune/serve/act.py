@@ -246,11 +246,14 @@ class ActService:
         return self._validate_rows(rows)
 
     # ------------------------------------------------------------------ answering
-    async def act(self, body: bytes, content_type: str, partial: bool) -> dict[str, Any]:
+    async def act(self, body: bytes, content_type: str, partial: bool, *, as_json: bool = False) -> Any:
+        """The answer to an act request: a dict (``as_json``: its JSON text, which the common
+        answer of one model deciding every agent reaches without a dict per agent)."""
         if len(body) > self.settings.max_batch_bytes:
             raise Rejected(413, f"request body larger than {self.settings.max_batch_bytes} bytes")
         if is_columns_body(body, _is_msgpack(content_type)):
-            return await self._act_columns(body, content_type, partial)
+            answer = await self._act_columns(body, content_type, partial)
+            return orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY) if as_json else answer
         fast = self.parse_fast(body, content_type)
         obs: Sequence[Any]
         bad: dict[int, dict[str, str]]
@@ -263,10 +266,11 @@ class ActService:
             obs, bad = self.parse_slow(body, content_type, partial)
         if not bad:
             result = await self.batcher.decide(obs)
-            return render(result, obs)
+            return render_json(result, obs) if as_json else render(result, obs)
         good = ObservationBatch([o for o in obs if o is not None])
         result = await self.batcher.decide(good) if len(good) else BatchResult.empty(0)
-        return render(_widen(result, obs, bad), obs)
+        answer = render(_widen(result, obs, bad), obs)
+        return orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY) if as_json else answer
 
     async def _act_columns(self, body: bytes, content_type: str, partial: bool) -> dict[str, Any]:
         if len(body) > INLINE_PARSE_BYTES and partial:
@@ -314,6 +318,18 @@ def render(result: BatchResult, obs: Sequence[Any]) -> dict[str, Any]:
             if fallback and i in fallback:
                 d["fallback"] = fallback[i]
     return {"actions": entries, "model": {"name": main[0], "version": main[1]} if main else None}
+
+
+def render_json(result: BatchResult, obs: Sequence[Any]) -> bytes:
+    """``orjson.dumps(render(result, obs))``, byte for byte. The common answer (one model decided
+    every agent: no fallback, no errors) is written from the decision columns, without a dict
+    per agent (about 1 ms less at 1000 agents)."""
+    main = result.main_ref()
+    refs = result.refs
+    if main is None or result.fallback or result.errors or refs.count(main) != len(refs):
+        return orjson.dumps(render(result, obs), option=orjson.OPT_SERIALIZE_NUMPY)
+    model = orjson.dumps({"name": main[0], "version": main[1]})
+    return b'{"actions":' + result.wire_json() + b',"model":' + model + b"}"
 
 
 def build_engine(settings: Settings, store: Store | None, registry: Any = None) -> InferenceEngine:
@@ -403,18 +419,20 @@ async def act(request: Request) -> Response:
     partial = request.query_params.get("partial", "").lower() in ("1", "true", "yes")
     try:
         body = await _read_body(request, service.settings.max_batch_bytes)
-        payload = await service.act(body, request.headers.get("content-type", ""), partial)
+        accept = request.headers.get("accept", "")
+        msgpack_answer = any(t in accept for t in MSGPACK_TYPES)
+        content_type = request.headers.get("content-type", "")
+        payload = await service.act(body, content_type, partial, as_json=not msgpack_answer)
     except Rejected as exc:
         return Response(exc.body(), status_code=exc.status, media_type="application/json")
     except Exception as exc:  # noqa: BLE001 - the engine shields model errors; this is a bug: say so
         log.exception("/v1/act failed")
         return Response(orjson.dumps({"error": f"internal error: {type(exc).__name__}"}), status_code=500)
-    accept = request.headers.get("accept", "")
-    if any(t in accept for t in MSGPACK_TYPES):
+    if msgpack_answer:
         import msgpack
 
         return Response(msgpack.packb(payload, default=_listed), media_type="application/msgpack")
-    return Response(orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
+    return Response(payload, media_type="application/json")
 
 
 def _listed(value: Any) -> Any:
