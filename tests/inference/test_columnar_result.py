@@ -145,6 +145,7 @@ def test_decision_columns_json_is_the_dicts_json(n: int) -> None:
     if n:
         d[0] = [np.nan, -0.0, 1e-7]
         speed[-1] = np.inf
-    for move in (np.ones(n, bool), np.zeros(n, bool), rng.random(n) < 0.5):
+    mixed = rng.random(n) < 0.5
+    for move in (np.ones(n, bool), np.zeros(n, bool), mixed, mixed.astype(np.int8)):  # 0/1 read as bools
         cols = DecisionColumns(agents, move, d, speed, np.ones(n))
         assert cols.wire_json() == orjson.dumps(cols.wire())

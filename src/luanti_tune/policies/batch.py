@@ -265,7 +265,7 @@ class DecisionColumns:
         parts[10::_ROW_PARTS] = [m5] * n
         for k, values in enumerate(cols):
             parts[3 + 2 * k :: _ROW_PARTS] = values
-        for i in np.flatnonzero(~self.move).tolist():  # waits: their own pieces, no numbers
+        for i in np.flatnonzero(~np.asarray(self.move, dtype=bool)).tolist():  # waits: no numbers
             base = _ROW_PARTS * i
             parts[base + 2 : base + _ROW_PARTS] = _WAIT_TAIL
         out = b"".join(parts)
