@@ -252,8 +252,7 @@ class ActService:
         if len(body) > self.settings.max_batch_bytes:
             raise Rejected(413, f"request body larger than {self.settings.max_batch_bytes} bytes")
         if is_columns_body(body, _is_msgpack(content_type)):
-            answer = await self._act_columns(body, content_type, partial)
-            return orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY) if as_json else answer
+            return _answer(await self._act_columns(body, content_type, partial), as_json)
         fast = self.parse_fast(body, content_type)
         obs: Sequence[Any]
         bad: dict[int, dict[str, str]]
@@ -269,8 +268,7 @@ class ActService:
             return render_json(result, obs) if as_json else render(result, obs)
         good = ObservationBatch([o for o in obs if o is not None])
         result = await self.batcher.decide(good) if len(good) else BatchResult.empty(0)
-        answer = render(_widen(result, obs, bad), obs)
-        return orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY) if as_json else answer
+        return _answer(render(_widen(result, obs, bad), obs), as_json)
 
     async def _act_columns(self, body: bytes, content_type: str, partial: bool) -> dict[str, Any]:
         if len(body) > INLINE_PARSE_BYTES and partial:
@@ -297,12 +295,28 @@ def _widen(result: BatchResult, obs: Sequence[Any], bad: dict[int, dict[str, str
     return out
 
 
+def _json(answer: dict[str, Any]) -> bytes:
+    """An answer's JSON text (the columnar answer holds numpy arrays)."""
+    return orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _answer(answer: dict[str, Any], as_json: bool) -> Any:
+    """``answer``, or its JSON text when ``as_json``."""
+    return _json(answer) if as_json else answer
+
+
+def _one_model(result: BatchResult, main: Any) -> bool:
+    """Whether model ``main`` decided every row: no fallback, no error, no other model (then no
+    entry of the answer carries more than its action)."""
+    return not result.fallback and not result.errors and result.refs.count(main) == len(result.refs)
+
+
 def render(result: BatchResult, obs: Sequence[Any]) -> dict[str, Any]:
     main = result.main_ref()
     entries: list[Any] = result.wire()
     fallback = result.fallback
     refs = result.refs
-    if fallback or result.errors or refs.count(main) != len(refs):
+    if not _one_model(result, main):
         items = obs.items if isinstance(obs, ObservationBatch) else obs
         for i, (d, ref) in enumerate(zip(entries, refs, strict=True)):
             if d is None:
@@ -325,9 +339,8 @@ def render_json(result: BatchResult, obs: Sequence[Any]) -> bytes:
     every agent: no fallback, no errors) is written from the decision columns, without a dict
     per agent (about 1 ms less at 1000 agents)."""
     main = result.main_ref()
-    refs = result.refs
-    if main is None or result.fallback or result.errors or refs.count(main) != len(refs):
-        return orjson.dumps(render(result, obs), option=orjson.OPT_SERIALIZE_NUMPY)
+    if main is None or not _one_model(result, main):
+        return _json(render(result, obs))
     model = orjson.dumps({"name": main[0], "version": main[1]})
     return b'{"actions":' + result.wire_json() + b',"model":' + model + b"}"
 
