@@ -178,7 +178,12 @@ class Harness:
             server_bin=_server_bin(),
             with_ctl=True,
             settings={
+                # flat and the same every run: no caves or dungeons cut into the surface (an
+                # agent walking into a random cave mouth got stuck in one CI run)
                 "mg_name": "flat",
+                "fixed_map_seed": "20261127",
+                "mg_flags": "nocaves,nodungeons,light,nodecorations,biomes,ores",
+                "mgflat_spflags": "nolakes,nohills,nocaverns",
                 "luanti_tune.act_url": self.policy.url,
                 "luanti_tune.stats_interval": 0.5,
                 **settings,

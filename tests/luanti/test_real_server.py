@@ -9,7 +9,7 @@ import json
 import re
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,15 @@ from luanti_tune.schemas import Observation
 pytestmark = pytest.mark.luanti
 
 DIG_LINE = re.compile(r"ACTION\[Server\]: (\w+) digs ([\w:]+) at \((-?\d+),(-?\d+),(-?\d+)\)")
+
+
+@pytest.fixture(autouse=True)
+def _idle_policy_and_no_agents_after_each_test(harness: Harness) -> Iterator[None]:
+    """A failed test must not leave its policy mode or agents to the next (they share one server)."""
+    yield
+    harness.policy.mode = "none"
+    if harness.server.running():
+        harness.server.ctl("clear")
 
 
 def _by_actor(events: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
