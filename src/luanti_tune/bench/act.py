@@ -7,8 +7,9 @@ stream: each agent's target track grows by one sample per call):
 
 - ``http``: p50/p99 of one batched ``POST /v1/act`` (JSON, keep-alive connection);
 - ``engine``: p50/p99 of the in-process engine alone, ONNX Runtime: the batch of validated
-  observations exactly as ``/v1/act`` hands it over (the wire decoder's :class:`ObservationBatch`,
-  a new one per call, so no column is cached between calls) -> every agent's action (columnar);
+  observations exactly as ``/v1/act`` hands it over (``ActService.parse``: for JSON rows the
+  compiled scan's columnar :class:`ObservationBatch`, ``serve/wire_rows.py``; a new one per call,
+  so nothing is cached between calls) -> every agent's action (columnar);
   the body is parsed right before and the answer rendered right after each call (untimed), as in
   the service, so the engine's data is not kept warm in the CPU caches between calls;
 - ``http_columns``/``engine_columns``: the same with the compact columnar wire format
@@ -33,7 +34,8 @@ stream: each agent's target track grows by one sample per call):
 - ``during_swaps``: the batched HTTP call while three new champions are promoted one after the
   other (each call until the new version answers, then 20 more), and its p99's ratio to idle;
 - ``breakdown``: where the CPU time of the largest batch goes (thread CPU medians): JSON parse alone, parse + validation
-  (the fast wire decoder and the pydantic reference path, JSON and msgpack bodies), the family's
+  (as the service does it: JSON rows by the compiled scan into columns; the msgspec struct decoder
+  the scan replaces, ``json_validate_structs_ms``; the pydantic reference path; JSON and msgpack bodies), the family's
   featurize/decode, the forward pass, the engine's own overhead and rendering the response.
 
 The latency figures (``http``, ``engine``, their columnar twins) take ``--reps`` calls each (500:
@@ -400,6 +402,7 @@ def _breakdown(n: int, seed: int, engine: Any, reps: int = 30) -> dict[str, floa
     import msgpack
 
     from luanti_tune.serve.act import render_json
+    from luanti_tune.serve.wire import decode_observations
 
     bodies = step_bodies(n, seed, 2 * reps + 1)
     body = bodies[-1]
@@ -433,6 +436,7 @@ def _breakdown(n: int, seed: int, engine: Any, reps: int = 30) -> dict[str, floa
     figures = {
         "json_parse_only_ms": med(lambda: orjson.loads(body)),
         "json_validate_ms": med(lambda: service.parse(body, "application/json", False)),
+        "json_validate_structs_ms": med(lambda: decode_observations(body, msgpack=False, max_agents=8192)),
         "msgpack_validate_ms": med(lambda: service.parse(packed, "application/msgpack", False)),
         "json_validate_pydantic_ms": med(lambda: service.request_model.model_validate_json(body)),
         "msgpack_validate_pydantic_ms": med(lambda: service.request_model.model_validate(msgpack.unpackb(packed))),

@@ -32,6 +32,7 @@ from luanti_tune.inference.engine import BatchResult, EngineConfig, InferenceEng
 from luanti_tune.policies.batch import ObservationBatch
 from luanti_tune.schemas.agent import Observation
 from luanti_tune.schemas.common import Strict
+from luanti_tune.serve import wire_rows_kernel
 from luanti_tune.serve.state import get_state
 from luanti_tune.serve.wire import decode_observations
 from luanti_tune.serve.wire_columns import (
@@ -42,6 +43,7 @@ from luanti_tune.serve.wire_columns import (
     is_columns_body,
     render_columns,
 )
+from luanti_tune.serve.wire_rows import decode_rows
 from luanti_tune.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -134,6 +136,8 @@ class ActService:
 
     def start(self) -> None:
         """Build the engine (load, export and check champions) and start polling for swaps."""
+        if self.settings.act_compiled_rows:
+            wire_rows_kernel.warm_up()  # compiled (or loaded from the disk cache) before the first request
         self.engine.start()
         self.started = True
 
@@ -157,8 +161,15 @@ class ActService:
         return self.parse_slow(body, content_type, partial)
 
     def parse_fast(self, body: bytes, content_type: str) -> ObservationBatch | None:
-        """The observations of a valid request via the fast decoder, else ``None``."""
-        return decode_observations(body, msgpack=_is_msgpack(content_type), max_agents=self.max_agents)
+        """The observations of a valid request via the fast decoders, else ``None``: JSON rows are
+        scanned straight into columns when the compiled scan handles the body
+        (:mod:`luanti_tune.serve.wire_rows`), else (and msgpack) decoded into structs."""
+        msgpack = _is_msgpack(content_type)
+        if not msgpack and self.settings.act_compiled_rows:
+            batch = decode_rows(body, max_agents=self.max_agents)
+            if batch is not None:
+                return batch
+        return decode_observations(body, msgpack=msgpack, max_agents=self.max_agents)
 
     def parse_slow(
         self, body: bytes, content_type: str, partial: bool
