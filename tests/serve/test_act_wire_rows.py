@@ -33,6 +33,7 @@ from test_act_wire import (
     vec,
 )
 
+from luanti_tune.serve import wire_rows
 from luanti_tune.serve.act import render_json
 from luanti_tune.serve.wire import decode_observations
 from luanti_tune.serve.wire_rows import decode_rows
@@ -40,6 +41,12 @@ from luanti_tune.serve.wire_rows import decode_rows
 log = logging.getLogger(__name__)
 
 UNSUPPORTED_KEYS = ("inventory", "nearby", "chat")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _compiled() -> None:
+    wire_rows.prepare(wait=True)
+    assert wire_rows.ready()
 
 
 def compiled_differential(body: bytes, max_agents: int = MAX_AGENTS) -> tuple[bool, bool]:
@@ -333,3 +340,27 @@ def test_the_engine_decides_scanned_rows_as_the_msgspec_ones(tmp_path: Any) -> N
     finally:
         for engine in engines.values():
             engine.close()
+
+
+def test_a_service_prepares_the_scan_in_the_background_and_decodes_structs_meanwhile() -> None:
+    """In a fresh process: ``prepare()`` returns at once, bodies take the struct decoder until the
+    scan is ready (compiled by a child into numba's disk cache, then loaded), then the scan."""
+    import subprocess
+    import sys
+
+    code = """
+import orjson
+from luanti_tune.config.settings import Settings
+from luanti_tune.serve import wire_rows
+from luanti_tune.serve.act import ActService
+service = ActService(Settings(), None)
+body = orjson.dumps({"observations": [{"agent": "a", "kind": "npc", "pos": {"x": 1, "y": 2, "z": 3}}]})
+wire_rows.prepare()  # returns at once: a child compiles, so the next body takes the structs
+before = service.parse_fast(body, "application/json")
+assert before is not None and before.cols is None, "structs before the scan is ready"
+assert wire_rows._DONE.wait(600) and wire_rows.ready()
+after = service.parse_fast(body, "application/json")
+assert after is not None and after.cols is not None and after[0] == before[0]
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]

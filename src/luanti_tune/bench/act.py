@@ -303,8 +303,10 @@ CPU: dict[str, list[float]] = {}
 
 def _act_service(engine: Any = None) -> Any:
     from luanti_tune.config.settings import Settings
+    from luanti_tune.serve import wire_rows
     from luanti_tune.serve.act import ActService
 
+    wire_rows.prepare(wait=True)  # JSON rows are scanned into columns, as in a running service
     return ActService(Settings(act_max_agents=8192), None, engine=engine)
 
 

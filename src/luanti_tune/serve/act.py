@@ -32,7 +32,7 @@ from luanti_tune.inference.engine import BatchResult, EngineConfig, InferenceEng
 from luanti_tune.policies.batch import ObservationBatch
 from luanti_tune.schemas.agent import Observation
 from luanti_tune.schemas.common import Strict
-from luanti_tune.serve import wire_rows_kernel
+from luanti_tune.serve import wire_rows
 from luanti_tune.serve.state import get_state
 from luanti_tune.serve.wire import decode_observations
 from luanti_tune.serve.wire_columns import (
@@ -137,7 +137,7 @@ class ActService:
     def start(self) -> None:
         """Build the engine (load, export and check champions) and start polling for swaps."""
         if self.settings.act_compiled_rows:
-            wire_rows_kernel.warm_up()  # compiled (or loaded from the disk cache) before the first request
+            wire_rows.prepare()  # in the background: JSON rows take the struct decoder until it is ready
         self.engine.start()
         self.started = True
 

@@ -18,6 +18,8 @@ caller then runs the general decoder, which accepts the body or words the errors
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -37,8 +39,62 @@ _ROW_BYTES, _ENTITY_BYTES, _TARGET_BYTES = 50, 40, 3
 _LOCAL = threading.local()
 
 
+_READY = threading.Event()  # the scan is compiled (or loaded) in this process
+_DONE = threading.Event()  # preparing it ended (ready or failed)
+_START = threading.Lock()
+_started = False
+
+
+def ready() -> bool:
+    """Whether :func:`decode_rows` scans (else it returns ``None`` until :func:`prepare` is done)."""
+    return _READY.is_set()
+
+
+def prepare(*, wait: bool = False) -> None:
+    """Make the scan usable in this process, once; :func:`decode_rows` returns ``None`` until then.
+
+    Compiling it takes ~10 s (then numba's disk cache loads it in ~0.5 s). In the background
+    (the service): a child process compiles it into the cache, without taking this process's GIL,
+    then a thread loads it here. ``wait``: until it is usable (compiled in this thread when
+    nothing started it yet)."""
+    global _started
+    with _START:
+        first = not _started
+        _started = True
+    if first and wait:
+        _load()
+    elif first:
+        threading.Thread(target=_prepare_in_child, name="act-rows-compile", daemon=True).start()
+    if wait:
+        _DONE.wait()
+
+
+def _load() -> None:
+    try:
+        k.warm_up()
+        _READY.set()
+    except Exception:  # noqa: BLE001 - the msgspec decoder keeps serving
+        log.exception("the compiled rows scan could not be prepared: JSON rows are decoded into structs")
+    finally:
+        _DONE.set()
+
+
+def _prepare_in_child() -> None:
+    code = "from luanti_tune.serve.wire_rows_kernel import warm_up; warm_up()"
+    try:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=900, check=False)
+        if done.returncode != 0:
+            log.warning("compiling the rows scan in a child failed: %s", done.stderr.decode(errors="replace")[-500:])
+    except (OSError, subprocess.SubprocessError) as exc:
+        log.warning("compiling the rows scan in a child failed: %s", exc)
+    _load()  # from the disk cache the child wrote (compiled here if it could not write one)
+
+
 def decode_rows(body: bytes, *, max_agents: int) -> ObservationBatch | None:
-    """The observations of a JSON rows body as a columnar batch, or ``None`` (see the module doc)."""
+    """The observations of a JSON rows body as a columnar batch, or ``None`` (see the module doc;
+    always ``None`` before :func:`prepare` made the scan usable)."""
+    if not _READY.is_set():
+        return None
     buf = np.frombuffer(body, dtype=np.uint8)
     row_i, row_f, ent_i, ent_f, tgt = _scratch(len(body))
     status, n, m, t = k.scan_rows(buf, max_agents, k._POW10, row_i, row_f, ent_i, ent_f, tgt)
@@ -179,4 +235,4 @@ def _last_results(text: str, ri: np.ndarray) -> list[LastResult | None] | None:
     return out
 
 
-__all__ = ["decode_rows"]
+__all__ = ["decode_rows", "prepare", "ready"]
