@@ -96,7 +96,7 @@ def decode_rows(body: bytes, *, max_agents: int) -> ObservationBatch | None:
     if not _READY.is_set():
         return None
     buf = np.frombuffer(body, dtype=np.uint8)
-    row_i, row_f, ent_i, ent_f, tgt = _scratch(len(body))
+    row_i, row_f, ent_i, ent_f, tgt = _scratch(len(body), max_agents)
     status, n, m, t = k.scan_rows(buf, max_agents, k._POW10, row_i, row_f, ent_i, ent_f, tgt)
     if status != k.OK:
         log.debug("act body left to the general decoder (compiled scan status %d at row %d)", status, n)
@@ -122,11 +122,14 @@ def decode_rows(body: bytes, *, max_agents: int) -> ObservationBatch | None:
     return ObservationBatch.from_columns(cols)
 
 
-def _scratch(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """This thread's work arrays, with room for every row, entity and target a ``size``-byte body
-    can hold (kept between calls: fresh ones cost a page fault per page written)."""
+def _scratch(size: int, max_agents: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """This thread's work arrays, with room for every row (at most ``max_agents + 1``: the scan
+    stops there), entity and target (64 per row) a ``size``-byte body can hold (kept between calls:
+    fresh ones cost a page fault per page written)."""
     arrays: tuple[np.ndarray, ...] | None = getattr(_LOCAL, "arrays", None)
-    rows, ents, tgts = size // _ROW_BYTES + 2, size // _ENTITY_BYTES + 2, size // _TARGET_BYTES + 2
+    rows = min(size // _ROW_BYTES, max_agents) + 2
+    ents = min(size // _ENTITY_BYTES + 2, k.MAX_LIST * rows)
+    tgts = min(size // _TARGET_BYTES + 2, k.MAX_LIST * rows)
     if arrays is None or len(arrays[0]) < rows or len(arrays[2]) < ents or len(arrays[4]) < tgts:
         rows, ents, tgts = max(rows, 64), max(ents, 64), max(tgts, 256)
         arrays = (
