@@ -38,9 +38,11 @@ stream: each agent's target track grows by one sample per call):
   the scan replaces, ``json_validate_structs_ms``; the pydantic reference path; JSON and msgpack bodies), the family's
   featurize/decode, the forward pass, the engine's own overhead and rendering the response.
 
-The latency figures (``http``, ``engine``, their columnar twins) take ``--reps`` calls each (500:
-their p99 is the 5th slowest call; of 100 calls it would be nearly the slowest one); the side
-figures (floor, warm caches, typed input, torch) and each training block take at most 100.
+The latency figures (``http``, ``engine``, their columnar twins) and the p99s of the ``training``
+ratio (idle and training, rows and columns) take ``--reps`` calls each (500: their p99 is the 5th
+slowest call; of 100 calls it would be nearly the slowest one, of 200 the second slowest); the
+side figures (floor, warm caches, typed input, torch) take at most 100, the normal-priority
+training figures 200.
 
 ``cpu_probe_ms``: a fixed workload timed before and after the run (this VM slows
 down by about 2x after minutes of load on both cores, as this benchmark puts on it): read the
@@ -184,11 +186,11 @@ def _ratio(a: float, b: float) -> float | None:
 TRAINING_BLOCKS = 4
 
 
-def _under_training(port: int, agents: int, seed: int, reps: int, nice: int) -> dict[str, list[float]]:
+def _under_training(port: int, agents: int, seed: int, calls: int, nice: int) -> dict[str, list[float]]:
     """HTTP latencies (rows, columns) with TRAIN_LOOP, at ``nice``, running and paused (SIGSTOP):
     ``TRAINING_BLOCKS`` blocks each, interleaved (training, idle, idle, training, ...), so that the
-    machine's own drift over time weighs on both alike; ``2 * reps`` calls per figure in all."""
-    per_block = max(10, 2 * reps // TRAINING_BLOCKS)
+    machine's own drift over time weighs on both alike; ``calls`` calls per figure in all."""
+    per_block = max(10, calls // TRAINING_BLOCKS)
     trainer = subprocess.Popen(
         [sys.executable, "-c", TRAIN_LOOP, str(nice)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )
@@ -483,7 +485,7 @@ def act(agents: int, reps: int, seed: int) -> None:
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     counts = sorted({1, 100, agents})
     # the side figures (floor, warm caches, typed input, torch: read at the median) and the
-    # training blocks take fewer calls: a long run slows this VM down (see cpu_probe_ms)
+    # normal-priority training figures take fewer calls: a long run slows this VM down (see cpu_probe_ms)
     side = min(reps, 100)
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-act-") as tmp, Progress(transient=True) as progress:
@@ -581,9 +583,9 @@ def act(agents: int, reps: int, seed: int) -> None:
             from luanti_tune.worker.loop import WorkerConfig
 
             worker = {
-                k: percentiles_ms(v) for k, v in _under_training(port, agents, seed, side, WorkerConfig().nice).items()
+                k: percentiles_ms(v) for k, v in _under_training(port, agents, seed, reps, WorkerConfig().nice).items()
             }
-            normal = {k: percentiles_ms(v) for k, v in _under_training(port, agents, seed, side, 0).items()}
+            normal = {k: percentiles_ms(v) for k, v in _under_training(port, agents, seed, 2 * side, 0).items()}
             idle, idle_cols = worker["idle"], worker["columns_idle"]
             swapping = _during_swaps(port, data_dir, agents, seed)
             progress.advance(task)

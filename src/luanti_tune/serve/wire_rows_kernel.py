@@ -77,25 +77,30 @@ def _pack(word: str) -> tuple[int, int, int]:
 ) = range(26)  # fmt: skip
 
 
-def _lo(word: str) -> int:
-    return _pack(word)[1]
+_KEY_WORDS = {
+    KEY_OBSERVATIONS: "observations", KEY_AGENT: "agent", KEY_KIND: "kind", KEY_TICK: "tick",
+    KEY_POS: "pos", KEY_YAW: "yaw", KEY_PITCH: "pitch", KEY_HP: "hp", KEY_VELOCITY: "velocity",
+    KEY_ENTITIES: "entities", KEY_TARGETS: "targets", KEY_TEAM: "team", KEY_GOAL: "goal",
+    KEY_LAST: "last_result", KEY_X: "x", KEY_Y: "y", KEY_Z: "z", KEY_NAME: "name", KEY_REL: "rel",
+    KEY_ACTION: "action", KEY_OK: "ok", KEY_REASON: "reason", KEY_INVENTORY: "inventory",
+    KEY_NEARBY: "nearby", KEY_CHAT: "chat",
+}  # fmt: skip
 
 
-def _hi(word: str) -> int:
-    return _pack(word)[2]
+def _words_table(words: dict[int, str]) -> tuple[np.ndarray, np.ndarray]:
+    """``(start, table)``: rows ``[lo, hi, id]`` of ``words`` (id -> word, packed by :func:`_pack`)
+    sorted by length; the words of length ``L`` are rows ``start[L]:start[L + 1]``."""
+    rows = sorted((_pack(w), i) for i, w in words.items())
+    table = np.array([[lo, hi, i] for (_, lo, hi), i in rows], dtype=np.int64).reshape(-1, 3)
+    lengths = np.array([ln for (ln, _, _), _ in rows], dtype=np.int64)
+    start = np.searchsorted(lengths, np.arange(18), side="left").astype(np.int64)
+    return start, table
 
 
-# the keys' and kinds' first 8 bytes (and the next 8 of the long ones), compile-time constants
-PK_OBSERVATIONS, PH_OBSERVATIONS = _lo("observations"), _hi("observations")
-PK_LAST, PH_LAST = _lo("last_result"), _hi("last_result")
-PK_INVENTORY, PH_INVENTORY = _lo("inventory"), _hi("inventory")
-PK_AGENT, PK_KIND, PK_TICK, PK_POS, PK_YAW = _lo("agent"), _lo("kind"), _lo("tick"), _lo("pos"), _lo("yaw")
-PK_PITCH, PK_HP, PK_VELOCITY, PK_ENTITIES = _lo("pitch"), _lo("hp"), _lo("velocity"), _lo("entities")
-PK_TARGETS, PK_TEAM, PK_GOAL, PK_X, PK_Y, PK_Z = _lo("targets"), _lo("team"), _lo("goal"), _lo("x"), _lo("y"), _lo("z")
-PK_NAME, PK_REL, PK_ACTION, PK_OK, PK_REASON = _lo("name"), _lo("rel"), _lo("action"), _lo("ok"), _lo("reason")
-PK_NEARBY, PK_CHAT = _lo("nearby"), _lo("chat")
-PK_PURSUIT, PK_NAVIGATION, PH_NAVIGATION, PK_NPC = _lo("pursuit"), _lo("navigation"), _hi("navigation"), _lo("npc")
-PK_PLAYER, PK_MOB, PK_ITEM = _lo("player"), _lo("mob"), _lo("item")
+# compile-time constants of the kernels (numba freezes global arrays)
+_KEY_START, _KEY_TABLE = _words_table(_KEY_WORDS)
+_OBS_KIND_START, _OBS_KIND_TABLE = _words_table(dict(enumerate(OBS_KINDS)))
+_ENTITY_KIND_START, _ENTITY_KIND_TABLE = _words_table(dict(enumerate(ENTITY_KINDS)))
 
 _POW10 = np.array([10.0**k for k in range(23)])
 
@@ -141,70 +146,15 @@ def _packed(buf: np.ndarray, s: int, e: int) -> tuple[int, int, int]:
 
 
 @njit(cache=True, nogil=True)
-def _key_id(ln: int, lo: int, hi: int) -> int:  # noqa: C901 - a switch on the length, then the bytes
-    """The ``KEY_*`` id of a key of length ``ln`` packed as ``(lo, hi)``, else ``KEY_OTHER``."""
-    if ln == 1:
-        if lo == PK_X:
-            return KEY_X
-        if lo == PK_Y:
-            return KEY_Y
-        if lo == PK_Z:
-            return KEY_Z
-    elif ln == 2:
-        if lo == PK_HP:
-            return KEY_HP
-        if lo == PK_OK:
-            return KEY_OK
-    elif ln == 3:
-        if lo == PK_POS:
-            return KEY_POS
-        if lo == PK_YAW:
-            return KEY_YAW
-        if lo == PK_REL:
-            return KEY_REL
-    elif ln == 4:
-        if lo == PK_KIND:
-            return KEY_KIND
-        if lo == PK_TICK:
-            return KEY_TICK
-        if lo == PK_NAME:
-            return KEY_NAME
-        if lo == PK_TEAM:
-            return KEY_TEAM
-        if lo == PK_GOAL:
-            return KEY_GOAL
-        if lo == PK_CHAT:
-            return KEY_CHAT
-    elif ln == 5:
-        if lo == PK_AGENT:
-            return KEY_AGENT
-        if lo == PK_PITCH:
-            return KEY_PITCH
-    elif ln == 6:
-        if lo == PK_ACTION:
-            return KEY_ACTION
-        if lo == PK_REASON:
-            return KEY_REASON
-        if lo == PK_NEARBY:
-            return KEY_NEARBY
-    elif ln == 7:
-        if lo == PK_TARGETS:
-            return KEY_TARGETS
-    elif ln == 8:
-        if lo == PK_VELOCITY:
-            return KEY_VELOCITY
-        if lo == PK_ENTITIES:
-            return KEY_ENTITIES
-    elif ln == 9:
-        if lo == PK_INVENTORY and hi == PH_INVENTORY:
-            return KEY_INVENTORY
-    elif ln == 11:
-        if lo == PK_LAST and hi == PH_LAST:
-            return KEY_LAST
-    elif ln == 12:
-        if lo == PK_OBSERVATIONS and hi == PH_OBSERVATIONS:
-            return KEY_OBSERVATIONS
-    return KEY_OTHER
+def _lookup(ln: int, lo: int, hi: int, start: np.ndarray, table: np.ndarray) -> int:
+    """The id of the word of length ``ln`` packed as ``(lo, hi)`` in a :func:`_words_table`, else -1
+    (words are at most 16 bytes: longer ones are never found)."""
+    if ln > 16:
+        return -1
+    for r in range(start[ln], start[ln + 1]):
+        if table[r, 0] == lo and table[r, 1] == hi:
+            return int(table[r, 2])
+    return -1
 
 
 @njit(cache=True, nogil=True)
@@ -217,37 +167,22 @@ def _key(buf: np.ndarray, i: int) -> tuple[int, int]:
     if j >= len(buf) or buf[j] != 58:
         return KEY_OTHER, -1
     ln, lo, hi = _packed(buf, s, e)
-    return _key_id(ln, lo, hi), _ws(buf, j + 1)
+    key = _lookup(ln, lo, hi, _KEY_START, _KEY_TABLE)
+    return (KEY_OTHER if key < 0 else key), _ws(buf, j + 1)
 
 
 @njit(cache=True, nogil=True)
 def _obs_kind(buf: np.ndarray, s: int, e: int) -> int:
     """The code of an observation kind (index in ``OBS_KINDS``), else -1."""
     ln, lo, hi = _packed(buf, s, e)
-    if ln == 7 and lo == PK_PURSUIT:
-        return 0
-    if ln == 10 and lo == PK_NAVIGATION and hi == PH_NAVIGATION:
-        return 1
-    if ln == 3 and lo == PK_NPC:
-        return 2
-    if ln == 4 and lo == PK_TEAM:
-        return 3
-    return -1
+    return _lookup(ln, lo, hi, _OBS_KIND_START, _OBS_KIND_TABLE)
 
 
 @njit(cache=True, nogil=True)
 def _entity_kind(buf: np.ndarray, s: int, e: int) -> int:
     """The code of an entity kind (index in ``ENTITY_KINDS``), else -1."""
-    ln, lo, _ = _packed(buf, s, e)
-    if ln == 6 and lo == PK_PLAYER:
-        return 0
-    if ln == 5 and lo == PK_AGENT:
-        return 1
-    if ln == 3 and lo == PK_MOB:
-        return 2
-    if ln == 4 and lo == PK_ITEM:
-        return 3
-    return -1
+    ln, lo, hi = _packed(buf, s, e)
+    return _lookup(ln, lo, hi, _ENTITY_KIND_START, _ENTITY_KIND_TABLE)
 
 
 @njit(cache=True, nogil=True)
@@ -350,7 +285,7 @@ def _null(buf: np.ndarray, i: int) -> int:
     return -1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _after_value(buf: np.ndarray, i: int, close: int) -> tuple[int, bool]:
     """After a member or element: ``(next, more)``: past a comma (more) or the closing ``close`` (done)."""
     i = _ws(buf, i)
@@ -362,16 +297,33 @@ def _after_value(buf: np.ndarray, i: int, close: int) -> tuple[int, bool]:
     return -1, False
 
 
-@njit(cache=True, nogil=True)
-def _vec3(buf: np.ndarray, i: int, pow10: np.ndarray, limit: float, out: np.ndarray, o: int) -> int:
-    """An ``{"x", "y", "z"}`` object at ``i`` into ``out[o:o+3]``, each within +-``limit``; next or -1."""
+@njit(cache=True, nogil=True, inline="always")
+def _open(buf: np.ndarray, i: int) -> int:
+    """Past the ``{`` of a non-empty object at ``i`` and the blanks after it; -1 if there is none."""
     if i >= len(buf) or buf[i] != 123:
         return -1
     i = _ws(buf, i + 1)
-    seen = 0
     if i < len(buf) and buf[i] == 125:
         return -1
-    more = True
+    return i
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _member_end(buf: np.ndarray, i: int, seen: int, bit: int) -> tuple[int, int, bool]:
+    """After the value of member ``bit`` (ending at ``i``): ``(next, seen | bit, more members?)``;
+    ``next`` is -1 for a bad value (``i < 0``), a repeated key or a bad separator."""
+    if i < 0 or seen & bit:
+        return -1, seen, False
+    i, more = _after_value(buf, i, 125)
+    return i, seen | bit, more
+
+
+@njit(cache=True, nogil=True)
+def _vec3(buf: np.ndarray, i: int, pow10: np.ndarray, limit: float, out: np.ndarray, o: int) -> int:
+    """An ``{"x", "y", "z"}`` object at ``i`` into ``out[o:o+3]``, each within +-``limit``; next or -1."""
+    i = _open(buf, i)
+    seen = 0
+    more = i >= 0
     while more:
         key, i = _key(buf, i)
         if i < 0:
@@ -384,14 +336,11 @@ def _vec3(buf: np.ndarray, i: int, pow10: np.ndarray, limit: float, out: np.ndar
             k = 2
         else:
             return -1
-        if seen & (1 << k):
-            return -1
-        seen |= 1 << k
         v, _, _, i = _number(buf, i, pow10)
         if i < 0 or not (v >= -limit and v <= limit):
             return -1
         out[o + k] = v
-        i, more = _after_value(buf, i, 125)
+        i, seen, more = _member_end(buf, i, seen, 1 << k)
         if i < 0:
             return -1
     if seen != 7:
@@ -400,13 +349,37 @@ def _vec3(buf: np.ndarray, i: int, pow10: np.ndarray, limit: float, out: np.ndar
 
 
 @njit(cache=True, nogil=True)
+def _opt_name(buf: np.ndarray, i: int, out: np.ndarray, c: int) -> int:
+    """``null`` (``out[c:c+2]`` left as is) or a valid name at ``i`` (its span into ``out[c:c+2]``); next or -1."""
+    j = _null(buf, i)
+    if j >= 0:
+        return j
+    s, e, i = _string(buf, i)
+    if i < 0 or not _name_ok(buf, s, e):
+        return -1
+    out[c] = s
+    out[c + 1] = e
+    return i
+
+
+@njit(cache=True, nogil=True)
+def _opt_vec3(buf: np.ndarray, i: int, pow10: np.ndarray, out: np.ndarray, o: int, flags: np.ndarray, f: int) -> int:
+    """``null`` or a vector at ``i`` (into ``out[o:o+3]``, ``flags[f] = 1``); next or -1."""
+    j = _null(buf, i)
+    if j >= 0:
+        return j
+    flags[f] = 1
+    return _vec3(buf, i, pow10, MAP_LIMIT, out, o)
+
+
+@njit(cache=True, nogil=True)
 def _entity(  # noqa: C901 - one object, its keys in turn
     buf: np.ndarray, i: int, pow10: np.ndarray, ent_i: np.ndarray, ent_f: np.ndarray, k: int
 ) -> int:
     """One entity object at ``i`` into row ``k`` of ``ent_i``/``ent_f``; next or -1."""
-    if i >= len(buf) or buf[i] != 123:
+    i = _open(buf, i)
+    if i < 0:
         return -1
-    i = _ws(buf, i + 1)
     ent_i[k, E_KIND] = -1
     ent_i[k, E_NAME_S] = -1
     ent_i[k, E_NAME_E] = -1
@@ -418,8 +391,6 @@ def _entity(  # noqa: C901 - one object, its keys in turn
         ent_f[k, c] = 0.0
     seen = 0
     has_rel = False
-    if i < len(buf) and buf[i] == 125:
-        return -1
     more = True
     while more:
         key, i = _key(buf, i)
@@ -439,24 +410,10 @@ def _entity(  # noqa: C901 - one object, its keys in turn
             has_rel = True
         elif key == KEY_NAME or key == KEY_TEAM:
             bit = 4 if key == KEY_NAME else 8
-            j = _null(buf, i)
-            if j >= 0:
-                i = j
-            else:
-                s, e, i = _string(buf, i)
-                if i < 0 or not _name_ok(buf, s, e):
-                    return -1
-                c0 = E_NAME_S if key == KEY_NAME else E_TEAM_S
-                ent_i[k, c0] = s
-                ent_i[k, c0 + 1] = e
+            i = _opt_name(buf, i, ent_i[k], E_NAME_S if key == KEY_NAME else E_TEAM_S)
         elif key == KEY_VELOCITY:
             bit = 16
-            j = _null(buf, i)
-            if j >= 0:
-                i = j
-            else:
-                i = _vec3(buf, i, pow10, MAP_LIMIT, ent_f[k], G_VEL)
-                ent_i[k, E_HAS_VEL] = 1
+            i = _opt_vec3(buf, i, pow10, ent_f[k], G_VEL, ent_i[k], E_HAS_VEL)
         elif key == KEY_HP:
             bit = 32
             j = _null(buf, i)
@@ -468,10 +425,7 @@ def _entity(  # noqa: C901 - one object, its keys in turn
                 ent_i[k, E_HAS_HP] = 1
         else:
             return -1
-        if i < 0 or seen & bit:
-            return -1
-        seen |= bit
-        i, more = _after_value(buf, i, 125)
+        i, seen, more = _member_end(buf, i, seen, bit)
         if i < 0:
             return -1
     if ent_i[k, E_KIND] < 0 or not has_rel:
@@ -482,16 +436,14 @@ def _entity(  # noqa: C901 - one object, its keys in turn
 @njit(cache=True, nogil=True)
 def _last_result(buf: np.ndarray, i: int, row_i: np.ndarray, r: int) -> int:
     """A ``last_result`` object ``{"action", "ok", "reason"}`` at ``i`` into ``row_i[r]``; next or -1."""
-    if i >= len(buf) or buf[i] != 123:
+    i = _open(buf, i)
+    if i < 0:
         return -1
-    i = _ws(buf, i + 1)
     row_i[r, R_LR_REASON_S] = -1
     row_i[r, R_LR_REASON_E] = -1
     row_i[r, R_LR_OK] = -1
     row_i[r, R_LR_ACT_S] = -1
     seen = 0
-    if i < len(buf) and buf[i] == 125:
-        return -1
     more = True
     while more:
         key, i = _key(buf, i)
@@ -530,15 +482,60 @@ def _last_result(buf: np.ndarray, i: int, row_i: np.ndarray, r: int) -> int:
                 row_i[r, R_LR_REASON_E] = e
         else:
             return -1
-        if i < 0 or seen & bit:
-            return -1
-        seen |= bit
-        i, more = _after_value(buf, i, 125)
+        i, seen, more = _member_end(buf, i, seen, bit)
         if i < 0:
             return -1
     if row_i[r, R_LR_ACT_S] < 0 or row_i[r, R_LR_OK] < 0:
         return -1
     return i
+
+
+@njit(cache=True, nogil=True)
+def _open_list(buf: np.ndarray, i: int) -> tuple[int, bool]:
+    """Past the ``[`` at ``i`` and the blanks after it: ``(next, any elements?)`` (``[]``: past its
+    ``]``); -1 if there is no list."""
+    if i >= len(buf) or buf[i] != 91:
+        return -1, False
+    i = _ws(buf, i + 1)
+    if i < len(buf) and buf[i] == 93:
+        return i + 1, False
+    return i, True
+
+
+@njit(cache=True, nogil=True)
+def _entity_list(
+    buf: np.ndarray, i: int, pow10: np.ndarray, ent_i: np.ndarray, ent_f: np.ndarray, n_ent: int
+) -> tuple[int, int]:
+    """A list of at most ``MAX_LIST`` entities at ``i`` into rows ``n_ent...``: ``(next or -1, entities after it)``."""
+    i, more = _open_list(buf, i)
+    first = n_ent
+    while more:
+        if n_ent - first >= MAX_LIST or n_ent >= len(ent_i):
+            return -1, n_ent
+        i = _entity(buf, i, pow10, ent_i, ent_f, n_ent)
+        if i < 0:
+            return -1, n_ent
+        n_ent += 1
+        i, more = _after_value(buf, i, 93)
+    return i, n_ent
+
+
+@njit(cache=True, nogil=True)
+def _target_list(buf: np.ndarray, i: int, tgt: np.ndarray, n_tgt: int) -> tuple[int, int]:
+    """A list of at most ``MAX_LIST`` names at ``i`` into rows ``n_tgt...``: ``(next or -1, names after it)``."""
+    i, more = _open_list(buf, i)
+    first = n_tgt
+    while more:
+        if n_tgt - first >= MAX_LIST or n_tgt >= len(tgt):
+            return -1, n_tgt
+        s, e, i = _string(buf, i)
+        if i < 0 or not _name_ok(buf, s, e):
+            return -1, n_tgt
+        tgt[n_tgt, 0] = s
+        tgt[n_tgt, 1] = e
+        n_tgt += 1
+        i, more = _after_value(buf, i, 93)
+    return i, n_tgt
 
 
 @njit(cache=True, nogil=True)
@@ -556,9 +553,9 @@ def _observation(  # noqa: C901 - one object, its keys in turn
     n_tgt: int,
 ) -> tuple[int, int, int, int]:
     """Observation ``r`` at ``i``: ``(next, entities, targets, status)`` (counts after it)."""
-    if i >= len(buf) or buf[i] != 123:
+    i = _open(buf, i)
+    if i < 0:
         return -1, n_ent, n_tgt, BAD
-    i = _ws(buf, i + 1)
     for c in range(N_RI):
         row_i[r, c] = 0
     row_i[r, R_KIND] = -1
@@ -572,8 +569,6 @@ def _observation(  # noqa: C901 - one object, its keys in turn
     seen = 0
     has_agent = False
     has_pos = False
-    if i < len(buf) and buf[i] == 125:
-        return -1, n_ent, n_tgt, BAD
     more = True
     while more:
         key, i = _key(buf, i)
@@ -627,64 +622,17 @@ def _observation(  # noqa: C901 - one object, its keys in turn
             i = _vec3(buf, i, pow10, MAP_LIMIT, row_f[r], F_VEL)
         elif key == KEY_ENTITIES:
             bit = 256
-            if i >= len(buf) or buf[i] != 91:
-                return -1, n_ent, n_tgt, BAD
-            i = _ws(buf, i + 1)
-            if i < len(buf) and buf[i] == 93:
-                i += 1
-            else:
-                go = True
-                while go:
-                    if n_ent - row_i[r, R_ENT_LO] >= MAX_LIST or n_ent >= len(ent_i):
-                        return -1, n_ent, n_tgt, BAD
-                    i = _entity(buf, i, pow10, ent_i, ent_f, n_ent)
-                    if i < 0:
-                        return -1, n_ent, n_tgt, BAD
-                    n_ent += 1
-                    i, go = _after_value(buf, i, 93)
-                    if i < 0:
-                        return -1, n_ent, n_tgt, BAD
+            i, n_ent = _entity_list(buf, i, pow10, ent_i, ent_f, n_ent)
         elif key == KEY_TARGETS:
             bit = 512
             row_i[r, R_TARGETS] = 1
-            if i >= len(buf) or buf[i] != 91:
-                return -1, n_ent, n_tgt, BAD
-            i = _ws(buf, i + 1)
-            if i < len(buf) and buf[i] == 93:
-                i += 1
-            else:
-                go = True
-                while go:
-                    if n_tgt - row_i[r, R_TGT_LO] >= MAX_LIST or n_tgt >= len(tgt):
-                        return -1, n_ent, n_tgt, BAD
-                    s, e, i = _string(buf, i)
-                    if i < 0 or not _name_ok(buf, s, e):
-                        return -1, n_ent, n_tgt, BAD
-                    tgt[n_tgt, 0] = s
-                    tgt[n_tgt, 1] = e
-                    n_tgt += 1
-                    i, go = _after_value(buf, i, 93)
-                    if i < 0:
-                        return -1, n_ent, n_tgt, BAD
+            i, n_tgt = _target_list(buf, i, tgt, n_tgt)
         elif key == KEY_TEAM:
             bit = 1024
-            j = _null(buf, i)
-            if j >= 0:
-                i = j
-            else:
-                s, e, i = _string(buf, i)
-                if i < 0 or not _name_ok(buf, s, e):
-                    return -1, n_ent, n_tgt, BAD
-                row_i[r, R_TEAM_S] = s
-                row_i[r, R_TEAM_E] = e
+            i = _opt_name(buf, i, row_i[r], R_TEAM_S)
         elif key == KEY_GOAL:
             bit = 2048
-            j = _null(buf, i)
-            if j >= 0:
-                i = j
-            else:
-                i = _vec3(buf, i, pow10, MAP_LIMIT, row_f[r], F_GOAL)
-                row_i[r, R_GOAL] = 1
+            i = _opt_vec3(buf, i, pow10, row_f[r], F_GOAL, row_i[r], R_GOAL)
         elif key == KEY_LAST:
             bit = 4096
             j = _null(buf, i)
@@ -697,10 +645,7 @@ def _observation(  # noqa: C901 - one object, its keys in turn
             return -1, n_ent, n_tgt, UNSUPPORTED
         else:
             return -1, n_ent, n_tgt, BAD
-        if i < 0 or seen & bit:
-            return -1, n_ent, n_tgt, BAD
-        seen |= bit
-        i, more = _after_value(buf, i, 125)
+        i, seen, more = _member_end(buf, i, seen, bit)
         if i < 0:
             return -1, n_ent, n_tgt, BAD
     if not has_agent or not has_pos or row_i[r, R_KIND] < 0:
