@@ -161,3 +161,29 @@ def test_msgpack_wire_format(serve: Any, engine: InferenceEngine) -> None:
     bad = msgpack.packb({"observations": [{**obs[0], "tick": "soon"}]})
     r = httpx.post(f"{srv.url}/v1/act", content=bad, headers={"content-type": "application/msgpack"})
     assert r.status_code == 422 and r.json()["errors"][0]["loc"] == "observations[0].tick"
+
+
+def test_a_client_that_hangs_up_mid_body_is_not_an_error_and_the_next_call_is_answered(
+    serve: Any, engine: InferenceEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server whose HTTP timeout fires while it sends (a real socket closed mid-body): no error
+    logged, nothing decided, and the next request is answered as usual."""
+    import socket
+    import time
+
+    srv = serve(make_app(engine))
+    body = json.dumps({"observations": batch(200)}).encode()
+    decided = engine.stats["agents"]
+    with caplog.at_level("DEBUG", logger="luanti_tune.serve.act"):
+        with socket.create_connection(("127.0.0.1", srv.port)) as s:
+            head = "POST /v1/act HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            head += f"Content-Length: {len(body)}\r\n\r\n"
+            s.sendall(head.encode() + body[: len(body) // 3])
+        deadline = time.monotonic() + 10
+        while "disconnected" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.05)
+        r = httpx.post(f"{srv.url}/v1/act", content=body, headers={"content-type": "application/json"})
+    assert "client disconnected" in caplog.text
+    assert not [rec for rec in caplog.records if rec.levelno >= 40], caplog.text
+    assert r.status_code == 200 and len(r.json()["actions"]) == 200
+    assert engine.stats["agents"] == decided + 200  # only the complete request was decided

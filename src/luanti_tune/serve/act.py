@@ -25,6 +25,7 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import Field, TypeAdapter, ValidationError, create_model
+from starlette.requests import ClientDisconnect
 
 from luanti_tune.config.settings import Settings
 from luanti_tune.inference.batcher import MicroBatcher
@@ -43,7 +44,6 @@ from luanti_tune.serve.wire_columns import (
     is_columns_body,
     render_columns,
 )
-from luanti_tune.serve.wire_rows import decode_rows
 from luanti_tune.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -166,7 +166,7 @@ class ActService:
         (:mod:`luanti_tune.serve.wire_rows`), else (and msgpack) decoded into structs."""
         msgpack = _is_msgpack(content_type)
         if not msgpack and self.settings.act_compiled_rows:
-            batch = decode_rows(body, max_agents=self.max_agents)
+            batch = wire_rows.decode_rows(body, max_agents=self.max_agents)
             if batch is not None:
                 return batch
         return decode_observations(body, msgpack=msgpack, max_agents=self.max_agents)
@@ -449,6 +449,9 @@ async def act(request: Request) -> Response:
         payload = await service.act(body, content_type, partial, as_json=not msgpack_answer)
     except Rejected as exc:
         return Response(exc.body(), status_code=exc.status, media_type="application/json")
+    except ClientDisconnect:  # the client gave up while sending (e.g. its timeout): nobody to answer
+        log.debug("/v1/act client disconnected before its body arrived")
+        return Response(status_code=400)
     except Exception as exc:  # noqa: BLE001 - the engine shields model errors; this is a bug: say so
         log.exception("/v1/act failed")
         return Response(orjson.dumps({"error": f"internal error: {type(exc).__name__}"}), status_code=500)
