@@ -166,16 +166,17 @@ def _codes(codes: np.ndarray, names: tuple[str, ...]) -> list[str]:
 
 def _entities(text: str, buf: np.ndarray, ri: np.ndarray, ei: np.ndarray, ef: np.ndarray) -> EntityColumns:
     n, m = len(ri), len(ei)
+    if m == 0:
+        return EntityColumns.empty(n)
     offsets = np.empty(n + 1, dtype=np.int64)
     offsets[0] = 0
     offsets[1:] = ri[:, k.R_ENT_HI]
-    if m == 0:
-        return EntityColumns(offsets, [], [], np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0, bool), [], [])
     names_at = ei[:, k.E_NAME_S : k.E_NAME_E + 1]
+    names: list[str | None]
     if (names_at[:, 0] >= 0).all():
-        names: list[str | None] = list(_strings(text, buf, names_at))
+        names = list(_strings(text, buf, names_at))
     else:
-        names = [text[s:e] if s >= 0 else None for s, e in names_at.tolist()]
+        names = _optional_strings(text, names_at) or [None] * m
     has_hp = ei[:, k.E_HAS_HP].astype(bool)
     hp: list[float | None]
     if not has_hp.any():

@@ -23,8 +23,13 @@ Compiled on first use and cached on disk (``cache=True``); importing compiles no
 
 from __future__ import annotations
 
+from typing import get_args
+
 import numpy as np
 from numba import njit
+
+from luanti_tune.schemas.agent import AGENT_KINDS, MAX_ENTITIES, EntityView
+from luanti_tune.schemas.common import MAP_LIMIT
 
 __all__ = ["scan_rows", "same_spans", "warm_up"]
 
@@ -47,14 +52,13 @@ N_EI = 7
 G_REL, G_VEL, G_HP = 0, 3, 6
 N_EF = 7
 
-MAP_LIMIT = 31_000.0
-HP_MAX = 1000.0
-MAX_LIST = 64  # MAX_ENTITIES: entities and targets per observation
-MAX_NAME = 64
+HP_MAX = 1000.0  # Observation.hp is within 0..1000
+MAX_LIST = MAX_ENTITIES  # entities and targets per observation
+MAX_NAME = 64  # NAME_PATTERN: 1 to 64 characters
 
-#: Observation kinds and entity kinds, in the order of the codes the scan writes.
-OBS_KINDS = ("pursuit", "navigation", "npc", "team")
-ENTITY_KINDS = ("player", "agent", "mob", "item")
+#: Observation kinds and entity kinds (the schema's), in the order of the codes the scan writes.
+OBS_KINDS: tuple[str, ...] = AGENT_KINDS
+ENTITY_KINDS: tuple[str, ...] = get_args(EntityView.model_fields["kind"].annotation)
 
 # statuses (negative: not decoded here)
 OK = 0
