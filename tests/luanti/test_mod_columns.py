@@ -84,7 +84,7 @@ def _vec(x: float, y: float, z: float) -> dict[str, float]:
 
 GRID = {"radius": 1, "codes": [1] * 9 + [0] * 17 + [2]}
 
-#: Observation lists: the DESIGN.md example, several/no entities, npc chat, goal, team, nearby,
+#: Observation lists: the docs/design.md example, several/no entities, npc chat, goal, team, nearby,
 #: inventory, last_result with and without reason, minimal rows, integral floats.
 CASES: dict[str, list[dict[str, Any]]] = {
     "design_example": [

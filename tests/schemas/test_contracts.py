@@ -1,4 +1,4 @@
-"""The wire contracts of DESIGN.md: the documented examples pass, bad input is named."""
+"""The wire contracts of docs/design.md: the documented examples pass, bad input is named."""
 
 from __future__ import annotations
 

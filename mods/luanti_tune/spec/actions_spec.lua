@@ -17,7 +17,7 @@ local function refused(a)
 end
 
 describe("action validation", function()
-	it("accepts the DESIGN.md example move and normalises it", function()
+	it("accepts the docs/design.md example move and normalises it", function()
 		local a = actions.validate({ agent = "enemy-1", type = "move", args = { dir = { x = 0.8, y = 0, z = -0.6 },
 			speed = 1 } }, ctx)
 		assert.same({ agent = "enemy-1", type = "move", args = { dir = { x = 0.8, y = 0, z = -0.6 }, speed = 1 } }, a)

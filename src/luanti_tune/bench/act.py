@@ -1,4 +1,4 @@
-"""``luanti-tune bench act``: latency of batched decisions for N agents (DESIGN.md "Inference").
+"""``luanti-tune bench act``: latency of batched decisions for N agents (docs/design.md "Inference").
 
 For each agent count (1, 100 and ``--agents``), with the real ``pursuit`` family (a randomly
 initialised champion in a temporary registry) served by a real ``luanti-tune serve`` subprocess.
@@ -78,7 +78,7 @@ TARGETS = {"engine_p99_ms": 2.0, "http_p99_ms": 10.0, "batched_speedup": 20.0, "
 
 
 def make_observations(n: int, seed: int = 0, tick: int = 100) -> list[dict[str, Any]]:
-    """``n`` pursuit observations like the DESIGN.md example (a player in view, targeted)."""
+    """``n`` pursuit observations like the docs/design.md example (a player in view, targeted)."""
     rng = np.random.default_rng(seed)
 
     def vec(scale: float) -> dict[str, float]:

@@ -1,4 +1,4 @@
-"""Batched, hot-swappable inference for every agent of a server step (DESIGN.md "Inference").
+"""Batched, hot-swappable inference for every agent of a server step (docs/design.md "Inference").
 
 * :mod:`~luanti_tune.inference.engine` - :class:`InferenceEngine`: observations grouped by kind,
   one featurize -> forward -> decode per family, scripted fallback (no model / model error / low

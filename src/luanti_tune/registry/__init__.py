@@ -1,4 +1,4 @@
-"""Model registry at ``Settings.resolved_model_path`` (DESIGN.md "Models and registry").
+"""Model registry at ``Settings.resolved_model_path`` (docs/design.md "Models and registry").
 
 Layout (one directory per family, one per version)::
 

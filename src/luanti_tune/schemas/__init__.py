@@ -1,4 +1,4 @@
-"""Versioned wire contracts: events, observations, actions (DESIGN.md)."""
+"""Versioned wire contracts: events, observations, actions (docs/design.md)."""
 
 from luanti_tune.schemas.agent import ACTION_TYPES, AGENT_KINDS, Action, Observation
 from luanti_tune.schemas.common import NODE_CODES, Vec3

@@ -1,4 +1,4 @@
-"""Observation (what an agent sees each decision) and Action (what it does), DESIGN.md contracts."""
+"""Observation (what an agent sees each decision) and Action (what it does), docs/design.md contracts."""
 
 from __future__ import annotations
 

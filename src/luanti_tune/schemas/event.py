@@ -1,4 +1,4 @@
-"""The game event contract, ``schema: "luanti.event/1"`` (DESIGN.md).
+"""The game event contract, ``schema: "luanti.event/1"`` (docs/design.md).
 
 Every event type has its own typed payload; the union is discriminated on ``type`` so that
 an unknown type or a wrong payload field is reported with its exact location.

@@ -1,4 +1,4 @@
-"""The ``Store`` interface: append-only, idempotent event storage (DESIGN.md "Storage").
+"""The ``Store`` interface: append-only, idempotent event storage (docs/design.md "Storage").
 
 Backends: :mod:`luanti_tune.store.sqlite` (embedded default) and
 :mod:`luanti_tune.store.postgres`. Events are validated before they reach a store; a store
