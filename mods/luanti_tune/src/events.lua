@@ -9,7 +9,7 @@ Events.SCHEMA = "luanti.event/1"
 Events.TYPES = {
 	"player.join", "player.leave", "player.move", "player.die", "player.hp", "player.punch",
 	"node.dig", "node.place", "node.punch", "chat.msg", "craft", "inventory.action",
-	"agent.obs", "agent.act", "agent.result", "reward", "system.start", "system.dropped",
+	"agent.obs", "agent.act", "agent.track", "agent.result", "reward", "system.start", "system.dropped",
 }
 local KNOWN = {}
 for _, t in ipairs(Events.TYPES) do

@@ -52,7 +52,7 @@ class _TomlSource(PydanticBaseSettingsSource):
 
 
 class Settings(BaseSettings):
-    """All settings; see the README's configuration reference."""
+    """All settings; see docs/operations.md (configuration reference)."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True)
 

@@ -1,9 +1,18 @@
 """Pursuit dataset: player trajectory windows -> future displacement at several horizons.
 
-From ``player.move`` events: group by ``(source, player, episode_id)``, order by ``game_s``, cut
-into segments at time gaps, resample on a fixed grid (:func:`luanti_tune.policies.pursuit.window_features`,
-the same code the adapter runs at inference), and emit one row per anchor time every
-``stride_s`` where the full history and the longest horizon lie inside the segment.
+Two sources of a player's trajectory, one per player:
+
+* ``agent.track`` (what agents saw when they decided, recorded by the service): the target's
+  position and velocity at every decision, and where the deciding agent was. Windows are
+  anchored at the decisions themselves and the threat is that agent, so training sees exactly
+  the features serving computed (train like you serve).
+* ``player.move`` (sampled by the mod at 2 Hz) for players no agent watched: windows every
+  ``stride_s``, the threat being the nearest agent/mob seen in ``agent.act`` events.
+
+Either way: group by ``(source, player, episode_id)``, order by time, cut into segments at time
+gaps, resample with :func:`luanti_tune.policies.pursuit.window_features` (the same code the
+adapter runs at inference) and emit a row where the full history and the longest horizon lie
+inside the segment.
 
 Split: whole split units go to train or validation, the most recent units (by wall-clock end
 time, comparable across servers) to validation. A unit is an episode (``source`` +
@@ -22,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from luanti_tune.datasets.common import Dataset, arrays_hash, base_manifest, split_by_group
-from luanti_tune.policies.pursuit import DEFAULT_ARCH, THREAT_RANGE, future_targets, window_features
+from luanti_tune.policies.pursuit import DEFAULT_ARCH, THREAT_RANGE, TICK_S, future_targets, window_features
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +72,23 @@ class _Track:
     vx: list[float] = field(default_factory=list)
     vz: list[float] = field(default_factory=list)
     w: list[float] = field(default_factory=list)  # wall clock seconds (split order across servers)
+    #: where the deciding agent was at each knot (``agent.track`` tracks only)
+    ax: list[float] = field(default_factory=list)
+    az: list[float] = field(default_factory=list)
 
 
 def _segments(track: _Track, max_gap: float) -> Iterator[np.ndarray]:
-    """``[M, 6]`` arrays (t, x, z, vx, vz, wall) sorted by time, split at gaps, duplicates dropped."""
-    arr = np.column_stack([track.t, track.x, track.z, track.vx, track.vz, track.w]).astype(np.float64)
-    arr = arr[np.argsort(arr[:, 0], kind="stable")]
+    """``[M, 6]`` arrays (t, x, z, vx, vz, wall; + ax, az for decision tracks) sorted by time, split
+    at gaps; of knots at one time the first is kept (decision tracks: the nearest agent's)."""
+    cols = [track.t, track.x, track.z, track.vx, track.vz, track.w]
+    if track.ax:
+        cols += [track.ax, track.az]
+    arr = np.column_stack(cols).astype(np.float64)
+    if track.ax:  # nearest agent first among equal times
+        d = np.hypot(arr[:, 6] - arr[:, 1], arr[:, 7] - arr[:, 2])
+        arr = arr[np.lexsort((d, arr[:, 0]))]
+    else:
+        arr = arr[np.argsort(arr[:, 0], kind="stable")]
     keep = np.concatenate([[True], np.diff(arr[:, 0]) > 1e-9])
     arr = arr[keep]
     cuts = np.nonzero(np.diff(arr[:, 0]) > max_gap)[0] + 1
@@ -76,8 +96,9 @@ def _segments(track: _Track, max_gap: float) -> Iterator[np.ndarray]:
 
 
 THREAT_KINDS = ("agent", "mob")
-#: Event types read from the store: player trajectories + agent positions (pursuers).
-EVENT_TYPES = ("player.move", "agent.act")
+#: Event types read from the store: what agents saw when they decided, player trajectories and
+#: agent positions (pursuers of players no agent recorded).
+EVENT_TYPES = ("agent.track", "player.move", "agent.act")
 THREAT_MAX_GAP_S = 2.0
 
 
@@ -101,11 +122,25 @@ def nearest_threat(here: np.ndarray, anchors: np.ndarray, segments: list[np.ndar
     return out
 
 
+def decision_threat(target_xz: np.ndarray, agent_xz: np.ndarray) -> np.ndarray:
+    """``[N, 3]``: the deciding agent relative to its target + presence flag, as the adapter
+    computes it at serving time (absent beyond :data:`THREAT_RANGE`)."""
+    out = np.zeros((len(target_xz), 3), dtype=np.float32)
+    rel = agent_xz - target_xz
+    near = rel[:, 0] ** 2 + rel[:, 1] ** 2 <= THREAT_RANGE**2
+    out[near, :2] = rel[near]
+    out[near, 2] = 1.0
+    return out
+
+
 @dataclass
 class _Collected:
     tracks: dict[tuple[str, str, str], _Track] = field(default_factory=lambda: defaultdict(_Track))
+    #: decision tracks (``agent.track``), by (source, player)
+    decided: dict[tuple[str, str], _Track] = field(default_factory=lambda: defaultdict(_Track))
     threats: dict[tuple[str, str], _Track] = field(default_factory=lambda: defaultdict(_Track))
     n_events: int = 0
+    n_decisions: int = 0
     first_id: int | None = None
     last_id: int | None = None
 
@@ -123,6 +158,27 @@ def _add_threat(threats: dict[tuple[str, str], _Track], ev: Mapping[str, Any]) -
         th.w.append(0.0)
 
 
+def _add_decisions(col: _Collected, ev: Mapping[str, Any]) -> None:
+    """The knots of one ``agent.track`` event (ticks -> game seconds)."""
+    p = ev["payload"]
+    tr = col.decided[(str(ev.get("source")), str(p["target"]))]
+    n = len(p["tick"])
+    tr.t.extend(k * TICK_S for k in p["tick"])
+    tr.x.extend(p["x"])
+    tr.z.extend(p["z"])
+    tr.vx.extend(p["vx"])
+    tr.vz.extend(p["vz"])
+    tr.ax.extend(p["ax"])
+    tr.az.extend(p["az"])
+    tr.w.extend([float(ev["time"].get("wall_us", 0)) / 1e6] * n)
+    col.n_events += 1
+    col.n_decisions += n
+    if "_id" in ev:
+        eid = int(ev["_id"])
+        col.first_id = eid if col.first_id is None else min(col.first_id, eid)
+        col.last_id = eid if col.last_id is None else max(col.last_id, eid)
+
+
 def _collect(events: Iterable[Mapping[str, Any]], spec: PursuitSpec) -> _Collected:
     """Player tracks (filtered by ``spec``) and agent/mob tracks from the event stream."""
     players_in = set(spec.players)
@@ -132,7 +188,16 @@ def _collect(events: Iterable[Mapping[str, Any]], spec: PursuitSpec) -> _Collect
     col = _Collected()
     tracks, threats = col.tracks, col.threats
     for ev in events:
-        if ev.get("type") != "player.move":
+        kind = ev.get("type")
+        if kind == "agent.track":
+            name = (ev.get("payload") or {}).get("target")
+            if (players_in and name not in players_in) or name in players_out:
+                continue
+            if (sources and ev.get("source") not in sources) or (kinds and "player" not in kinds):
+                continue
+            _add_decisions(col, ev)
+            continue
+        if kind != "player.move":
             _add_threat(threats, ev)
             continue
         actor = ev.get("actor") or {}
@@ -185,12 +250,26 @@ def build_from_events(
     player_index: dict[str, int] = {}
     n_segments = 0
     per_player: dict[str, int] = defaultdict(int)
-    for (source, name, episode), track in sorted(tracks.items()):
+    # one source per player: what agents saw when they decided, else player.move
+    watched = {name for _source, name in col.decided}
+    sources_of = {name: "agent.track" for name in watched}
+    todo: list[tuple[tuple[str, str, str], _Track, bool]] = [
+        ((source, name, ""), tr, True) for (source, name), tr in col.decided.items()
+    ]
+    for key, tr in tracks.items():
+        if key[1] not in watched:
+            sources_of[key[1]] = "player.move"
+            todo.append((key, tr, False))
+    for (source, name, episode), track, decided in sorted(todo, key=lambda item: item[0]):
         for seg_no, seg in enumerate(_segments(track, spec.max_gap_s)):
             t = seg[:, 0]
             if len(t) < 2 or t[-1] - t[0] < span + h_max:
                 continue
-            anchors = np.arange(t[0] + span, t[-1] - h_max + 1e-9, spec.stride_s)
+            if decided:  # at the decisions themselves, as served
+                at = np.flatnonzero((t >= t[0] + span - 1e-9) & (t <= t[-1] - h_max + 1e-9))
+                anchors = t[at]
+            else:
+                anchors = np.arange(t[0] + span, t[-1] - h_max + 1e-9, spec.stride_s)
             if len(anchors) == 0:
                 continue
             n_segments += 1
@@ -199,7 +278,10 @@ def build_from_events(
             target = future_targets(t, xz, anchors, spec.horizons)
             vel = np.stack([np.interp(anchors, t, seg[:, 3]), np.interp(anchors, t, seg[:, 4])], axis=1)
             here = np.stack([np.interp(anchors, t, xz[:, 0]), np.interp(anchors, t, xz[:, 1])], axis=1)
-            threat = nearest_threat(here, anchors, threat_segs.get(source, []))
+            if decided:
+                threat = decision_threat(seg[at, 1:3], seg[at, 6:8])
+            else:
+                threat = nearest_threat(here, anchors, threat_segs.get(source, []))
             if episode:
                 keys: list[tuple[str, ...]] = [(source, episode)] * len(anchors)
             else:
@@ -207,10 +289,10 @@ def build_from_events(
                 keys = [(source, name, str(seg_no), str(c)) for c in chunk]
             wall = np.interp(anchors, t, seg[:, 5])
             units = np.empty(len(anchors), dtype=np.int32)
-            for i, key in enumerate(keys):
-                u = unit_index.get(key)
+            for i, unit_key in enumerate(keys):
+                u = unit_index.get(unit_key)
                 if u is None:
-                    u = unit_index[key] = len(unit_end)
+                    u = unit_index[unit_key] = len(unit_end)
                     unit_end.append(-np.inf)
                 units[i] = u
                 unit_end[u] = max(unit_end[u], float(wall[i]))
@@ -264,7 +346,8 @@ def build_from_events(
             "inputs": {
                 "hist": "[N,history,2] past x/z rel. to now",
                 "vel": "[N,2] velocity x/z",
-                "threat": f"[N,3] nearest agent/mob x/z rel. to the player + present flag (within {THREAT_RANGE})",
+                "threat": f"[N,3] the deciding agent (agent.track) or nearest agent/mob (player.move) x/z "
+                f"rel. to the player + present flag (within {THREAT_RANGE})",
             },
             "target": "[N,H,2] displacement x/z at each horizon",
         },
@@ -277,6 +360,7 @@ def build_from_events(
         },
         counts={
             "events": n_events,
+            "decisions": col.n_decisions,
             "tracks": len(tracks),
             "segments": n_segments,
             "windows": int(len(is_val)),
@@ -285,6 +369,7 @@ def build_from_events(
             "per_player": dict(per_player),
         },
         players=names,
+        track_sources={name: sources_of[name] for name in names},
     )
     manifest["hash"] = arrays_hash(arrays)
     return Dataset(arrays=arrays, manifest=manifest)

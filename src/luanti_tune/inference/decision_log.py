@@ -1,4 +1,5 @@
-"""Log served decisions back into the store as sampled ``agent.act`` events.
+"""Log served decisions back into the store as sampled ``agent.act`` events, and what agents saw
+of their targets as ``agent.track`` events (:mod:`~luanti_tune.inference.track_log`).
 
 The hot path only samples and enqueues plain tuples (one hand-over per engine batch; the writer
 thread is woken only once ``flush_items`` decisions are queued, else by its ``flush_every_s``
@@ -29,6 +30,8 @@ from typing import Any
 import orjson
 
 from luanti_tune.inference.metrics import Metrics, metrics
+from luanti_tune.inference.track_log import TrackRecorder
+from luanti_tune.policies.base import Sightings
 from luanti_tune.store.base import Store
 from luanti_tune.store.rows import EventRow, RowStore, event_row
 
@@ -130,6 +133,7 @@ class DecisionLogger:
         flush_every_s: float = 0.5,
         flush_items: int = 64,
         seed: int | None = None,
+        record_tracks: bool = True,
     ) -> None:
         if not 0.0 <= sample_rate <= 1.0:
             raise ValueError("sample_rate must be within [0, 1]")
@@ -159,6 +163,8 @@ class DecisionLogger:
         self.written = 0
         self.dropped = 0
         self.metrics: Metrics | None = None  # set by the engine (its registry)
+        #: what agents saw of their targets, written as ``agent.track`` events by the same thread
+        self.tracks: TrackRecorder | None = TrackRecorder() if record_tracks else None
 
     def sample(self, n: int) -> list[int]:
         """Indices (of ``n`` decisions) to log."""
@@ -199,6 +205,16 @@ class DecisionLogger:
         if lost > 0:
             (self.metrics or metrics()).log_dropped.inc(lost)
 
+    def offer_sightings(self, seen: Sightings) -> None:
+        """Keep what agents saw for the next ``agent.track`` write (nothing when not recording)."""
+        if self.tracks is None or self._stopped.is_set():
+            return
+        self.tracks.offer(seen)
+        if self._thread is None:
+            with self._cond:
+                if not self._stopped.is_set():
+                    self._ensure_thread()
+
     def _ensure_thread(self) -> None:
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="act-decision-log", daemon=True)
@@ -220,6 +236,8 @@ class DecisionLogger:
         while True:
             stopping = self._stopped.is_set()
             pending += self._take(self._flush_every_s)
+            if self.tracks is not None and (stopping or self.tracks.due()):
+                self._write_tracks()
             # small writes: the writer holds the GIL while it validates
             while len(pending) >= self._flush_items:
                 self._write(pending[: self._flush_items])
@@ -231,6 +249,39 @@ class DecisionLogger:
                 last = time.monotonic()
             if stopping:
                 return
+
+    def _write_tracks(self) -> None:
+        """The track recorder's pending sightings as ``agent.track`` events (validated)."""
+        assert self.tracks is not None
+        from luanti_tune.schemas.event import parse_event
+
+        raws = self.tracks.events(self.source, self._seq + 1, time.time_ns() // 1000)
+        self._seq += len(raws)
+        events = []
+        for raw in raws:
+            try:
+                events.append(parse_event(raw))
+            except Exception as exc:  # noqa: BLE001 - a bad sighting must not kill the logger
+                log.warning("dropping unrecordable track of %s: %s", raw["actor"]["name"], exc)
+        self._append([event_row(e) for e in events] if isinstance(self.store, RowStore) else [], events)
+
+    def _append(self, rows: list[EventRow], events: list[Any]) -> None:
+        """Store ``rows`` (a row store) or ``events``; a store error is counted, never raised."""
+        rows_store = isinstance(self.store, RowStore)
+        count = len(rows) if rows_store else len(events)
+        if count == 0:
+            return
+        try:
+            if rows_store:
+                result = self.store.append_rows(rows)  # type: ignore[attr-defined]
+            else:
+                result = self.store.append(events)
+            self.written += result.accepted
+        except Exception as exc:  # noqa: BLE001 - store down: count and move on
+            log.warning("could not log %d agent events: %s", count, exc)
+            with self._cond:
+                self.dropped += count
+            (self.metrics or metrics()).log_dropped.inc(count)
 
     def _write(self, items: list[LogItem]) -> None:
         if not items:
@@ -277,18 +328,7 @@ class DecisionLogger:
                 rows.append(event_row(event))
             else:
                 events.append(event)
-        count = len(rows) + len(events)
-        try:
-            if rows_store:
-                result = self.store.append_rows(rows)  # type: ignore[attr-defined]
-            else:
-                result = self.store.append(events)
-            self.written += result.accepted
-        except Exception as exc:  # noqa: BLE001 - store down: count and move on
-            log.warning("could not log %d agent.act events: %s", count, exc)
-            with self._cond:
-                self.dropped += count
-            (self.metrics or metrics()).log_dropped.inc(count)
+        self._append(rows, events)
 
     def close(self, timeout: float = 5.0) -> None:
         """Flush what is queued and stop the writer thread; later offers are dropped (counted)."""

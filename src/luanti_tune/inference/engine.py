@@ -426,6 +426,10 @@ class InferenceEngine:
                     return
                 if not idxs:
                     return
+            if self.decision_log is not None:
+                seen = served.adapter.sightings()
+                if seen is not None:
+                    self.decision_log.offer_sightings(seen)
             m = len(obs)
             t1 = time.perf_counter()
             columns: DecisionColumns | None = None

@@ -63,6 +63,24 @@ class SplitForward:
     post: Callable[[dict[str, np.ndarray], Any], dict[str, np.ndarray]]
 
 
+@dataclass(frozen=True)
+class Sightings:
+    """What agents saw of their targets when they decided (one row per agent with a named target):
+    the agents, the server step of each decision, the target's name, its absolute position and the
+    velocity the model was given (``[m, 2]`` x/z arrays), and the agent's own position. The engine
+    records them (``agent.track`` events) so that training sees exactly what serving saw."""
+
+    agents: Sequence[str]
+    ticks: np.ndarray
+    targets: Sequence[str]
+    target_xz: np.ndarray
+    target_vel: np.ndarray
+    agent_xz: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.agents)
+
+
 class Policy(abc.ABC):
     """Anything that decides actions for a batch of observations (all of one kind)."""
 
@@ -88,3 +106,8 @@ class FamilyAdapter(abc.ABC):
     @abc.abstractmethod
     def decode(self, observations: Sequence[Observation], outputs: dict[str, np.ndarray]) -> list[Decision]:
         """One decision per observation from the forward outputs."""
+
+    def sightings(self) -> Sightings | None:
+        """What the last :meth:`featurize` saw of each agent's target, for recording; ``None``
+        (the default) when the family has nothing to record."""
+        return None

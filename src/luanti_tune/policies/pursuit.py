@@ -32,15 +32,13 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from luanti_tune.policies.base import AgentMemory, Decision, FamilyAdapter, SplitForward
+from luanti_tune.policies.base import AgentMemory, Decision, FamilyAdapter, Sightings, SplitForward
 from luanti_tune.policies.batch import DecisionColumns, ObservationBatch
 from luanti_tune.policies.columns import ObservationColumns
 from luanti_tune.policies.families import FamilySpec
-from luanti_tune.schemas.agent import EntityView, Observation
+from luanti_tune.schemas.agent import TICK_S, EntityView, Observation
 
 FAMILY = "pursuit"
-#: Luanti's default server step; observation ``tick`` counts these.
-TICK_S = 0.09
 DEFAULT_ARCH: dict[str, Any] = {
     "kind": "mlp",
     "history": 8,
@@ -546,6 +544,7 @@ class PursuitAdapter(FamilyAdapter):
         self._da = np.floor(back).astype(np.int64)
         self._dw = back - self._da
         self._last: tuple[Any, Any, np.ndarray, np.ndarray] | None = None
+        self._seen: tuple[Any, ...] | None = None
         # intercept: the time grid split by path segment (knot j -> j + 1)
         knots_t = np.concatenate([[0.0], self.horizons]).astype(np.float64)
         self._grid = np.linspace(0.0, float(knots_t[-1]), 41)
@@ -614,7 +613,7 @@ class PursuitAdapter(FamilyAdapter):
         rel_all = np.zeros((n, 2))
         has = np.zeros(n, dtype=bool)
         if n == 0:
-            self._last = None
+            self._last = self._seen = None
             return {"hist": hist, "vel": vel, "threat": threat}
         # everything is read (and may fail) before any memory is touched
         g = self._gather_columns(batch.cols) if batch.cols is not None else self._gather(batch)
@@ -673,7 +672,36 @@ class PursuitAdapter(FamilyAdapter):
                         p = np.asarray(part, dtype=np.intp)
                         self._update(table, memory, p, agents, keys, ticks, axz, vgiven, ri, hist, vel)
         self._last = (observations, batch.items, rel_all, has)
+        self._seen = (agents, ticks, names, axz, rel, vel, ri) if m else None
         return {"hist": hist, "vel": vel, "threat": threat}
+
+    def sightings(self) -> Sightings | None:
+        """The last featurize's named targets: where each was and the velocity the model got."""
+        seen, self._seen = self._seen, None
+        if seen is None:
+            return None
+        agents, ticks, names, axz, rel, vel, ri = seen
+        keep = [j for j, nm in enumerate(names) if nm]
+        if not keep:
+            return None
+        if len(keep) < len(names):
+            k = np.asarray(keep, dtype=np.intp)
+            agents, names, ticks, axz, rel, ri = (
+                [agents[j] for j in keep],
+                [names[j] for j in keep],
+                ticks[k],
+                axz[k],
+                rel[k],
+                ri[k],
+            )
+        return Sightings(
+            list(agents),
+            np.asarray(ticks, dtype=np.int64),
+            list(names),
+            axz.copy(),
+            vel[ri].astype(np.float64),
+            axz - rel,
+        )
 
     def _gather(self, batch: ObservationBatch) -> _Gathered:
         """Each targeted row's target: from the batch's items (Observations or wire structs)."""

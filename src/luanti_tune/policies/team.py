@@ -48,6 +48,7 @@ import numpy as np
 from luanti_tune.policies.base import AgentMemory, Decision, FamilyAdapter
 from luanti_tune.policies.families import FamilySpec
 from luanti_tune.schemas.agent import (
+    TICK_S,
     AttackAction,
     AttackArgs,
     EntityView,
@@ -59,7 +60,6 @@ from luanti_tune.schemas.agent import (
 from luanti_tune.schemas.common import Vec3
 
 FAMILY = "team"
-TICK_S = 0.09
 N_FEATURES = 15
 POS_SCALE = 16.0
 VEL_SCALE = 4.0

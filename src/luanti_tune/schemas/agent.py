@@ -25,6 +25,9 @@ from luanti_tune.schemas.common import (
 AgentKind = Literal["pursuit", "navigation", "npc", "team"]
 AGENT_KINDS: tuple[str, ...] = ("pursuit", "navigation", "npc", "team")
 
+#: Seconds of one Luanti server step (the engine's default ``dedicated_server_step``): an
+#: observation's ``tick`` counts these, so ``tick * TICK_S`` is the game time of a decision.
+TICK_S = 0.09
 MAX_NEARBY_RADIUS = 8
 MAX_ENTITIES = 64
 MAX_CHAT_LINES = 16
@@ -204,6 +207,7 @@ Action = Annotated[
 ACTION_TYPES: tuple[str, ...] = ("move", "move_to", "turn", "jump", "dig", "place", "attack", "chat", "wait")
 
 __all__ = [
+    "TICK_S",
     "ACTION_TYPES",
     "AGENT_KINDS",
     "Action",

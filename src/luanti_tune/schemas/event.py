@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, TypeAdapter
+from pydantic import Field, TypeAdapter, model_validator
 
 from luanti_tune.schemas.agent import MAX_MESSAGE_CHARS, Action, LastResult, Observation
 from luanti_tune.schemas.common import (
@@ -110,6 +110,38 @@ class AgentActPayload(Strict):
     fallback: Annotated[Str, Field(max_length=64)] | None = None
 
 
+#: Most decisions one ``agent.track`` event carries.
+MAX_TRACK_KNOTS = 256
+_Knots = Annotated[list[Float], Field(min_length=1, max_length=MAX_TRACK_KNOTS)]
+
+
+class TrackPayload(Strict):
+    """What one agent saw of its target at each of its decisions, as columns (knot ``k`` is the
+    decision at server step ``tick[k]``): the target's position ``x``/``z`` and velocity
+    ``vx``/``vz`` (observed, or estimated from the track when the observation had none) and the
+    agent's own position ``ax``/``az``. Ticks increase strictly. Written by the service from the
+    decisions it serves, so pursuit models train on the features they are served."""
+
+    target: Name
+    tick: Annotated[list[NonNegInt], Field(min_length=1, max_length=MAX_TRACK_KNOTS)]
+    x: _Knots
+    z: _Knots
+    vx: _Knots
+    vz: _Knots
+    ax: _Knots
+    az: _Knots
+
+    @model_validator(mode="after")
+    def _columns(self) -> TrackPayload:
+        n = len(self.tick)
+        for name in ("x", "z", "vx", "vz", "ax", "az"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"{name} must hold one value per tick ({n}), got {len(getattr(self, name))}")
+        if any(b <= a for a, b in zip(self.tick, self.tick[1:], strict=False)):
+            raise ValueError("tick must increase strictly")
+        return self
+
+
 class RewardPayload(Strict):
     value: Float
     reason: Annotated[Str, Field(max_length=128)] | None = None
@@ -140,6 +172,7 @@ PAYLOADS: dict[str, type[Strict]] = {
     "inventory.action": InventoryPayload,
     "agent.obs": Observation,
     "agent.act": AgentActPayload,
+    "agent.track": TrackPayload,
     "agent.result": LastResult,
     "reward": RewardPayload,
     "system.start": StartPayload,

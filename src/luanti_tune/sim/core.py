@@ -22,7 +22,7 @@ from pydantic import TypeAdapter, ValidationError
 from luanti_tune.schemas.agent import Action, LastResult, Observation
 from luanti_tune.schemas.event import EVENT_SCHEMA
 from luanti_tune.sim.physics import DT, EYE_HEIGHT, MAX_HP, Bodies, StepInfo
-from luanti_tune.sim.styles import Intent, PlayerStyle, StyleController
+from luanti_tune.sim.styles import Intent, PlayerController, PlayerKind
 from luanti_tune.sim.world import AIR, DIGGABLE, LAVA, LIQUID, NODE_NAMES, PLACEABLE, SOLID, World
 
 DEFAULT_EPOCH_US = 1_764_150_000_000_000
@@ -41,8 +41,8 @@ class Actor:
     name: str
     kind: Literal["player", "agent"]
     idx: int
-    style: PlayerStyle | None = None
-    controller: StyleController | None = None
+    style: PlayerKind | None = None
+    controller: PlayerController | None = None
     agent_kind: str | None = None
     team: str | None = None
     home: np.ndarray = field(default_factory=lambda: np.zeros(3))
@@ -181,16 +181,16 @@ class Simulation:
         return nb.n - 1
 
     def add_player(
-        self, name: str, style: PlayerStyle, pos: np.ndarray | None = None, anchor: np.ndarray | None = None
+        self, name: str, style: PlayerKind, pos: np.ndarray | None = None, anchor: np.ndarray | None = None
     ) -> Actor:
-        """A scripted player of ``style``; emits ``player.join``."""
+        """A scripted player of ``style`` (a :class:`PlayerStyle` or any :class:`PlayerKind`); emits ``player.join``."""
         if name in self.actors:
             raise ValueError(f"actor {name!r} already exists")
         if pos is None:
             pos = self.world.spawn_point(*self.random_cell())
         idx = self._add_body(np.asarray(pos, dtype=float), 1.0)
         rng = np.random.default_rng([self.seed, 11, len(self.order)])
-        ctrl = StyleController(style, rng, anchor if anchor is not None else np.asarray(pos, dtype=float))
+        ctrl = style.controller(rng, anchor if anchor is not None else np.asarray(pos, dtype=float))
         actor = Actor(name=name, kind="player", idx=idx, style=style, controller=ctrl, home=np.asarray(pos, float))
         actor.inventory = {"default:wood": 20, "default:dirt_with_grass": 5}
         self.actors[name] = actor

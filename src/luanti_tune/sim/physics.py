@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from luanti_tune.schemas.agent import TICK_S
 from luanti_tune.sim.world import DAMAGE_PER_S, LADDER, LIQUID, SOLID, SPEED_FACTOR, World
 
-DT = 0.09
+DT = TICK_S
 WALK_SPEED = 4.0
 GRAVITY = 9.81
 JUMP_SPEED = 5.4

@@ -18,7 +18,7 @@ from luanti_tune.policies.base import AgentMemory, Policy
 from luanti_tune.schemas.agent import Action, LastResult, Observation
 from luanti_tune.sim.core import Dynamics, Simulation
 from luanti_tune.sim.physics import DT
-from luanti_tune.sim.styles import MOBILE_STYLES, PlayerStyle, get_style
+from luanti_tune.sim.styles import MOBILE_STYLES, PlayerKind, get_style
 from luanti_tune.sim.world import World, WorldConfig
 
 CATCH_RADIUS = 1.0
@@ -32,8 +32,8 @@ TEAM_WORLD = WorldConfig(
 )
 
 
-def _style(s: str | PlayerStyle) -> PlayerStyle:
-    return s if isinstance(s, PlayerStyle) else get_style(s)
+def _style(s: str | PlayerKind) -> PlayerKind:
+    return get_style(s) if isinstance(s, str) else s
 
 
 class PursuitScenario:
@@ -43,7 +43,7 @@ class PursuitScenario:
 
     def __init__(
         self,
-        style: str | PlayerStyle,
+        style: str | PlayerKind,
         seed: int,
         *,
         max_steps: int = 150,
@@ -235,7 +235,7 @@ class TeamScenario:
 
 def run_pursuit_episodes(
     policy: Policy,
-    styles: Sequence[str | PlayerStyle] = MOBILE_STYLES,
+    styles: Sequence[str | PlayerKind] = MOBILE_STYLES,
     n: int = 20,
     seed: int = 0,
     max_steps: int = 150,

@@ -17,7 +17,7 @@ import numpy as np
 
 from luanti_tune.sim.core import DEFAULT_EPOCH_US, Dynamics, Simulation
 from luanti_tune.sim.physics import DT
-from luanti_tune.sim.styles import PlayerStyle, get_style
+from luanti_tune.sim.styles import PlayerKind, get_style
 from luanti_tune.sim.world import World, WorldConfig
 
 log = logging.getLogger(__name__)
@@ -27,10 +27,11 @@ ENEMY_NAME = "enemy-1"
 
 @dataclass(frozen=True)
 class SessionConfig:
-    """What to simulate. ``styles`` are names or :class:`PlayerStyle` objects, cycled over players."""
+    """What to simulate. ``styles`` are style names or :class:`PlayerKind` objects (a
+    :class:`PlayerStyle` or one's own pattern), cycled over players."""
 
     players: int = 4
-    styles: tuple[str | PlayerStyle, ...] = ("strafer", "circler", "zigzag", "explorer")
+    styles: tuple[str | PlayerKind, ...] = ("strafer", "circler", "zigzag", "explorer")
     minutes: float = 1.0
     seed: int = 0
     source: str | None = None  # default "sim-<seed>"
@@ -43,6 +44,8 @@ class SessionConfig:
     lava_every: int = 0
     bridge_collapse_s: float | None = 30.0
     items: int = 12  # items lying around; walking over one emits inventory.action
+    #: player names, in order (e.g. people's names); default ``p<i>-<style>`` (for analysis reports)
+    names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         checks = {
@@ -52,6 +55,7 @@ class SessionConfig:
             "agent_every": self.agent_every >= 1,
             "items": self.items >= 0,
             "lava_every": self.lava_every >= 0,
+            "names": not self.names or (len(self.names) >= self.players and len(set(self.names)) == len(self.names)),
         }
         for name, ok in checks.items():
             if not ok:
@@ -64,13 +68,13 @@ class SessionConfig:
     def resolved_source(self) -> str:
         return self.source or f"sim-{self.seed}"
 
-    def style_objects(self) -> list[PlayerStyle]:
+    def style_objects(self) -> list[PlayerKind]:
         if not self.styles:
             raise ValueError("styles must name at least one style")
-        return [s if isinstance(s, PlayerStyle) else get_style(s) for s in self.styles]
+        return [get_style(s) if isinstance(s, str) else s for s in self.styles]
 
 
-def player_name(i: int, style: PlayerStyle) -> str:
+def player_name(i: int, style: PlayerKind) -> str:
     """Deterministic player names that reveal nothing but an index (and the style for analysis)."""
     return f"p{i:02d}-{style.name}"
 
@@ -91,7 +95,7 @@ def build_session(config: SessionConfig) -> Simulation:
     styles = config.style_objects()
     for i in range(config.players):
         style = styles[i % len(styles)]
-        sim.add_player(player_name(i, style), style)
+        sim.add_player(config.names[i] if config.names else player_name(i, style), style)
     if config.items > 0:
         cols = world.standable_columns()
         rng = np.random.default_rng([config.seed, 505])

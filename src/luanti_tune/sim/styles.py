@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, fields, replace
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -57,6 +57,9 @@ class PlayerStyle:
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def controller(self, rng: np.random.Generator, anchor: np.ndarray) -> StyleController:
+        return StyleController(self, rng, anchor)
 
 
 STYLES: dict[str, PlayerStyle] = {
@@ -143,6 +146,34 @@ def random_style(seed: int, name: str | None = None) -> PlayerStyle:
 
 def resolve_styles(names: list[str] | tuple[str, ...]) -> list[PlayerStyle]:
     return [get_style(n) for n in names]
+
+
+class PlayerController(Protocol):
+    """What drives one simulated player, step by step (see :meth:`StyleController.decide`)."""
+
+    def decide(
+        self,
+        pos: np.ndarray,
+        dt: float,
+        blocked: bool,
+        threat: np.ndarray | None = None,
+        bounds: tuple[float, float] | None = None,
+    ) -> tuple[np.ndarray, bool, float | None, list[Intent]]:
+        """``(move_xz, jump, yaw, intents)``: ``move_xz`` is the walk direction times the fraction
+        of walk speed (length <= 1), ``threat`` the nearest hostile agent's position."""
+        ...
+
+
+class PlayerKind(Protocol):
+    """Any way of playing the simulator can host: a :class:`PlayerStyle` or, e.g., a movement
+    pattern a test writes itself. ``name`` only labels reports; nothing reads meaning into it."""
+
+    @property
+    def name(self) -> str: ...
+
+    def controller(self, rng: np.random.Generator, anchor: np.ndarray) -> PlayerController:
+        """A fresh controller for one player (``rng`` seeded by the simulation, ``anchor`` its home)."""
+        ...
 
 
 @dataclass

@@ -304,7 +304,7 @@ def run_cycle(ctx: CycleContext) -> CycleResult:
         if counts["train"] < opts.min_train_windows:
             raise TrainingSkipped(
                 f"dataset too small: {counts['train']} training windows < {opts.min_train_windows} "
-                f"({counts['events']} player.move events in ids ({ctx.after_id}, {ctx.until_id}])"
+                f"({counts['events']} agent.track and player.move events in ids ({ctx.after_id}, {ctx.until_id}])"
             )
         if counts["val"] < opts.gate.min_val_windows:
             raise TrainingSkipped(f"dataset too small: {counts['val']} held-out windows < {opts.gate.min_val_windows}")
