@@ -74,6 +74,8 @@ class Dataset:
 
     arrays: dict[str, np.ndarray]
     manifest: dict[str, Any] = field(default_factory=dict)
+    #: derived views a builder hands to its trainer (e.g. held-out trajectories); not saved
+    extras: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(next(iter(self.arrays.values()))) if self.arrays else 0

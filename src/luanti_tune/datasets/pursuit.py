@@ -122,6 +122,12 @@ def nearest_threat(here: np.ndarray, anchors: np.ndarray, segments: list[np.ndar
     return out
 
 
+def _track_order(item: tuple[tuple[str, str, str], _Track, bool]) -> tuple[Any, ...]:
+    (source, name, episode), tr, decided = item
+    i = int(np.argmin(tr.t))
+    return (source, episode, decided, tr.t[i], tr.x[i], tr.z[i], name)
+
+
 def decision_threat(target_xz: np.ndarray, agent_xz: np.ndarray) -> np.ndarray:
     """``[N, 3]``: the deciding agent relative to its target + presence flag, as the adapter
     computes it at serving time (absent beyond :data:`THREAT_RANGE`)."""
@@ -250,6 +256,7 @@ def build_from_events(
     player_index: dict[str, int] = {}
     n_segments = 0
     per_player: dict[str, int] = defaultdict(int)
+    segments: list[tuple[str, np.ndarray, bool, np.ndarray, np.ndarray]] = []
     # one source per player: what agents saw when they decided, else player.move
     watched = {name for _source, name in col.decided}
     sources_of = {name: "agent.track" for name in watched}
@@ -260,7 +267,8 @@ def build_from_events(
         if key[1] not in watched:
             sources_of[key[1]] = "player.move"
             todo.append((key, tr, False))
-    for (source, name, episode), track, decided in sorted(todo, key=lambda item: item[0]):
+    # rows in an order that does not depend on names (a renamed player gives the same dataset)
+    for (source, name, episode), track, decided in sorted(todo, key=_track_order):
         for seg_no, seg in enumerate(_segments(track, spec.max_gap_s)):
             t = seg[:, 0]
             if len(t) < 2 or t[-1] - t[0] < span + h_max:
@@ -305,6 +313,7 @@ def build_from_events(
             parts["t"].append(anchors.astype(np.float64))
             parts["unit"].append(units)
             parts["player"].append(np.full(len(anchors), pid, dtype=np.int32))
+            segments.append((name, seg, decided, anchors, units))
 
     if parts:
         arrays = {k: np.concatenate(v) for k, v in parts.items()}
@@ -325,6 +334,7 @@ def build_from_events(
         arrays = {k: v[finite] for k, v in arrays.items()}
     is_val, val_units = split_by_group(arrays["unit"], unit_end, spec.val_fraction)
     arrays["is_val"] = is_val
+    held_out = _held_out_trajectories(segments, set(val_units), span, h_max)
     names = sorted(player_index, key=player_index.__getitem__)
     manifest = base_manifest(
         KIND,
@@ -372,7 +382,38 @@ def build_from_events(
         track_sources={name: sources_of[name] for name in names},
     )
     manifest["hash"] = arrays_hash(arrays)
-    return Dataset(arrays=arrays, manifest=manifest)
+    manifest["counts"]["val_trajectories"] = len(held_out)
+    return Dataset(arrays=arrays, manifest=manifest, extras={"val_trajectories": held_out})
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """A recorded stretch of one player's movement: ``t`` seconds, ``xz``/``vel`` ``[M, 2]``, and
+    ``chaser`` ``[M, 2]`` where the deciding agent was (``None`` for ``player.move`` tracks)."""
+
+    player: str
+    t: np.ndarray
+    xz: np.ndarray
+    vel: np.ndarray
+    chaser: np.ndarray | None
+
+
+def _held_out_trajectories(
+    segments: list[tuple[str, np.ndarray, bool, np.ndarray, np.ndarray]], val_units: set[int], span: float, h_max: float
+) -> list[Trajectory]:
+    """The parts of each segment whose windows are held out (for episodes against them)."""
+    out = []
+    for name, seg, decided, anchors, units in segments:
+        held = np.isin(units, list(val_units))
+        if not held.any():
+            continue
+        lo, hi = float(anchors[held].min()) - span, float(anchors[held].max()) + h_max
+        part = seg[(seg[:, 0] >= lo - 1e-9) & (seg[:, 0] <= hi + 1e-9)]
+        if len(part) < 2:
+            continue
+        chaser = part[:, 6:8].copy() if decided else None
+        out.append(Trajectory(name, part[:, 0].copy(), part[:, 1:3].copy(), part[:, 3:5].copy(), chaser))
+    return out
 
 
 def build_from_store(

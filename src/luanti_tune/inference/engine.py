@@ -16,7 +16,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -86,6 +86,8 @@ class ServedModel:
     min_confidence: float
     kinds: tuple[str, ...]
     module: Any = None
+    #: a per-player champion (``pursuit@alice``) decides only for agents whose target is one of these
+    players: tuple[str, ...] = ()
 
     @property
     def ref(self) -> ModelRef:
@@ -100,6 +102,18 @@ class ModelSet:
     revision: Hashable
     by_kind: Mapping[str, ServedModel]
     by_family: Mapping[str, ServedModel]
+    #: per-player champions: kind -> target player -> model
+    by_player: Mapping[str, Mapping[str, ServedModel]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, generation: int, revision: Hashable, by_family: Mapping[str, ServedModel]) -> ModelSet:
+        by_kind = {k: s for s in by_family.values() if not s.players for k in s.kinds}
+        by_player: dict[str, dict[str, ServedModel]] = {}
+        for s in by_family.values():
+            for k in s.kinds:
+                for p in s.players:
+                    by_player.setdefault(k, {})[p] = s
+        return cls(generation, revision, by_kind, by_family, by_player)
 
 
 def _row_finite(outputs: Mapping[str, np.ndarray], n: int) -> np.ndarray:
@@ -218,8 +232,7 @@ class InferenceEngine:
                     log.error("could not prepare %s %s: %s", family, cand.version, exc)
                     if old is not None:
                         by_family[family] = old
-            by_kind = {k: s for s in by_family.values() for k in s.kinds}
-            new = ModelSet(current.generation + 1, revision, by_kind, by_family)
+            new = ModelSet.of(current.generation + 1, revision, by_family)
             changed = [
                 f for f in set(by_family) | set(current.by_family) if by_family.get(f) is not current.by_family.get(f)
             ]
@@ -289,7 +302,9 @@ class InferenceEngine:
             "prepared %s %s %s: runtime=%s (%s)", cand.family, cand.name, cand.version, report.runtime, report.reason
         )
         thr = self.config.min_confidence if cand.min_confidence is None else cand.min_confidence
-        return ServedModel(cand.family, cand.name, cand.version, adapter, runner, report, thr, kinds, cand.module)
+        return ServedModel(
+            cand.family, cand.name, cand.version, adapter, runner, report, thr, kinds, cand.module, cand.players
+        )
 
     def _export_elsewhere(
         self, cand: ModelCandidate, samples: Sequence[dict[str, np.ndarray]], split: bool
@@ -378,10 +393,14 @@ class InferenceEngine:
             for kind, idxs in groups.items():
                 obs = batch if len(idxs) == n else batch.take(idxs)
                 served = models.by_kind.get(kind)
-                if served is None:
+                scoped = models.by_player.get(kind)
+                if scoped:
+                    self._run_routed(served, scoped, kind, idxs, obs, result)
+                elif served is None:
                     self._fallback(kind, idxs, obs, NO_MODEL, result)
                 else:
                     self._run_model(served, kind, idxs, obs, result)
+                if served is not None:
                     result.versions[kind] = served.ref
                 # sample inputs for checking the next export (a few rows: keeping the whole batch
                 # alive would free it inside the next decide), refreshed now and then
@@ -396,6 +415,35 @@ class InferenceEngine:
         self._batch_seconds.observe(result.seconds)
         self._batch_agents.observe(n)
         return result
+
+    def _run_routed(
+        self,
+        served: ServedModel | None,
+        scoped: Mapping[str, ServedModel],
+        kind: str,
+        idxs: Sequence[int],
+        obs: ObservationBatch,
+        result: BatchResult,
+    ) -> None:
+        """Agents whose target has a per-player champion are decided by it, the rest by ``served``
+        (or the fallback); one forward pass per model."""
+        any_model = next(iter(scoped.values()))
+        try:
+            names = any_model.adapter.target_names(obs)
+        except Exception as exc:  # noqa: BLE001 - a bad observation: the population model sorts it out
+            log.debug("target names of %s failed: %s", kind, exc)
+            names = None
+        groups: dict[int, tuple[ServedModel | None, list[int]]] = {}
+        for j, name in enumerate(names if names is not None else [None] * len(idxs)):
+            model = scoped.get(name, served) if name is not None else served
+            groups.setdefault(id(model), (model, []))[1].append(j)
+        for model, js in groups.values():
+            sub = obs if len(js) == len(idxs) else obs.take(js)
+            sub_idxs = [idxs[j] for j in js]
+            if model is None:
+                self._fallback(kind, sub_idxs, sub, NO_MODEL, result)
+            else:
+                self._run_model(model, kind, sub_idxs, sub, result)
 
     def _child(self, metric: Any, *labels: str) -> Any:
         """``metric.labels(*labels)``, looked up once (``labels()`` takes a lock and builds a key)."""

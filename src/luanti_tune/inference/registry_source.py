@@ -26,7 +26,8 @@ class RegistrySource(ModelSource):
     def families(self) -> tuple[str, ...]:
         if self._families is not None:
             return self._families
-        return tuple(f for f in self.registry.families() if f not in NOT_SERVED)
+        scopes = self.registry.families(include_scopes=True)  # per-player champions too (pursuit@alice)
+        return tuple(f for f in scopes if f.split("@", 1)[0] not in NOT_SERVED)
 
     def revision(self) -> Hashable:
         rev = []

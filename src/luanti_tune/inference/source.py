@@ -41,7 +41,13 @@ class ModelCandidate:
 
     @property
     def served_kinds(self) -> tuple[str, ...]:
-        return self.kinds or (self.family,)
+        """The kinds it decides; a per-player scope (``pursuit@alice``) decides its family's kind."""
+        return self.kinds or (self.family.split("@", 1)[0],)
+
+    @property
+    def players(self) -> tuple[str, ...]:
+        """The players a per-player scope is for (``pursuit@alice+bob`` -> alice, bob), else ``()``."""
+        return tuple(self.family.split("@", 1)[1].split("+")) if "@" in self.family else ()
 
 
 class ModelSource(abc.ABC):

@@ -107,6 +107,12 @@ class FamilyAdapter(abc.ABC):
     def decode(self, observations: Sequence[Observation], outputs: dict[str, np.ndarray]) -> list[Decision]:
         """One decision per observation from the forward outputs."""
 
+    def target_names(self, observations: Sequence[Observation]) -> Sequence[str | None] | None:
+        """Each observation's target player (``None``: no named target), so the engine can hand an
+        agent to the champion of the player it chases (``pursuit@alice``); ``None`` (the default):
+        the family has no per-target models."""
+        return None
+
     def sightings(self) -> Sightings | None:
         """What the last :meth:`featurize` saw of each agent's target, for recording; ``None``
         (the default) when the family has nothing to record."""

@@ -675,6 +675,23 @@ class PursuitAdapter(FamilyAdapter):
         self._seen = (agents, ticks, names, axz, rel, vel, ri) if m else None
         return {"hist": hist, "vel": vel, "threat": threat}
 
+    def target_names(self, observations: Sequence[Observation]) -> list[str | None]:
+        """Each observation's target (:func:`select_target`) by name; ``None`` where unnamed or none."""
+        batch = ObservationBatch.of(observations)
+        names: list[str | None] = [None] * len(batch)
+        if not len(batch):
+            return names
+        if batch.cols is not None:
+            rows, ent = self._select_columns(batch.cols)
+            e = batch.cols.entities
+            chosen = e.name if ent is None else [e.name[k] for k in ent.tolist()]
+        else:
+            sel = self._select(batch.items)
+            rows, chosen = sel.rows, [x.name for x in sel.entities]
+        for i, nm in zip(range(len(batch)) if rows is None else rows.tolist(), chosen, strict=True):
+            names[i] = nm
+        return names
+
     def sightings(self) -> Sightings | None:
         """The last featurize's named targets: where each was and the velocity the model got."""
         seen, self._seen = self._seen, None

@@ -13,10 +13,9 @@
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -39,6 +38,7 @@ from luanti_tune.trainers.common import (
     clone_module,
     finetune_cycle,
     fit,
+    guarded_cycle,
 )
 
 log = logging.getLogger(__name__)
@@ -120,13 +120,33 @@ _SIM_CACHE: dict[Any, dict[str, float]] = {}
 
 @dataclass(frozen=True)
 class GateConfig:
-    tolerance: float = 0.03  # allowed relative regression per horizon / in the simulator
+    """What a candidate must show. Signals, all from recorded data or scripted baselines, none from
+    a label only the simulator knows (a player's name carries no meaning):
+
+    * ``heldout_error``: lower mean prediction error than the champion on the newest recorded
+      episodes of the players in the new data (no horizon worse beyond ``tolerance``);
+    * ``replay_time``: faster catches than the champion in pursuit episodes against those
+      players' own held-out trajectories, replayed (:func:`luanti_tune.sim.replay.replay_pursuit`),
+      catch rate not lower beyond ``replay_catch_tolerance``;
+    * ``sim_time``/``sim_catch_rate`` (``sim``): no regression beyond ``sim_tolerance`` against the
+      simulator's scripted population (a guard for everyone else; a per-player scope skips it).
+    """
+
+    tolerance: float = 0.03  # allowed relative regression per horizon
     min_improvement: float = 0.0  # candidate mean error must be < champion * (1 - this)
     min_val_windows: int = 40
+    replay: bool = True
+    replay_catch_tolerance: float = 0.05
     sim: bool = True
-    sim_must_improve: bool = False
     sim_tolerance: float = 0.05
     sim_catch_tolerance: float = 0.1
+
+
+def replay_tracks(data: Dataset) -> list[Any]:
+    """The held-out trajectories of ``data`` as :class:`~luanti_tune.sim.replay.RecordedTrack` s."""
+    from luanti_tune.sim.replay import RecordedTrack
+
+    return [RecordedTrack(tr.t, tr.xz, tr.vel, tr.chaser) for tr in data.extras.get("val_trajectories", [])]
 
 
 def gate(
@@ -136,11 +156,14 @@ def gate(
     arch: Mapping[str, Any],
     cfg: GateConfig = GateConfig(),
     *,
+    tracks: Sequence[Any] = (),
+    replay_cfg: Any = None,
     sim_cfg: SimEvalConfig | None = None,
     simulate_fn: Callable[[Any, SimEvalConfig], dict[str, float]] = simulate,
     champion_key: str | None = None,
 ) -> GateVerdict:
-    """Decide whether ``candidate`` may replace ``champion`` (both torch modules)."""
+    """Decide whether ``candidate`` may replace ``champion`` (both torch modules); ``tracks`` are
+    the held-out recorded trajectories (:func:`replay_tracks`) the replay check chases."""
     n_val = len(val["hist"])
     if n_val < cfg.min_val_windows:
         return GateVerdict.decide(
@@ -157,6 +180,8 @@ def gate(
         for j in range(len(arch["horizons"])):
             key = f"err_h{j}"
             checks.append(check_no_regression(f"heldout_{key}", cm[key], hm[key], tolerance=cfg.tolerance))
+    if cfg.replay and all(c.passed for c in checks):
+        checks += _replay_checks(candidate, champion, arch, tracks, replay_cfg, cfg, figures)
     if cfg.sim and all(c.passed for c in checks):
         sc = sim_cfg or SimEvalConfig()
         a = fam.PursuitAdapter(arch)
@@ -167,18 +192,48 @@ def gate(
             hs = simulate_fn(ModelPolicy(champion, fam.PursuitAdapter(arch), "champion"), sc)
             if cache_key:
                 _SIM_CACHE[cache_key] = hs
-        figures["sim"] = {"styles": list(sc.styles), "candidate": cs, "champion": hs}
-        if cfg.sim_must_improve:
-            checks.append(check_better("sim_time", cs["mean_time"], hs["mean_time"]))
-        else:
-            checks.append(
-                check_no_regression("sim_time", cs["mean_time"], hs["mean_time"], tolerance=cfg.sim_tolerance)
-            )
+        figures["sim"] = {"styles": [getattr(s, "name", s) for s in sc.styles], "candidate": cs, "champion": hs}
+        checks.append(check_no_regression("sim_time", cs["mean_time"], hs["mean_time"], tolerance=cfg.sim_tolerance))
         ok = cs["catch_rate"] >= hs["catch_rate"] - cfg.sim_catch_tolerance
         checks.append(
             GateCheck("sim_catch_rate", ok, f"candidate {cs['catch_rate']:.3g} vs champion {hs['catch_rate']:.3g}")
         )
     return GateVerdict.decide(checks, figures)
+
+
+def _replay_checks(
+    candidate: Any,
+    champion: Any,
+    arch: Mapping[str, Any],
+    tracks: Sequence[Any],
+    replay_cfg: Any,
+    cfg: GateConfig,
+    figures: dict[str, Any],
+) -> list[GateCheck]:
+    """Candidate vs champion chasing the recorded players' held-out trajectories."""
+    from luanti_tune.sim.replay import ReplayConfig, replay_pursuit
+
+    rc = replay_cfg or ReplayConfig()
+    cr = replay_pursuit(ModelPolicy(candidate, fam.PursuitAdapter(arch), "candidate"), tracks, rc)
+    if cr["episodes"] == 0:
+        figures["replay"] = {"episodes": 0, "trajectories": len(tracks)}
+        return [
+            GateCheck(
+                "replay_size", False, f"no held-out trajectory of {rc.episode_s:g} s to chase ({len(tracks)} shorter)"
+            )
+        ]
+    hr = replay_pursuit(ModelPolicy(champion, fam.PursuitAdapter(arch), "champion"), tracks, rc)
+    figures["replay"] = {
+        "episodes": cr["episodes"],
+        "trajectories": len(tracks),
+        "candidate": {k: cr[k] for k in ("catch_rate", "mean_time")},
+        "champion": {k: hr[k] for k in ("catch_rate", "mean_time")},
+    }
+    ok = cr["catch_rate"] >= hr["catch_rate"] - cfg.replay_catch_tolerance
+    return [
+        check_better("replay_time", cr["mean_time"], hr["mean_time"]),
+        GateCheck("replay_catch_rate", ok, f"candidate {cr['catch_rate']:.3g} vs champion {hr['catch_rate']:.3g}"),
+    ]
 
 
 # ----------------------------------------------------------------------------- base model
@@ -268,10 +323,15 @@ class CycleOptions:
     fit: FitConfig = FINETUNE_FIT
     gate: GateConfig = GateConfig()
     sim: SimEvalConfig | None = None
+    replay: Any = None  # a luanti_tune.sim.replay.ReplayConfig; default ReplayConfig(seed=cycle seed)
     players: tuple[str, ...] = ()
     #: with ``players``: keep the adapted model in its own scope ``pursuit@<players>`` (per-player
     #: champion, starting from the global champion) instead of replacing the global champion.
     per_player_scope: bool = False
+    #: after a population cycle, adapt a scope ``pursuit@<player>`` for each of the (at most this
+    #: many, most data first) players with enough new windows; the engine serves a player's scope to
+    #: the agents that chase that player. ``0``: population cycles only.
+    adapt_players: int = 4
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -280,24 +340,9 @@ def scope_name(players: Sequence[str]) -> str:
     return f"{FAMILY}@{'+'.join(sorted(players))}"
 
 
-_STYLE_RE = re.compile(r"^p\d+-([a-z]+)")
-
-
-def styles_from_players(names: Sequence[str]) -> tuple[str, ...]:
-    """Simulated player names ``pNN-<style>`` reveal their style; used to pick sim gate opponents."""
-    from luanti_tune.sim.styles import MOBILE_STYLES, STYLES
-
-    found = []
-    for n in names:
-        m = _STYLE_RE.match(n)
-        if m and m.group(1) in STYLES and m.group(1) not in found:
-            found.append(m.group(1))
-    return tuple(found) or tuple(MOBILE_STYLES)
-
-
-def run_cycle(ctx: CycleContext) -> CycleResult:
-    """Build datasets over the new events, fine-tune the champion with replay, gate, promote/reject."""
-    opts: CycleOptions = ctx.options.get("pursuit") or CycleOptions()
+def _recipe(ctx: CycleContext, opts: CycleOptions, players: tuple[str, ...], population: bool) -> FineTuneRecipe:
+    """The pursuit cycle over ``players`` (all when empty); a scope (``population`` false) is judged
+    on its players' recorded behaviour only, without the scripted population check."""
 
     def check_size(new: Dataset) -> None:
         counts = new.manifest["counts"]
@@ -310,17 +355,57 @@ def run_cycle(ctx: CycleContext) -> CycleResult:
             raise TrainingSkipped(f"dataset too small: {counts['val']} held-out windows < {opts.gate.min_val_windows}")
 
     def gate_step(cand: Any, champ: Any, new: Dataset, arch: Mapping[str, Any], info: Mapping[str, Any]) -> GateVerdict:
-        sim_cfg = opts.sim or SimEvalConfig(styles=styles_from_players(new.manifest["players"]), seed=ctx.seed + 1000)
-        key = f"{champ.family}:{champ.version}:{champ.manifest['files']['weights.safetensors']['sha256']}"
-        return gate(cand, champ.module, new.val(), arch, opts.gate, sim_cfg=sim_cfg, champion_key=key)
+        from luanti_tune.sim.replay import ReplayConfig
 
-    recipe = FineTuneRecipe(
+        sim_cfg = opts.sim or SimEvalConfig(seed=ctx.seed + 1000)
+        gate_cfg = opts.gate if population else replace(opts.gate, sim=False)
+        key = f"{champ.family}:{champ.version}:{champ.manifest['files']['weights.safetensors']['sha256']}"
+        return gate(
+            cand,
+            champ.module,
+            new.val(),
+            arch,
+            gate_cfg,
+            tracks=replay_tracks(new),
+            replay_cfg=opts.replay or ReplayConfig(seed=ctx.seed + 2000),
+            sim_cfg=sim_cfg,
+            champion_key=key,
+        )
+
+    return FineTuneRecipe(
         family=FAMILY,
         build_from_store=build_from_store,
-        spec=lambda arch: PursuitSpec.from_arch(arch, players=opts.players),
+        spec=lambda arch: PursuitSpec.from_arch(arch, players=players),
         check_size=check_size,
         finetune=finetune,
         gate=gate_step,
     )
-    target = scope_name(opts.players) if opts.per_player_scope and opts.players else FAMILY
-    return finetune_cycle(ctx, recipe, opts, target=target)
+
+
+def _scope_cycle(opts: CycleOptions, player: str) -> Callable[[CycleContext], CycleResult]:
+    def run(ctx: CycleContext) -> CycleResult:
+        return finetune_cycle(ctx, _recipe(ctx, opts, (player,), False), opts, target=scope_name((player,)))
+
+    return run
+
+
+def run_cycle(ctx: CycleContext) -> CycleResult:
+    """Build datasets over the new events, fine-tune the champion with replay, gate, promote/reject;
+    then adapt the scopes of the players with the most new data (:attr:`CycleOptions.adapt_players`)."""
+    opts: CycleOptions = ctx.options.get("pursuit") or CycleOptions()
+    if opts.players:
+        target = scope_name(opts.players) if opts.per_player_scope else FAMILY
+        return finetune_cycle(ctx, _recipe(ctx, opts, opts.players, not opts.per_player_scope), opts, target=target)
+    result = finetune_cycle(ctx, _recipe(ctx, opts, (), True), opts)
+    if opts.adapt_players > 0 and result.version is not None:
+        per_player = ctx.registry.manifest(FAMILY, result.version)["dataset"]["new"]["counts"]["per_player"]
+        ranked = sorted(per_player.items(), key=lambda kv: (-kv[1], kv[0]))
+        chosen = [p for p, n in ranked if n >= opts.min_train_windows][: opts.adapt_players]
+        scopes: dict[str, Any] = {}
+        for player in chosen:
+            scope = scope_name((player,))
+            res = guarded_cycle(scope, ctx, _scope_cycle(opts, player))
+            scopes[scope] = {"status": res.status, "reason": res.reason, "version": res.version}
+            log.info("%s cycle %s: %s", scope, res.status, res.reason)
+        result.figures["scopes"] = scopes
+    return result
