@@ -167,3 +167,56 @@ def test_decision_logger_writes_tracks_into_the_store(tmp_path: Any) -> None:
         assert stored[0]["actor"] == {"kind": "agent", "name": "a1"}
     finally:
         store.close()
+
+
+def test_ticks_starting_over_make_a_new_track_not_a_mixed_one() -> None:
+    """A restarted server (or a new episode with the same agent name) counts ticks from 0 again:
+    its sightings become a separate run and a separate track, never interleaved with the old one."""
+    adapter = PursuitAdapter()
+    memory: dict[str, dict[str, Any]] = {}
+    rec = TrackRecorder(flush_s=1e-9)
+    events: list[dict[str, Any]] = []
+    for ticks in (range(300, 420, 2), range(0, 120, 2)):
+        for tick in ticks:
+            adapter.featurize([_obs("enemy-1", "alice", tick, (0.0, 0.0), True)], memory)
+            seen = adapter.sightings()
+            assert seen is not None
+            rec.offer(seen)
+        events += rec.events("act.test", len(events) + 1, 1_764_150_000_000_000 + len(events))
+    events += rec.events("act.test", len(events) + 1, 1)
+    runs = [e["payload"]["tick"] for e in events]
+    assert [r[0] for r in runs] == [300, 0] and all(r == sorted(r) for r in runs)
+    data = build_from_events(events, PursuitSpec(val_fraction=0.0))
+    assert data.manifest["counts"]["tracks"] == 0 and data.manifest["counts"]["segments"] == 2
+    # every window lies inside one run: its history never reaches across the restart (27 s apart,
+    # ~80 nodes; within a run the target moves at most ~15 nodes in the 1.4 s window)
+    assert np.abs(data.arrays["hist"]).max() < 20.0
+
+
+def test_bad_tracks_are_skipped_with_a_reason(caplog: pytest.LogCaptureFixture) -> None:
+    """Teleports cut a track, a player standing still gives no windows, events without a velocity
+    are counted, times out of order are sorted: a finite dataset and the reasons in the manifest."""
+    base = {"schema": "luanti.event/1", "source": "srv1", "type": "player.move", "episode_id": "e1"}
+    events = []
+    for i in range(120):
+        t = (i * 37 % 120) * 0.5  # out of order
+        x = 2.0 * t + (500.0 if t >= 30 else 0.0)  # a teleport at 30 s
+        for name, pos in (("runner", x), ("statue", 5.0)):
+            ev = {
+                **base,
+                "seq": 2 * i + (name == "statue"),
+                "time": {"wall_us": int(t * 1e6), "game_s": t, "tick": int(t / 0.09)},
+                "actor": {"kind": "player", "name": name},
+                "pos": {"x": pos, "y": 8.0, "z": 1.0},
+                "payload": {"velocity": {"x": 2.0 if name == "runner" else 0.0, "y": 0.0, "z": 0.0}, "yaw": 0.0},
+            }
+            events.append(ev)
+    events.append({**events[0], "seq": 999, "payload": {"yaw": 0.0}})  # no velocity
+    with caplog.at_level("INFO", logger="luanti_tune.datasets.pursuit"):
+        data = build_from_events(events, PursuitSpec(val_fraction=0.0))
+    skipped = data.manifest["counts"]["skipped"]
+    assert skipped["teleports"] == 1 and skipped["still_segments"] == 1 and skipped["no_position_or_velocity"] == 1
+    assert data.manifest["counts"]["per_player"] == {"runner": len(data)} and len(data) > 100
+    assert all(np.isfinite(v).all() for v in data.arrays.values() if v.dtype.kind == "f")
+    assert np.abs(data.arrays["target"]).max() < 2.0 * 2.0 + 1e-3  # no window spans the teleport
+    assert "teleports 1" in caplog.text and "still_segments 1" in caplog.text

@@ -77,9 +77,16 @@ class _Track:
     az: list[float] = field(default_factory=list)
 
 
-def _segments(track: _Track, max_gap: float) -> Iterator[np.ndarray]:
+#: Faster than this (nodes/s, horizontally) between two samples is a teleport: the track is cut there.
+MAX_SPEED = 25.0
+#: A segment whose x and z stay within this range (nodes) is a player standing still: skipped.
+STILL_NODES = 0.05
+
+
+def _segments(track: _Track, max_gap: float, drops: dict[str, int] | None = None) -> Iterator[np.ndarray]:
     """``[M, 6]`` arrays (t, x, z, vx, vz, wall; + ax, az for decision tracks) sorted by time, split
-    at gaps; of knots at one time the first is kept (decision tracks: the nearest agent's)."""
+    at gaps and teleports; of knots at one time the first is kept (decision tracks: the nearest
+    agent's); segments of a player standing still are skipped (``drops`` counts both)."""
     cols = [track.t, track.x, track.z, track.vx, track.vz, track.w]
     if track.ax:
         cols += [track.ax, track.az]
@@ -91,8 +98,18 @@ def _segments(track: _Track, max_gap: float) -> Iterator[np.ndarray]:
         arr = arr[np.argsort(arr[:, 0], kind="stable")]
     keep = np.concatenate([[True], np.diff(arr[:, 0]) > 1e-9])
     arr = arr[keep]
-    cuts = np.nonzero(np.diff(arr[:, 0]) > max_gap)[0] + 1
-    yield from np.split(arr, cuts)
+    dt = np.diff(arr[:, 0])
+    step = np.hypot(np.diff(arr[:, 1]), np.diff(arr[:, 2]))
+    jump = step > MAX_SPEED * np.maximum(dt, 1e-9) + 1.0  # teleports, respawns: no movement to learn
+    if drops is not None:
+        drops["teleports"] += int(jump.sum())
+    cuts = np.nonzero((dt > max_gap) | jump)[0] + 1
+    for seg in np.split(arr, cuts):
+        if len(seg) >= 2 and np.ptp(seg[:, 1]) + np.ptp(seg[:, 2]) < STILL_NODES:
+            if drops is not None:
+                drops["still_segments"] += 1  # a player who never moves there: nothing to predict
+            continue
+        yield seg
 
 
 THREAT_KINDS = ("agent", "mob")
@@ -122,10 +139,27 @@ def nearest_threat(here: np.ndarray, anchors: np.ndarray, segments: list[np.ndar
     return out
 
 
+def _choose_sources(
+    col: _Collected,
+) -> tuple[list[tuple[tuple[str, str, str], _Track, bool]], dict[str, str]]:
+    """One source per player: what agents saw when they decided, else ``player.move``; the tracks
+    to use (key, track, decided) and each player's source."""
+    watched = {name for _source, name, _track in col.decided}
+    sources_of = {name: "agent.track" for name in watched}
+    todo: list[tuple[tuple[str, str, str], _Track, bool]] = [
+        ((source, name, track), tr, True) for (source, name, track), tr in col.decided.items()
+    ]
+    for key, tr in col.tracks.items():
+        if key[1] not in watched:
+            sources_of[key[1]] = "player.move"
+            todo.append((key, tr, False))
+    return todo, sources_of
+
+
 def _track_order(item: tuple[tuple[str, str, str], _Track, bool]) -> tuple[Any, ...]:
     (source, name, episode), tr, decided = item
     i = int(np.argmin(tr.t))
-    return (source, episode, decided, tr.t[i], tr.x[i], tr.z[i], name)
+    return (source, decided, "" if decided else episode, tr.t[i], tr.x[i], tr.z[i], name, episode)
 
 
 def decision_threat(target_xz: np.ndarray, agent_xz: np.ndarray) -> np.ndarray:
@@ -142,11 +176,16 @@ def decision_threat(target_xz: np.ndarray, agent_xz: np.ndarray) -> np.ndarray:
 @dataclass
 class _Collected:
     tracks: dict[tuple[str, str, str], _Track] = field(default_factory=lambda: defaultdict(_Track))
-    #: decision tracks (``agent.track``), by (source, player)
-    decided: dict[tuple[str, str], _Track] = field(default_factory=lambda: defaultdict(_Track))
+    #: decision tracks (``agent.track``), by (source, player, "<agent>#<run>"): one per agent that
+    #: watched the player (its own view and threat), a new run when its ticks start over
+    decided: dict[tuple[str, str, str], _Track] = field(default_factory=lambda: defaultdict(_Track))
+    last_tick: dict[tuple[str, str, str], tuple[int, int]] = field(default_factory=dict)
     threats: dict[tuple[str, str], _Track] = field(default_factory=lambda: defaultdict(_Track))
     n_events: int = 0
     n_decisions: int = 0
+    drops: dict[str, int] = field(
+        default_factory=lambda: {"teleports": 0, "still_segments": 0, "no_position_or_velocity": 0, "nonfinite": 0}
+    )
     first_id: int | None = None
     last_id: int | None = None
 
@@ -167,7 +206,12 @@ def _add_threat(threats: dict[tuple[str, str], _Track], ev: Mapping[str, Any]) -
 def _add_decisions(col: _Collected, ev: Mapping[str, Any]) -> None:
     """The knots of one ``agent.track`` event (ticks -> game seconds)."""
     p = ev["payload"]
-    tr = col.decided[(str(ev.get("source")), str(p["target"]))]
+    source, agent, target = str(ev.get("source")), str((ev.get("actor") or {}).get("name")), str(p["target"])
+    run, last = col.last_tick.get((source, agent, target), (0, -1))
+    if p["tick"][0] <= last:  # the server (or the episode) started over: a new track
+        run += 1
+    col.last_tick[(source, agent, target)] = (run, p["tick"][-1])
+    tr = col.decided[(source, target, f"{agent}#{run}")]
     n = len(p["tick"])
     tr.t.extend(k * TICK_S for k in p["tick"])
     tr.x.extend(p["x"])
@@ -217,6 +261,7 @@ def _collect(events: Iterable[Mapping[str, Any]], spec: PursuitSpec) -> _Collect
         pos = ev.get("pos")
         vel = (ev.get("payload") or {}).get("velocity")
         if pos is None or vel is None:
+            col.drops["no_position_or_velocity"] += 1
             continue
         tr = tracks[(str(ev.get("source")), str(name), str(ev.get("episode_id") or ""))]
         tr.t.append(float(ev["time"]["game_s"]))
@@ -257,19 +302,10 @@ def build_from_events(
     n_segments = 0
     per_player: dict[str, int] = defaultdict(int)
     segments: list[tuple[str, np.ndarray, bool, np.ndarray, np.ndarray]] = []
-    # one source per player: what agents saw when they decided, else player.move
-    watched = {name for _source, name in col.decided}
-    sources_of = {name: "agent.track" for name in watched}
-    todo: list[tuple[tuple[str, str, str], _Track, bool]] = [
-        ((source, name, ""), tr, True) for (source, name), tr in col.decided.items()
-    ]
-    for key, tr in tracks.items():
-        if key[1] not in watched:
-            sources_of[key[1]] = "player.move"
-            todo.append((key, tr, False))
+    todo, sources_of = _choose_sources(col)
     # rows in an order that does not depend on names (a renamed player gives the same dataset)
     for (source, name, episode), track, decided in sorted(todo, key=_track_order):
-        for seg_no, seg in enumerate(_segments(track, spec.max_gap_s)):
+        for seg_no, seg in enumerate(_segments(track, spec.max_gap_s, col.drops)):
             t = seg[:, 0]
             if len(t) < 2 or t[-1] - t[0] < span + h_max:
                 continue
@@ -290,11 +326,11 @@ def build_from_events(
                 threat = decision_threat(seg[at, 1:3], seg[at, 6:8])
             else:
                 threat = nearest_threat(here, anchors, threat_segs.get(source, []))
-            if episode:
+            if episode and not decided:
                 keys: list[tuple[str, ...]] = [(source, episode)] * len(anchors)
             else:
                 chunk = ((anchors - t[0]) // spec.unit_s).astype(int)
-                keys = [(source, name, str(seg_no), str(c)) for c in chunk]
+                keys = [(source, name, episode, str(seg_no), str(c)) for c in chunk]
             wall = np.interp(anchors, t, seg[:, 5])
             units = np.empty(len(anchors), dtype=np.int32)
             for i, unit_key in enumerate(keys):
@@ -330,8 +366,10 @@ def build_from_events(
     finite = np.isfinite(arrays["hist"]).all((1, 2)) & np.isfinite(arrays["vel"]).all(1)
     finite &= np.isfinite(arrays["target"]).all((1, 2))
     if not finite.all():
-        log.warning("dropping %d non-finite pursuit windows", int((~finite).sum()))
+        col.drops["nonfinite"] = int((~finite).sum())
         arrays = {k: v[finite] for k, v in arrays.items()}
+    if any(col.drops.values()):
+        log.info("pursuit dataset: skipped %s", ", ".join(f"{k} {v}" for k, v in col.drops.items() if v))
     is_val, val_units = split_by_group(arrays["unit"], unit_end, spec.val_fraction)
     arrays["is_val"] = is_val
     held_out = _held_out_trajectories(segments, set(val_units), span, h_max)
@@ -377,6 +415,7 @@ def build_from_events(
             "train": int((~is_val).sum()),
             "val": int(is_val.sum()),
             "per_player": dict(per_player),
+            "skipped": dict(col.drops),
         },
         players=names,
         track_sources={name: sources_of[name] for name in names},

@@ -77,22 +77,17 @@ class TrackRecorder:
         uniq, inverse = np.unique(np.asarray(keys, dtype=object), return_inverse=True)
         names = [str(u) for u in uniq]
         pairs = sorted(range(len(names)), key=lambda g: (zlib.crc32(names[g].encode()), names[g]))[: self.max_tracks]
-        # rows of each kept pair by tick; on equal ticks the later sighting (a retry) wins
-        order = np.lexsort((np.arange(len(ticks)), ticks, inverse))
+        # rows of each kept pair in arrival order
+        order = np.argsort(inverse, kind="stable")
         out: list[dict[str, Any]] = []
         seq = first_seq
         starts = np.searchsorted(inverse[order], np.arange(len(uniq) + 1))
         for g in sorted(pairs):
             rows = order[starts[g] : starts[g + 1]]
-            tk = ticks[rows]
-            last = np.append(tk[1:] != tk[:-1], True)
-            rows, tk = rows[last], tk[last]
-            if not np.isfinite(cols[rows]).all():
-                rows = rows[np.isfinite(cols[rows]).all(axis=1)]
-                tk = ticks[rows]
+            rows = rows[np.isfinite(cols[rows]).all(axis=1)]
             agent, target = names[g].split("\x00", 1)
-            for lo in range(0, len(rows), MAX_TRACK_KNOTS):
-                r, t = rows[lo : lo + MAX_TRACK_KNOTS], tk[lo : lo + MAX_TRACK_KNOTS]
+            for r in _runs(rows, ticks):
+                t = ticks[r]
                 c = cols[r]
                 out.append(
                     {
@@ -118,3 +113,17 @@ class TrackRecorder:
                 seq += 1
                 self.recorded += len(r)
         return out
+
+
+def _runs(rows: np.ndarray, ticks: np.ndarray) -> list[np.ndarray]:
+    """``rows`` (arrival order) as runs of strictly increasing ticks, at most
+    :data:`MAX_TRACK_KNOTS` each: a repeated tick (a retried request) replaces the sighting before
+    it; a tick going back (the server or episode started over) starts a new run."""
+    tk = ticks[rows]
+    keep = np.append(tk[1:] != tk[:-1], True)
+    rows, tk = rows[keep], tk[keep]
+    cuts = np.flatnonzero(tk[1:] < tk[:-1]) + 1
+    out = []
+    for run in np.split(rows, cuts):
+        out += [run[lo : lo + MAX_TRACK_KNOTS] for lo in range(0, len(run), MAX_TRACK_KNOTS)]
+    return [r for r in out if len(r)]

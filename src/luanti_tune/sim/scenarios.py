@@ -50,6 +50,7 @@ class PursuitScenario:
         record: bool = False,
         enemy_speed: float = ENEMY_SPEED,
         source: str = "sim-pursuit",
+        player_name: str | None = None,
     ) -> None:
         self.style = _style(style)
         self.max_steps = max_steps
@@ -61,7 +62,7 @@ class PursuitScenario:
         ppos = world.spawn_point(
             int(rng.integers(10, PURSUIT_WORLD.size_x - 10)), int(rng.integers(10, PURSUIT_WORLD.size_z - 10))
         )
-        self.player = f"target-{self.style.name}"
+        self.player = player_name or f"target-{self.style.name}"
         self.sim.add_player(self.player, self.style, pos=ppos, anchor=center)
         for _ in range(100):
             ang = rng.uniform(0, 2 * math.pi)
