@@ -12,6 +12,8 @@ have luacheck /usr/bin/luacheck || need+=(lua-check)
 have busted /usr/bin/busted || need+=(lua-busted)
 have lua5.1 /usr/bin/lua5.1 || need+=(lua5.1)
 have chromium /usr/bin/chromium || need+=(chromium)
+# mobs_redo (mod `mobs`): the mob API of `luanti-tune bench chase` and its test (a data package)
+[ -f /usr/share/games/minetest/mods/mobs_redo/init.lua ] || need+=(minetest-mod-mobs-redo)
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   need+=(postgresql)
 fi

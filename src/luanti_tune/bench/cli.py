@@ -15,6 +15,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "luanti": ("luanti_tune.bench.luanti:luanti", "Real server step time with the mod; delivery latency."),
     "team": ("luanti_tune.bench.team:team", "Team model vs independent greedy agents."),
     "navigation": ("luanti_tune.bench.navigation:navigation", "Learned terrain costs vs geometry-only A*."),
+    "chase": ("luanti_tune.bench.chase:chase", "Pursuit agent vs a mobs_redo mob chasing a real client."),
 }
 
 
