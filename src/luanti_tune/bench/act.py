@@ -2,8 +2,11 @@
 
 For each agent count (1, 100 and ``--agents``), with the real ``pursuit`` family (a randomly
 initialised champion in a temporary registry) served by a real ``luanti-tune serve`` subprocess.
-Every timed call carries the same agents one server tick later than the previous call (a server's
-stream: each agent's target track grows by one sample per call):
+Every body is what the ``luanti_tune`` mod sends (built by the mod's own Lua code, see
+:mod:`luanti_tune.bench.mod_bodies`: a ``nearby`` grid of radius 1, float positions, seven players
+in view of every agent), and every timed call carries the same agents one decision later than the
+previous call (the tick advancing by 2, as a server's stream: each agent's target track grows by
+one sample per call):
 
 - ``http``: p50/p99 of one batched ``POST /v1/act`` (JSON, keep-alive connection);
 - ``engine``: p50/p99 of the in-process engine alone, ONNX Runtime: the batch of validated
@@ -44,6 +47,15 @@ slowest call; of 100 calls it would be nearly the slowest one, of 200 the second
 side figures (floor, warm caches, typed input, torch) take at most 100, the normal-priority
 training figures 200.
 
+- ``no_model``: the same stream of calls answered by the scripted fallback (a server and an
+  engine over an empty registry, as a fresh ``luanti-tune serve``): ``http``/``engine`` and their
+  columnar twins at ``--agents``;
+- ``repeated_tick``: the champion answering every call twice (a client retrying each request: the
+  same tick again), the same four figures at ``--agents``.
+
+``--only PATH`` (repeatable: ``champion``, ``no_model``, ``repeated_tick``) measures just those
+paths at ``--agents`` (``champion``: the ordinary stream, for comparison), without the rest.
+
 ``cpu_probe_ms``: a fixed workload timed before and after the run (this VM slows
 down by about 2x after minutes of load on both cores, as this benchmark puts on it): read the
 figures with it.
@@ -56,7 +68,6 @@ from __future__ import annotations
 
 import gc
 import http.client
-import itertools
 import os
 import signal
 import socket
@@ -73,33 +84,9 @@ import numpy as np
 import orjson
 
 from luanti_tune.bench.common import cpu_probe_ms, emit, percentiles_ms, stop_process
+from luanti_tune.bench.mod_bodies import mod_bodies
 
 TARGETS = {"engine_p99_ms": 2.0, "http_p99_ms": 10.0, "batched_speedup": 20.0, "training_ratio": 1.5}
-
-
-def make_observations(n: int, seed: int = 0, tick: int = 100) -> list[dict[str, Any]]:
-    """``n`` pursuit observations like the docs/design.md example (a player in view, targeted)."""
-    rng = np.random.default_rng(seed)
-
-    def vec(scale: float) -> dict[str, float]:
-        x, y, z = rng.normal(0, scale, 3).round(3).tolist()
-        return {"x": x, "y": y, "z": z}
-
-    return [
-        {
-            "agent": f"enemy-{i}",
-            "kind": "pursuit",
-            "tick": tick,
-            "pos": vec(20),
-            "yaw": 0,
-            "pitch": 0,
-            "hp": 20,
-            "velocity": vec(1),
-            "entities": [{"kind": "player", "name": "alice", "rel": vec(6), "velocity": vec(2)}],
-            "targets": ["alice"],
-        }
-        for i in range(n)
-    ]
 
 
 def _free_port() -> int:
@@ -150,7 +137,7 @@ def _start_server(data_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
             break
         try:
             conn = _connect(port)
-            _post(conn, orjson.dumps({"observations": make_observations(1)}))  # loads the champion
+            _post(conn, mod_bodies(1, 1)[0])  # loads the champion
             conn.close()
             return proc, port
         except (OSError, click.ClickException):
@@ -276,7 +263,7 @@ def _floor_engine(n: int) -> tuple[Any, list[Any]]:
     from luanti_tune.policies.batch import DecisionColumns
     from luanti_tune.schemas.agent import Observation
 
-    obs = [Observation.model_validate(o) for o in make_observations(n)]
+    obs = [Observation.model_validate(o) for o in orjson.loads(mod_bodies(n, 1)[0])["observations"]]
     feats = {"x": np.random.default_rng(0).normal(size=(n, 16)).astype(np.float32)}
     columns = DecisionColumns([o.agent for o in obs], np.zeros(n, bool), np.zeros((n, 3)), np.ones(n), np.ones(n))
 
@@ -333,20 +320,14 @@ def _render_columns(batch: Any, result: Any) -> bytes:
 
 
 WARMUP = 5
-_TICKS = itertools.count(100)
 
 
 def step_bodies(n: int, seed: int, count: int, columns: bool = False) -> list[bytes]:
-    """``count`` request bodies of the same ``n`` agents at consecutive server ticks, as a server
-    sends them (every call of this continues the tick count, so an agent never goes back in time);
-    ``columns``: in the compact columnar format instead of JSON rows."""
-    from luanti_tune.serve.wire_columns import rows_to_columns
-
-    out = []
-    for _ in range(count):
-        obs = make_observations(n, seed, tick=next(_TICKS))
-        out.append(orjson.dumps(rows_to_columns(obs) if columns else {"observations": obs}))
-    return out
+    """``count`` request bodies of the same ``n`` agents at consecutive decisions, built by the
+    mod's own encoder (:func:`~luanti_tune.bench.mod_bodies.mod_bodies`; every call of this
+    continues the tick count, so an agent never goes back in time); ``columns``: in the columnar
+    format instead of JSON rows. ``seed``: unused (the mod's world is deterministic)."""
+    return mod_bodies(n, count, columns=columns)
 
 
 def _time_engine(engine: Any, inputs: list[Any], tag: str = "", prepare: Any = None, finish: Any = None) -> list[float]:
@@ -461,6 +442,95 @@ def _breakdown(n: int, seed: int, engine: Any, reps: int = 30) -> dict[str, floa
     return figures
 
 
+#: The paths ``--only`` can measure on their own (``_paths``).
+PATHS = ("champion", "no_model", "repeated_tick")
+
+
+def _twice(bodies: list[bytes]) -> list[bytes]:
+    """Every body twice in a row: a client retrying each request (the same tick again)."""
+    return [b for b in bodies for _ in range(2)]
+
+
+def _path_figures(engine: Any, service: Any, port: int, bodies: Any, tag: str) -> dict[str, Any]:
+    """p50/p99 of the calls ``bodies(columns)`` in process (``engine``, each body parsed right
+    before and the answer rendered right after, as in the service) and over HTTP (``port``), with
+    JSON rows and with columns."""
+    from luanti_tune.serve.act import render_json
+
+    def parse_rows(body: bytes) -> Any:
+        return _wire_batch(service, body)
+
+    def render_rows(batch: Any, result: Any) -> None:
+        render_json(result, batch)
+
+    def parse_columns(body: bytes) -> Any:
+        return _columns_batch(service, body)
+
+    out: dict[str, Any] = {}
+    for suffix, parse, finish in (("", parse_rows, render_rows), ("_columns", parse_columns, _render_columns)):
+        columns = bool(suffix)
+        out[f"engine{suffix}"] = percentiles_ms(_time_engine(engine, bodies(columns), tag + suffix, parse, finish))
+        out[f"engine{suffix}_cpu"] = percentiles_ms(CPU[tag + suffix])
+        out[f"http{suffix}"] = percentiles_ms(_time_http(port, bodies(columns)))
+    conn = _connect(port)  # who answered (a scripted policy for no_model)
+    try:
+        conn.request("POST", "/v1/act", body=bodies(False)[0], headers={"content-type": "application/json"})
+        out["decided_by"] = orjson.loads(conn.getresponse().read())["model"]["name"]
+    finally:
+        conn.close()
+    return out
+
+
+def _paths(
+    paths: tuple[str, ...], data_dir: Path, agents: int, reps: int, seed: int, service: Any, engine: Any, port: int
+) -> dict[str, Any]:
+    """The figures of ``paths`` (see :data:`PATHS`) at ``agents``; ``engine``/``port``: the champion's."""
+    calls = reps + WARMUP
+    out: dict[str, Any] = {}
+    if "champion" in paths:
+        out["champion"] = _path_figures(
+            engine, service, port, lambda columns: step_bodies(agents, seed, calls, columns), "champion"
+        )
+    if "repeated_tick" in paths:
+        out["repeated_tick"] = _path_figures(
+            engine,
+            service,
+            port,
+            lambda columns: _twice(step_bodies(agents, seed, (calls + 1) // 2, columns)),
+            "repeated_tick",
+        )
+    if "no_model" in paths:
+        empty = data_dir / "no-model"
+        empty.mkdir(exist_ok=True)
+        fallback = _engine(empty, True)
+        proc, fb_port = _start_server(empty)
+        try:
+            out["no_model"] = _path_figures(
+                fallback, service, fb_port, lambda columns: step_bodies(agents, seed, calls, columns), "no_model"
+            )
+        finally:
+            stop_process(proc)
+            fallback.close()
+    return out
+
+
+def _only(paths: tuple[str, ...], agents: int, reps: int, seed: int) -> dict[str, Any]:
+    """``bench act --only``: just ``paths`` at ``agents`` (a champion served only when needed)."""
+    with tempfile.TemporaryDirectory(prefix="bench-act-") as tmp:
+        data_dir = Path(tmp)
+        service = _act_service()
+        if not set(paths) - {"no_model"}:
+            return _paths(paths, data_dir, agents, reps, seed, service, None, 0)
+        _champion(data_dir, seed)
+        engine = _engine(data_dir, True)
+        proc, port = _start_server(data_dir)
+        try:
+            return _paths(paths, data_dir, agents, reps, seed, service, engine, port)
+        finally:
+            stop_process(proc)
+            engine.close()
+
+
 @click.command()
 @click.option("--agents", type=click.IntRange(min=2), default=1000, show_default=True, help="Largest agent count.")
 @click.option(
@@ -471,7 +541,13 @@ def _breakdown(n: int, seed: int, engine: Any, reps: int = 30) -> dict[str, floa
     help="Timed calls per latency figure (a p99 of 500 calls is the 5th slowest; of 100, nearly the slowest).",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
-def act(agents: int, reps: int, seed: int) -> None:
+@click.option(
+    "--only",
+    type=click.Choice(PATHS),
+    multiple=True,
+    help="Measure only this path at --agents (repeatable): the champion, no model (fallback), a repeated tick.",
+)
+def act(agents: int, reps: int, seed: int, only: tuple[str, ...]) -> None:
     """Batched /v1/act latency (HTTP and in-process), per-agent calls, ONNX vs PyTorch, under training."""
     from rich.progress import Progress
 
@@ -483,6 +559,19 @@ def act(agents: int, reps: int, seed: int) -> None:
     probe_start = cpu_probe_ms()
     gc.set_threshold(GC_THRESHOLD_GEN0, 20, 20)  # as in the service, where the engine runs
     sys.setswitchinterval(SWITCH_INTERVAL_S)
+    if only:
+        figures = _only(only, agents, reps, seed)
+        emit(
+            "act",
+            {
+                "agents": agents,
+                "family": "pursuit",
+                **figures,
+                "load_avg": [round(x, 2) for x in os.getloadavg()],
+                "cpu_probe_ms": {"start": probe_start, "end": cpu_probe_ms()},
+            },
+        )
+        return
     counts = sorted({1, 100, agents})
     # the side figures (floor, warm caches, typed input, torch: read at the median) and the
     # normal-priority training figures take fewer calls: a long run slows this VM down (see cpu_probe_ms)
@@ -591,6 +680,7 @@ def act(agents: int, reps: int, seed: int) -> None:
             progress.advance(task)
             breakdown = _breakdown(agents, seed, onnx_engine)
             progress.advance(task)
+            paths = _paths(("no_model", "repeated_tick"), data_dir, agents, reps, seed, service, onnx_engine, port)
         finally:
             stop_process(proc)
             onnx_engine.close()
@@ -624,6 +714,10 @@ def act(agents: int, reps: int, seed: int) -> None:
         "training_columns_ratio": training["columns_ratio"],
         "columns_http_speedup": top["columns_http_speedup"],
         "columns_engine_speedup": top["columns_engine_speedup"],
+        "no_model_http_p99_ms": paths["no_model"]["http"]["p99_ms"],
+        "no_model_engine_p99_ms": paths["no_model"]["engine"]["p99_ms"],
+        "repeated_tick_http_p99_ms": paths["repeated_tick"]["http"]["p99_ms"],
+        "repeated_tick_engine_p99_ms": paths["repeated_tick"]["engine"]["p99_ms"],
     }
 
     def at_most(value: float | None, target: float) -> bool:
@@ -638,6 +732,12 @@ def act(agents: int, reps: int, seed: int) -> None:
         "engine_columns_p99_ms": at_most(summary["engine_columns_p99_ms"], TARGETS["engine_p99_ms"]),
         "http_columns_p99_ms": at_most(summary["http_columns_p99_ms"], TARGETS["http_p99_ms"]),
         "training_columns_ratio": at_most(summary["training_columns_ratio"], TARGETS["training_ratio"]),
+        # the same latency targets without a model (scripted fallback) and with every tick sent twice
+        **{
+            f"{path}_{where}_p99_ms": at_most(summary[f"{path}_{where}_p99_ms"], TARGETS[f"{where}_p99_ms"])
+            for path in ("no_model", "repeated_tick")
+            for where in ("http", "engine")
+        },
     }
     emit(
         "act",
@@ -652,6 +752,7 @@ def act(agents: int, reps: int, seed: int) -> None:
             "training": training,
             "during_swaps": swaps,
             "breakdown": breakdown,
+            **paths,
             "load_avg": [round(x, 2) for x in os.getloadavg()],
             # the machine's speed before and after (a fixed workload's ms: larger = slower)
             "cpu_probe_ms": {"start": probe_start, "end": cpu_probe_ms()},
