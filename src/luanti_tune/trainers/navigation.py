@@ -447,7 +447,7 @@ def _train_navigation_command() -> Any:
                 json.dumps({"status": "promoted", "version": version, **reg.manifest(FAMILY, version)["metrics"]})
             )
             return
-        from luanti_tune.trainers.cli import run_cycle_once, with_overrides
+        from luanti_tune.trainers.command import run_cycle_once, with_overrides
 
         def store_simulated(store: Any) -> None:
             from luanti_tune.sim.session import to_store

@@ -336,7 +336,7 @@ def train_team(
     """Pre-train (--base) or fine-tune the team model once: dataset, fit, gate, promote/reject."""
     import json
 
-    from luanti_tune.trainers.cli import run_cycle_once, training_setup, with_overrides
+    from luanti_tune.trainers.command import run_cycle_once, training_setup, with_overrides
 
     settings, reg = training_setup(config, data_dir, db_url, model_path, seed)
     if base:
