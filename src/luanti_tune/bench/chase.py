@@ -457,11 +457,14 @@ def _work_dir(path: Path | None) -> Iterator[Path]:
 # ---------------------------------------------------------------------- figures
 
 
-def distance_at(rec: dict[str, Any], t: float) -> float | None:
-    """The chaser-player distance at time ``t`` of an episode (linear between samples), None once it ended."""
+def distance_at(rec: dict[str, Any], t: float, hold: bool = False) -> float | None:
+    """The chaser-player distance at time ``t`` of an episode (linear between samples); after the
+    episode's end None, or with ``hold`` the last distance (a caught player stays caught)."""
     samples = rec["samples"]
-    if not samples or t > samples[-1][0] + 1e-9:
+    if not samples:
         return None
+    if t > samples[-1][0] + 1e-9:
+        return float(samples[-1][1]) if hold else None
     ts = [s[0] for s in samples]
     ds = [s[1] for s in samples]
     return float(np.interp(t, ts, ds))
@@ -485,7 +488,8 @@ def summarize(records: list[dict[str, Any]], cfg: ChaseConfig) -> dict[str, Any]
     Times count from the chaser's appearance; censored episodes count as ``limit_s`` in the
     median and the restricted mean. ``chase_s_mean``: time to catch after the chaser started
     moving (caught episodes), i.e. without its start-up. ``distance``: per second since the
-    appearance, the mean and median distance of the episodes still running, and their number."""
+    appearance, the mean and median distance of the episodes still running, their number, and the
+    mean over all episodes with an ended one held at its last distance (``mean_held``)."""
     out: dict[str, Any] = {}
     grid = [float(t) for t in range(int(cfg.limit_s) + 1)]
     for chaser in CHASERS:
@@ -498,12 +502,13 @@ def summarize(records: list[dict[str, Any]], cfg: ChaseConfig) -> dict[str, Any]
         chase_s = [r["time_s"] - r["start_s"] for r in recs if r["caught"] and r.get("start_s") is not None]
         player_speed = [v for r in recs for v in _speeds(r, 4, 5)]
         chaser_speed = [v for r in recs for v in _speeds(r, 8, 9, after=(r.get("start_s") or 0.0) + 0.2)]
-        mean_d, median_d, running = [], [], []
+        mean_d, median_d, running, mean_held = [], [], [], []
         for t in grid:
             ds = [d for r in recs if (d := distance_at(r, t)) is not None]
             mean_d.append(_r(_mean(ds)))
             median_d.append(_r(float(np.median(ds))) if ds else None)
             running.append(len(ds))
+            mean_held.append(_r(_mean([d for r in recs if (d := distance_at(r, t, hold=True)) is not None])))
         closing = [
             (d0 - d2) / 2.0
             for r in recs
@@ -531,7 +536,7 @@ def summarize(records: list[dict[str, Any]], cfg: ChaseConfig) -> dict[str, Any]
             "player_moving_share": _r(_mean([float(v > 0.5) for v in player_speed]), 3),
             "dodges_mean": _r(_mean([r["dodges"] for r in recs])),
             "times_s": [r["time_s"] if r["caught"] else None for r in recs],
-            "distance": {"t": grid, "mean": mean_d, "median": median_d, "running": running},
+            "distance": {"t": grid, "mean": mean_d, "median": median_d, "running": running, "mean_held": mean_held},
         }
     a, m = out.get("agent"), out.get("mob")
     if a and m:
@@ -550,8 +555,9 @@ def summarize(records: list[dict[str, Any]], cfg: ChaseConfig) -> dict[str, Any]
 
 
 def plot(records: list[dict[str, Any]], cfg: ChaseConfig, path: Path) -> Path:
-    """PNG: distance over time of every episode (thin) and the mean of those still chasing (thick),
-    per chaser, with the catch radius; below, the share of episodes not caught yet."""
+    """PNG: distance over time of every episode (thin; a dot where it was caught) and per chaser
+    the mean over its episodes, an ended one held at its last distance (thick), the mean time it
+    started moving (dotted) and the catch radius; below, the share of episodes not caught yet."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -561,6 +567,7 @@ def plot(records: list[dict[str, Any]], cfg: ChaseConfig, path: Path) -> Path:
     labels = {"agent": "luanti-tune pursuit agent", "mob": "mobs_redo dogfight mob"}
     fig, (ax, ax2) = plt.subplots(2, 1, figsize=(9, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     grid = np.linspace(0.0, cfg.limit_s, int(cfg.limit_s / 0.1) + 1)
+    end = max([r["samples"][-1][0] for r in records if r["samples"]] or [cfg.limit_s])
     for chaser in CHASERS:
         recs = [r for r in records if r["chaser"] == chaser]
         if not recs:
@@ -571,25 +578,30 @@ def plot(records: list[dict[str, Any]], cfg: ChaseConfig, path: Path) -> Path:
                 ax.plot(s[:, 0], s[:, 1], color=colors[chaser], alpha=0.25, lw=0.8)
                 if r["caught"]:
                     ax.plot(s[-1, 0], s[-1, 1], "o", color=colors[chaser], ms=3)
-        mean = []
-        alive = []
-        for t in grid:
-            ds = [d for r in recs if (d := distance_at(r, float(t))) is not None]
-            mean.append(np.mean(ds) if ds else np.nan)
-            alive.append(sum(1 for r in recs if not r["caught"] or r["time_s"] > t) / len(recs))
+        held = [_mean([d for r in recs if (d := distance_at(r, float(t), hold=True)) is not None]) for t in grid]
+        alive = [sum(1 for r in recs if not r["caught"] or r["time_s"] > t) / len(recs) for t in grid]
         n_caught = sum(r["caught"] for r in recs)
-        ax.plot(grid, mean, color=colors[chaser], lw=2.2, label=f"{labels[chaser]} (caught {n_caught}/{len(recs)})")
+        mean_s = _mean([r["time_s"] for r in recs if r["caught"]])
+        label = f"{labels[chaser]}: caught {n_caught}/{len(recs)}" + (f", mean {mean_s:.2f} s" if mean_s else "")
+        ax.plot(grid, [np.nan if v is None else v for v in held], color=colors[chaser], lw=2.2, label=label)
+        starts = [r["start_s"] for r in recs if r.get("start_s") is not None]
+        if starts:
+            ax.axvline(float(np.mean(starts)), color=colors[chaser], ls=":", lw=1.2)
         ax2.step(grid, alive, where="post", color=colors[chaser], lw=1.8)
     ax.axhline(cfg.catch_radius, color="k", ls="--", lw=0.8, label=f"catch radius {cfg.catch_radius:g}")
+    ax.plot([], [], color="gray", ls=":", lw=1.2, label="mean time it started moving")
     ax.set_ylabel("horizontal distance to the player (nodes)")
     ax.set_ylim(bottom=0)
+    ax.set_xlim(0, min(cfg.limit_s, end + 1.0))
     ax.legend(loc="upper right", fontsize=8)
+    speed = records[0].get("chaser_speed", 4) if records else 4
     ax.set_title(
-        f"Chasing a steered real client (orbit, reversals, dodges; player {cfg.player_speed:g} n/s, chasers 4 n/s)",
+        f"Chasing a real client steered with real velocity (orbit, reversals, dodges): player "
+        f"{cfg.player_speed:g} n/s, chasers {speed:g} n/s",
         fontsize=10,
     )
     ax2.set_ylabel("not caught yet")
-    ax2.set_xlabel("seconds since the chaser appeared")
+    ax2.set_xlabel("seconds since the chaser appeared (thick: mean, a caught episode held at its last distance)")
     ax2.set_ylim(0, 1.05)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -660,6 +672,12 @@ def plot(records: list[dict[str, Any]], cfg: ChaseConfig, path: Path) -> Path:
     default=None,
     help="Keep worlds and logs here (default: a temporary directory).",
 )
+@click.option(
+    "--player",
+    default="runner",
+    show_default=True,
+    help="Name of the steered client (a per-player champion pursuit@NAME in --model-path is served to it).",
+)
 @click.option("--server-bin", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def chase(
     episodes: int,
@@ -674,6 +692,7 @@ def chase(
     plot_path: Path | None,
     records_path: Path | None,
     work_dir: Path | None,
+    player: str,
     server_bin: Path | None,
 ) -> None:
     """Pursuit agent vs a mobs_redo dogfight mob chasing a steered real client: time to catch."""
@@ -691,6 +710,7 @@ def chase(
         train_minutes=train_minutes,
         server_bin=server_bin,
         work_dir=work_dir,
+        player=player,
     )
     with Progress(transient=True) as progress:
         task = progress.add_task("bench chase: starting service, server and client", total=2 * episodes)
