@@ -378,7 +378,7 @@ class ChaseWorld:
             except Exception:  # stop the others whatever happened to one
                 log.exception("stopping %s failed", step)
         # anything a child left behind in its session (e.g. a compile the service started)
-        for proc in (self.server.proc, self.service.proc, self.trainer):
+        for proc in (self.client.proc, self.server.proc, self.service.proc, self.trainer):
             if proc is not None:
                 _kill_leftovers(proc.pid)
 
