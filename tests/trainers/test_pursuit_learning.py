@@ -44,7 +44,12 @@ def test_finetuning_on_unseen_styles_beats_base_and_pure_pursuit(registry: Regis
     tuned = registry.load("pursuit", "champion")
     assert tuned.version == result.version and tuned.manifest["parent"] == base.version
     gate = tuned.manifest["gate"]
-    assert gate["passed"] and {c["name"] for c in gate["checks"]} >= {"heldout_error", "replay_time", "sim_time", "candidate_finite"}
+    assert gate["passed"] and {c["name"] for c in gate["checks"]} >= {
+        "heldout_error",
+        "replay_time",
+        "sim_time",
+        "candidate_finite",
+    }
 
     # prediction error on held-out episodes of the unseen styles (never trained on)
     val = build_from_store(heldout_store, PursuitSpec.from_arch(tuned.manifest["architecture"])).val()
