@@ -20,14 +20,14 @@ from typing import Any
 
 from luanti_tune.errors import StoreUnavailable
 from luanti_tune.serve.metrics import IngestMetrics
-from luanti_tune.store.rows import BatchResult, EventRow, RowStore
+from luanti_tune.store.rows import CommitResult, EventRow, RowStore
 
 log = logging.getLogger(__name__)
 
-_Item = tuple[Sequence[EventRow], asyncio.Future[BatchResult], asyncio.AbstractEventLoop]
+_Item = tuple[Sequence[EventRow], asyncio.Future[CommitResult], asyncio.AbstractEventLoop]
 
 
-def _resolve(fut: asyncio.Future[BatchResult], result: BatchResult | BaseException) -> None:
+def _resolve(fut: asyncio.Future[CommitResult], result: CommitResult | BaseException) -> None:
     if fut.done():  # the client went away; the commit stands, a retry will see duplicates
         return
     if isinstance(result, BaseException):
@@ -48,13 +48,13 @@ class GroupCommitter:
         self._lock = threading.Lock()
         self._stopped = False
 
-    async def submit(self, rows: Sequence[EventRow]) -> BatchResult:
+    async def submit(self, rows: Sequence[EventRow]) -> CommitResult:
         """Commit ``rows`` (with whatever else is queued) and return this batch's outcome."""
         if self._stopped:
             raise StoreUnavailable("the service is shutting down")
         self._ensure_thread()
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[BatchResult] = loop.create_future()
+        fut: asyncio.Future[CommitResult] = loop.create_future()
         self._queue.put((rows, fut, loop))
         return await fut
 

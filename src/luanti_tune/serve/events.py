@@ -28,7 +28,7 @@ from luanti_tune.errors import StoreUnavailable
 from luanti_tune.schemas.agent import ACTION_TYPES
 from luanti_tune.schemas.event import EVENT_TYPES, EventBase, EventBatch
 from luanti_tune.serve.state import AppState, get_state
-from luanti_tune.store.rows import BatchResult, EventRow, RowStore, count_types
+from luanti_tune.store.rows import CommitResult, EventRow, RowStore, count_types
 
 log = logging.getLogger(__name__)
 
@@ -356,16 +356,16 @@ async def post_events(request: Request) -> Response:
     return json_response({"accepted": result.accepted, "duplicates": result.duplicates})
 
 
-async def _commit(state: Any, rows: list[EventRow]) -> BatchResult:
+async def _commit(state: Any, rows: list[EventRow]) -> CommitResult:
     if state.committer is not None:
-        result: BatchResult = await state.committer.submit(rows)
+        result: CommitResult = await state.committer.submit(rows)
         return result
     # a Store without batch support: one append per request, in a worker thread
     from luanti_tune.schemas.event import parse_event
 
     events = [parse_event(orjson.loads(r[7])) for r in rows]
     plain = await run_in_threadpool(state.store.append, events)
-    return BatchResult(plain.accepted, plain.duplicates, count_types(rows) if not plain.duplicates else {})
+    return CommitResult(plain.accepted, plain.duplicates, count_types(rows) if not plain.duplicates else {})
 
 
 @router.get("/v1/events/stats")

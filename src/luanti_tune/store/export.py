@@ -14,7 +14,7 @@ from typing import IO, Any
 
 import orjson
 
-from luanti_tune.store.base import EventQuery, Store
+from luanti_tune.store.interface import EventQuery, Store
 
 FORMATS = ("jsonl", "parquet")
 

@@ -18,8 +18,8 @@ from typing import Any
 import orjson
 
 from luanti_tune.errors import StoreUnavailable
-from luanti_tune.store.base import EventQuery
-from luanti_tune.store.rows import COLUMNS, BatchResult, EventRow, SQLRowStore, paged, where_clause
+from luanti_tune.store.interface import EventQuery
+from luanti_tune.store.rows import COLUMNS, CommitResult, EventRow, SQLRowStore, paged, where_clause
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ class PostgresStore(SQLRowStore):
 
     # ------------------------------------------------------------------ writes
 
-    def append_batches(self, batches: Sequence[Sequence[EventRow]]) -> list[BatchResult]:
+    def append_batches(self, batches: Sequence[Sequence[EventRow]]) -> list[CommitResult]:
         with self._wlock:
             fresh = self._w is None or self._w.closed
             try:
@@ -147,22 +147,22 @@ class PostgresStore(SQLRowStore):
                 except _StaleConnection as again:
                     raise StoreUnavailable(str(again)) from again.__cause__
 
-    def _append_locked(self, batches: Sequence[Sequence[EventRow]]) -> list[BatchResult]:
-        results: list[BatchResult] = []
+    def _append_locked(self, batches: Sequence[Sequence[EventRow]]) -> list[CommitResult]:
+        results: list[CommitResult] = []
         conn = self._writer()
         try:
             with conn.transaction(), conn.cursor() as cur:
                 cur.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
                 for rows in batches:
                     if not rows:
-                        results.append(BatchResult(0, 0, {}))
+                        results.append(CommitResult(0, 0, {}))
                         continue
                     cur.execute(INSERT, (orjson.dumps(rows, default=tuple).decode(),))
                     by_type: dict[str, int] = {}
                     for (t,) in cur.fetchall():
                         by_type[t] = by_type.get(t, 0) + 1
                     accepted = sum(by_type.values())
-                    results.append(BatchResult(accepted, len(rows) - accepted, by_type))
+                    results.append(CommitResult(accepted, len(rows) - accepted, by_type))
         except self._psycopg.Error as exc:
             message = f"PostgreSQL store {_redact(self.url)} failed to commit: {exc}"
             if conn.closed or conn.broken:

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from luanti_tune.schemas.event import EventBase
-from luanti_tune.store.base import AppendResult, EventQuery, Store, StoreStats
+from luanti_tune.store.interface import AppendResult, EventQuery, Store, StoreStats
 
 
 class EventRow(NamedTuple):
@@ -53,8 +53,9 @@ def event_row(event: EventBase, body: str | None = None) -> EventRow:
 
 
 @dataclass(frozen=True)
-class BatchResult(AppendResult):
-    """An :class:`AppendResult` that also says how many new events each type got."""
+class CommitResult(AppendResult):
+    """The outcome of one committed row batch: an :class:`AppendResult` that also says how many
+    new events each type got."""
 
     accepted_by_type: dict[str, int] = field(default_factory=dict)
 
@@ -72,12 +73,12 @@ class RowStore(Store):
     def append(self, events: Sequence[EventBase]) -> AppendResult:
         return self.append_rows([event_row(e) for e in events])
 
-    def append_rows(self, rows: Sequence[EventRow]) -> BatchResult:
+    def append_rows(self, rows: Sequence[EventRow]) -> CommitResult:
         """One batch, one transaction: all new rows or none; duplicate ``(source, seq)`` skipped."""
         return self.append_batches([rows])[0]
 
     @abc.abstractmethod
-    def append_batches(self, batches: Sequence[Sequence[EventRow]]) -> list[BatchResult]:
+    def append_batches(self, batches: Sequence[Sequence[EventRow]]) -> list[CommitResult]:
         """Commit every batch in one transaction and report each batch's own outcome.
 
         Either everything is committed or nothing is (the error propagates); duplicates within a

@@ -18,8 +18,8 @@ from itertools import chain
 from pathlib import Path
 
 from luanti_tune.errors import ConfigError, StoreUnavailable
-from luanti_tune.store.base import EventQuery
-from luanti_tune.store.rows import COLUMNS, BatchResult, EventRow, SQLRowStore, count_types, paged, where_clause
+from luanti_tune.store.interface import EventQuery
+from luanti_tune.store.rows import COLUMNS, CommitResult, EventRow, SQLRowStore, count_types, paged, where_clause
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +96,9 @@ class SQLiteStore(SQLRowStore):
 
     # ------------------------------------------------------------------ writes
 
-    def append_batches(self, batches: Sequence[Sequence[EventRow]]) -> list[BatchResult]:
+    def append_batches(self, batches: Sequence[Sequence[EventRow]]) -> list[CommitResult]:
         self._check_open()
-        results: list[BatchResult] = []
+        results: list[CommitResult] = []
         with self._wlock:
             cur = self._w.cursor()
             try:
@@ -106,7 +106,7 @@ class SQLiteStore(SQLRowStore):
                 last = int(cur.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0])
                 for rows in batches:
                     if not rows:
-                        results.append(BatchResult(0, 0, {}))
+                        results.append(CommitResult(0, 0, {}))
                         continue
                     accepted = 0
                     for i in range(0, len(rows), CHUNK):
@@ -128,7 +128,7 @@ class SQLiteStore(SQLRowStore):
                             ).fetchall()
                         )
                     last += accepted
-                    results.append(BatchResult(accepted, len(rows) - accepted, by_type))
+                    results.append(CommitResult(accepted, len(rows) - accepted, by_type))
                 cur.execute("COMMIT")
             except sqlite3.Error as exc:
                 try:
