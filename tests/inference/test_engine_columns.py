@@ -15,8 +15,7 @@ from luanti_tune.inference.registry_source import RegistrySource
 from luanti_tune.policies.batch import ObservationBatch
 from luanti_tune.registry import Registry
 from luanti_tune.schemas.agent import Observation
-from luanti_tune.serve.wire import decode_observations
-from luanti_tune.serve.wire_columns import decode_columns, rows_to_columns
+from luanti_tune.serve.wire_columns import read_columns, rows_to_columns
 from luanti_tune.store.base import EventQuery, open_store
 
 
@@ -80,10 +79,10 @@ def test_columns_rows_and_typed_batches_decide_and_log_the_same(registry_dir: Pa
     try:
         for tick in range(100, 112):
             obs = step(60, tick, rng)
-            cols = decode_columns(orjson.dumps(rows_to_columns(obs)), msgpack=False, max_agents=100)
-            rows = decode_observations(orjson.dumps({"observations": obs}), msgpack=False, max_agents=100)
-            assert cols.cols is not None and rows is not None
+            cols = read_columns(orjson.dumps(rows_to_columns(obs)), msgpack=False, max_agents=100)
             typed = [Observation.model_validate(o) for o in obs]
+            rows = ObservationBatch.from_observations(typed)  # a rows request: pydantic, then columns
+            assert cols.cols is not None and rows.cols is not None
             results = [engines[0].decide(cols), engines[1].decide(rows), engines[2].decide(typed)]
             wires = [r.wire() for r in results]
             assert wires[0] == wires[1] == wires[2]
@@ -112,7 +111,7 @@ def test_take_and_concat_of_column_batches_decide_like_typed(registry_dir: Path)
             for o in second:
                 o["agent"] = "x" + o["agent"]
             parts = [
-                decode_columns(orjson.dumps(rows_to_columns(p)), msgpack=False, max_agents=100) for p in (first, second)
+                read_columns(orjson.dumps(rows_to_columns(p)), msgpack=False, max_agents=100) for p in (first, second)
             ]
             merged = ObservationBatch.concat(parts)
             order = list(range(49, -1, -1))
@@ -156,7 +155,7 @@ def test_a_server_stream_decides_like_the_adapter_on_its_own(registry_dir: Path)
                     }
                 )
             body = orjson.dumps(rows_to_columns(obs))
-            got = eng.decide(decode_columns(body, msgpack=False, max_agents=1000)).wire()
+            got = eng.decide(read_columns(body, msgpack=False, max_agents=1000)).wire()
             typed = [Observation.model_validate(o) for o in obs]
             want = alone.decode_columns(typed, served.runner(alone.featurize(typed, memory))).wire()
             assert got == want, tick

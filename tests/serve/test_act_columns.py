@@ -1,7 +1,7 @@
 """The compact ``columns`` format of ``POST /v1/act`` (serve/wire_columns.py) against the row format.
 
 Invariant under test: a columnar request is exactly the row-format observations of
-:func:`columns_to_rows`; :func:`decode_columns` accepts it iff pydantic accepts every such row
+:func:`columns_to_rows`; :func:`read_columns` accepts it iff pydantic accepts every such row
 (columns lining up), and then gives equal observations (same ``repr``). Checked on rich valid
 requests (broadcast scalars, integral floats, empty batches), on targeted refusals naming the
 column, on a seeded differential mutation fuzz, through ``take``/``concat``, through the pursuit
@@ -23,13 +23,22 @@ from typing import Any
 
 import httpx
 import msgpack
-import msgspec
 import numpy as np
 import orjson
 import pytest
+from act_corpus import (
+    TICK_LIMIT,
+    assert_same,
+    columns_differential,
+    grid,
+    mutate,
+    rich_observations,
+    to_json,
+    to_msgpack,
+    vec,
+)
 from fastapi import FastAPI
 from pydantic import ValidationError
-from test_act_wire import grid, mutate, rich_observations, to_json, to_msgpack, vec
 
 from luanti_tune.config.settings import Settings
 from luanti_tune.inference.engine import BatchResult, EngineConfig, InferenceEngine
@@ -39,27 +48,27 @@ from luanti_tune.policies.batch import ObservationBatch
 from luanti_tune.schemas.agent import Observation
 from luanti_tune.serve.act import ActService, attach_service, format_loc
 from luanti_tune.serve.app import create_app
-from luanti_tune.serve.wire import decode_observations
-from luanti_tune.serve.wire_columns import ColumnsError, columns_to_rows, decode_columns, rows_to_columns
+from luanti_tune.serve.wire_columns import ColumnsError, columns_to_rows, read_columns, rows_to_columns
 
 MAX_AGENTS = 64
-TICK_LIMIT = 2**53 - 1  # documented: columnar ticks stop here, row ticks do not
 
 
 def decode(tree: Any, *, packed: bool = False, max_agents: int = MAX_AGENTS) -> ObservationBatch:
     body = msgpack.packb(tree) if packed else orjson.dumps(tree)
-    return decode_columns(body, msgpack=packed, max_agents=max_agents)
+    return read_columns(body, msgpack=packed, max_agents=max_agents)
+
+
+def rows_of(rows: list[dict[str, Any]]) -> ObservationBatch:
+    """The batch the service makes of a rows request (pydantic, then columns)."""
+    batch, bad = ActService(Settings(act_max_agents=MAX_AGENTS), None).parse(
+        orjson.dumps({"observations": rows}), "application/json", False
+    )
+    assert not bad and isinstance(batch, ObservationBatch)
+    return batch
 
 
 def typed(rows: list[dict[str, Any]]) -> list[Observation]:
     return [Observation.model_validate(r) for r in rows]
-
-
-def assert_same(got: Any, want: list[Observation]) -> None:
-    got = list(got)
-    assert len(got) == len(want)
-    for g, w in zip(got, want, strict=True):
-        assert g == w and repr(g) == repr(w), f"{g!r} != {w!r}"
 
 
 def assert_equivalent(tree: dict[str, Any], want: list[Observation]) -> None:
@@ -135,7 +144,7 @@ def test_random_valid_rows_decode_equal_to_pydantic() -> None:
         tree = rows_to_columns(rows)
         assert_equivalent(tree, want)
         # text-level JSON (stdlib writer) too
-        batch = decode_columns(to_json(tree), msgpack=False, max_agents=MAX_AGENTS)
+        batch = read_columns(to_json(tree), msgpack=False, max_agents=MAX_AGENTS)
         assert_same(batch, want)
 
 
@@ -461,52 +470,6 @@ def test_too_many_agents_is_413_and_ticks_beyond_2_53_are_refused() -> None:
 # ----------------------------------------------------------------------------- 2b. differential fuzz
 
 
-def _verdict_columns(body: bytes, packed: bool) -> ObservationBatch | ColumnsError:
-    try:
-        return decode_columns(body, msgpack=packed, max_agents=MAX_AGENTS)
-    except ColumnsError as exc:
-        return exc
-
-
-def _verdict_rows(body: bytes, packed: bool) -> list[Observation] | str:
-    """What the row reference makes of the body: the observations, ``"structural"`` or ``"invalid"``."""
-    try:  # the JSON parser of decode_columns (pydantic's own parser is compared in test_act_wire)
-        raw = msgpack.unpackb(body, raw=False, strict_map_key=True) if packed else msgspec.json.decode(body)
-    except Exception:  # noqa: BLE001 - not decodable at all
-        return "structural"
-    if type(raw) is not dict or set(raw) != {"columns"}:
-        return "structural"
-    try:
-        rows = columns_to_rows(raw["columns"])
-    except ColumnsError:
-        return "structural"
-    if len(rows) > MAX_AGENTS:
-        return "structural"
-    try:
-        return [Observation.model_validate(r) for r in rows]
-    except ValidationError:
-        return "invalid"
-
-
-def _no_entities(got: ColumnsError, tree: Any) -> bool:
-    """Documented exception: the entity columns are checked (``kind``/``rel`` required, a broadcast
-    ``kind`` valid) even when no row has an entity, so they stand for no row's value."""
-    ents = tree["columns"].get("entities")
-    return (
-        got.loc.startswith("columns.entities.")
-        and not got.loc.startswith("columns.entities.count")
-        and type(ents) is dict
-        and type(ents.get("count")) is list
-        and sum(ents["count"]) == 0
-    )
-
-
-def _big_tick(tree: Any) -> bool:
-    tick = tree.get("columns", {}).get("tick") if type(tree) is dict and type(tree.get("columns")) is dict else None
-    values: list[Any] = tick if type(tick) is list else [tick]
-    return any(type(t) in (int, float) and t > TICK_LIMIT for t in values)
-
-
 def test_differential_mutation_fuzz() -> None:
     rng = random.Random(20261126)
     counts = {"both_accept": 0, "both_refuse": 0, "structural": 0, "big_tick": 0, "no_entities": 0}
@@ -526,26 +489,7 @@ def test_differential_mutation_fuzz() -> None:
         if packed is not None:
             encodings.append((packed, True))
         for body, is_packed in encodings:
-            got = _verdict_columns(body, is_packed)
-            want = _verdict_rows(body, is_packed)
-            if isinstance(got, ObservationBatch):
-                assert isinstance(want, list), f"columns accepted what the rows refuse ({want}): {body[:500]!r}"
-                assert_same(got, want)
-                counts["both_accept"] += 1
-            elif isinstance(want, list):
-                # the documented exceptions: ticks beyond 2**53 - 1, entity columns of no entity missing
-                parsed = json.loads(to_json(tree))
-                if _no_entities(got, parsed):
-                    counts["no_entities"] += 1
-                    continue
-                assert _big_tick(parsed), f"refused valid rows: {got.loc}: {got.msg}: {body[:500]!r}"
-                counts["big_tick"] += 1
-            else:
-                counts["structural" if want == "structural" else "both_refuse"] += 1
-                if want == "invalid" and got.structural:
-                    pytest.fail(f"per-row error reported as structural: {got.loc}: {got.msg}")
-                if not got.loc.startswith("columns."):  # nothing to answer row by row
-                    assert want == "structural" and got.structural, (got.loc, got.msg)
+            counts[columns_differential(tree, body, is_packed, MAX_AGENTS)] += 1
     logging.getLogger(__name__).warning("columns fuzz: %s", counts)
     assert counts["both_accept"] >= 200 and counts["both_refuse"] >= 600 and counts["structural"] >= 100, counts
 
@@ -600,9 +544,8 @@ def test_take_and_concat_equal_the_same_on_typed_observations() -> None:
     again = ObservationBatch.concat([merged.take([4, 0]), merged.take([]), merged.take([8, 8, 2])])
     assert_same(again, [want[i] for i in (4, 0, 8, 8, 2)])
     _check_entity_offsets(again, [want[i] for i in (4, 0, 8, 8, 2)])
-    # mixed with a row batch (fast wire decoder) and a typed batch: the same observations, typed
-    rows_batch = decode_observations(orjson.dumps({"observations": groups[0]}), msgpack=False, max_agents=MAX_AGENTS)
-    assert rows_batch is not None
+    # mixed with a rows batch (pydantic, then columns) and a typed batch: the same observations
+    rows_batch = rows_of(groups[0])
     mixed = ObservationBatch.concat([batches[2], rows_batch, ObservationBatch(typed(groups[1]))])
     assert_same(mixed, typed(groups[2]) + typed(groups[0]) + typed(groups[1]))
 
@@ -645,8 +588,8 @@ def test_pursuit_adapter_columns_equal_rows_and_typed(seed: int) -> None:
     memories: dict[str, dict[str, Any]] = {p: {} for p in paths}
     kinds_seen: set[str] = set()
     for step, rows in enumerate(pursuit_steps(seed)):
-        rows_batch = decode_observations(orjson.dumps({"observations": rows}), msgpack=False, max_agents=MAX_AGENTS)
-        assert rows_batch is not None and rows_batch.cols is None
+        rows_batch = rows_of(rows)
+        assert rows_batch.cols is not None
         inputs: dict[str, Any] = {
             "columns": decode(rows_to_columns(rows), packed=step % 2 == 1),
             "rows": rows_batch,
@@ -976,7 +919,7 @@ def test_null_optional_columns_mean_absent_in_both_modes(serve: Any, engine: Inf
     tree["columns"]["yaw"] = None
     tree["columns"]["entities"]["name"] = None
     tree["columns"]["hp"] = [20] * 6
-    strict = decode_columns(orjson.dumps(tree), msgpack=False, max_agents=100)
+    strict = read_columns(orjson.dumps(tree), msgpack=False, max_agents=100)
     assert list(strict) == [Observation.model_validate(r) for r in columns_to_rows(tree["columns"])]
     tree["columns"]["hp"][4] = -1  # one bad row: partial mode answers the others
     with httpx.Client(timeout=30) as http:
@@ -988,7 +931,7 @@ def test_null_optional_columns_mean_absent_in_both_modes(serve: Any, engine: Inf
 
 
 def test_lazy_rows_and_empty_concat_behave_like_lists() -> None:
-    batch = decode_columns(orjson.dumps(_valid_tree(3)), msgpack=False, max_agents=10)
+    batch = read_columns(orjson.dumps(_valid_tree(3)), msgpack=False, max_agents=10)
     rows = batch.items
     assert rows[-1] == rows[2] and rows[-3] == rows[0]
     for bad in (3, -4):

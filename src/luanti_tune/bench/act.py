@@ -10,13 +10,13 @@ one sample per call):
 
 - ``http``: p50/p99 of one batched ``POST /v1/act`` (JSON, keep-alive connection);
 - ``engine``: p50/p99 of the in-process engine alone, ONNX Runtime: the batch of validated
-  observations exactly as ``/v1/act`` hands it over (``ActService.parse``: for JSON rows the
-  compiled scan's columnar :class:`ObservationBatch`, ``serve/wire_rows.py``; a new one per call,
-  so nothing is cached between calls) -> every agent's action (columnar);
+  observations exactly as ``/v1/act`` hands it over (``ActService.parse``: JSON rows validated by
+  the pydantic models, then a columnar :class:`ObservationBatch`; a new one per call, so nothing
+  is cached between calls) -> every agent's action (columnar);
   the body is parsed right before and the answer rendered right after each call (untimed), as in
   the service, so the engine's data is not kept warm in the CPU caches between calls;
-- ``http_columns``/``engine_columns``: the same with the compact columnar wire format
-  (``serve/wire_columns.py``: request parsed into arrays, answer rendered as columns);
+- ``http_columns``/``engine_columns``: the same with the columnar wire format the mod sends by
+  default (``serve/wire_columns.py``: request parsed into arrays, answer rendered as columns);
   ``targets_met`` judges the latency targets for both formats; ``columns_*_speedup``: rows p50 /
   columns p50 in the same run;
 - ``engine_back_to_back``: the same calls back to back on batches parsed beforehand (warm caches);
@@ -37,8 +37,8 @@ one sample per call):
 - ``during_swaps``: the batched HTTP call while three new champions are promoted one after the
   other (each call until the new version answers, then 20 more), and its p99's ratio to idle;
 - ``breakdown``: where the CPU time of the largest batch goes (thread CPU medians): JSON parse alone, parse + validation
-  (as the service does it: JSON rows by the compiled scan into columns; the msgspec struct decoder
-  the scan replaces, ``json_validate_structs_ms``; the pydantic reference path; JSON and msgpack bodies), the family's
+  (as the service does it: JSON rows by the pydantic models into columns; the pydantic validation
+  alone; JSON and msgpack bodies; the columnar decoder), the family's
   featurize/decode, the forward pass, the engine's own overhead and rendering the response.
 
 The latency figures (``http``, ``engine``, their columnar twins) and the p99s of the ``training``
@@ -292,10 +292,8 @@ CPU: dict[str, list[float]] = {}
 
 def _act_service(engine: Any = None) -> Any:
     from luanti_tune.config.settings import Settings
-    from luanti_tune.serve import wire_rows
     from luanti_tune.serve.act import ActService
 
-    wire_rows.prepare(wait=True)  # JSON rows are scanned into columns, as in a running service
     return ActService(Settings(act_max_agents=8192), None, engine=engine)
 
 
@@ -314,7 +312,7 @@ def _columns_batch(service: Any, body: bytes) -> Any:
 
 
 def _render_columns(batch: Any, result: Any) -> bytes:
-    from luanti_tune.serve.wire_columns import render_columns
+    from luanti_tune.serve.answer import render_columns
 
     return orjson.dumps(render_columns(result, batch, batch.agents), option=orjson.OPT_SERIALIZE_NUMPY)
 
@@ -386,8 +384,7 @@ def _breakdown(n: int, seed: int, engine: Any, reps: int = 30) -> dict[str, floa
     """Median CPU cost of each step of one batched call (server side), largest batch."""
     import msgpack
 
-    from luanti_tune.serve.act import render_json
-    from luanti_tune.serve.wire import decode_observations
+    from luanti_tune.serve.answer import render_json
 
     bodies = step_bodies(n, seed, 2 * reps + 1)
     body = bodies[-1]
@@ -421,7 +418,6 @@ def _breakdown(n: int, seed: int, engine: Any, reps: int = 30) -> dict[str, floa
     figures = {
         "json_parse_only_ms": med(lambda: orjson.loads(body)),
         "json_validate_ms": med(lambda: service.parse(body, "application/json", False)),
-        "json_validate_structs_ms": med(lambda: decode_observations(body, msgpack=False, max_agents=8192)),
         "msgpack_validate_ms": med(lambda: service.parse(packed, "application/msgpack", False)),
         "json_validate_pydantic_ms": med(lambda: service.request_model.model_validate_json(body)),
         "msgpack_validate_pydantic_ms": med(lambda: service.request_model.model_validate(msgpack.unpackb(packed))),

@@ -100,10 +100,6 @@ class Settings(BaseSettings):
     act_log_sample_rate: float = Field(
         default=0.01, ge=0, le=1, description="Fraction of decisions logged back as agent.act events."
     )
-    act_compiled_rows: bool = Field(
-        default=True,
-        description="Decode JSON rows /v1/act bodies with the compiled scan into columns (else msgspec structs).",
-    )
     act_session_max_agents: int = Field(default=50_000, ge=1, description="Per-agent memories kept (LRU).")
     act_session_ttl_s: float = Field(default=600.0, gt=0, description="Per-agent memory expires after this idle time.")
     act_onnx: bool = Field(default=True, description="Serve champions with ONNX Runtime when the export checks out.")

@@ -5,13 +5,11 @@ building (and later reading back) thousands of pydantic objects. The engine ther
 family adapters an :class:`ObservationBatch` and accepts :class:`DecisionColumns` back:
 
 * :class:`ObservationBatch` is a ``Sequence[Observation]`` (so every adapter and scripted policy
-  works unchanged) over *items* that already passed the wire schema: either pydantic
-  :class:`~luanti_tune.schemas.agent.Observation` objects or the light structs of the fast wire
-  decoder (same attribute names). Indexing materialises an ``Observation`` (once, cached);
-  a columnar adapter reads ``items`` and the cached columns (``agents``, ``ticks``, ``pos`` ...)
-  instead. A batch decoded from the compact ``columns`` wire format also carries ``cols``
+  works unchanged) with its columns computed once and shared (``agents``, ``ticks``, ``pos`` ...).
+  A batch ``/v1/act`` decoded (either wire format) also carries ``cols``
   (:class:`~luanti_tune.policies.columns.ObservationColumns`: every field as an array), which an
-  adapter can read without touching a Python object per agent (see the pursuit adapter).
+  adapter can read without touching a Python object per agent (see the pursuit adapter); its rows
+  are ``Observation`` objects built on first access.
 * :class:`DecisionColumns` holds one decision per row as arrays (``move`` along ``dir`` at
   ``speed``, else ``wait``); it turns into typed :class:`~luanti_tune.policies.base.Decision`
   objects or wire dicts only when somebody asks.
@@ -19,7 +17,7 @@ family adapters an :class:`ObservationBatch` and accepts :class:`DecisionColumns
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any, overload
@@ -31,51 +29,45 @@ from luanti_tune.policies.columns import LazyRows, ObservationColumns
 from luanti_tune.schemas.agent import MoveAction, MoveArgs, Observation, WaitAction
 from luanti_tune.schemas.common import Vec3, trusted
 
-#: Turns one wire item into a validated :class:`Observation`.
-Materialize = Callable[[Any], Observation]
-
 _POS = attrgetter("pos.x", "pos.y", "pos.z")
-
-
-def _identity(item: Any) -> Observation:
-    return item  # type: ignore[no-any-return]
 
 
 class ObservationBatch(Sequence[Observation]):
     """Validated observations of one batch, with columns computed once and shared.
 
-    ``items[i]`` is the i-th observation as received (an ``Observation`` or a wire struct with the
-    same attribute names, e.g. ``items[i].pos.x``, ``items[i].entities[0].rel``); ``batch[i]`` is
-    always an ``Observation``.
+    ``items`` holds the observations (a list, or the lazy rows of ``cols``); objects with the
+    attribute names of :class:`Observation` (``items[i].pos.x`` ...) work too.
     """
 
-    __slots__ = ("items", "cols", "_materialize", "_objects", "_agents", "_kinds", "_ticks", "_pos")
+    __slots__ = ("items", "cols", "_agents", "_kinds", "_ticks", "_pos")
 
-    def __init__(
-        self, items: Sequence[Any], materialize: Materialize | None = None, *, agents: list[str] | None = None
-    ) -> None:
-        """``agents``: ``[item.agent for item in items]`` when the caller has it already (the batch
-        keeps that very list, and adapters may recognise it by identity in the next batch: do not
-        change it afterwards)."""
+    def __init__(self, items: Sequence[Any], *, agents: list[str] | None = None) -> None:
+        """``agents``: ``[item.agent for item in items]`` when the caller has it already."""
         self.items: Sequence[Any] = items if isinstance(items, (list, LazyRows)) else list(items)
-        self._materialize = materialize
-        self._objects: list[Observation | None] | None = None
         self._agents: list[str] | None = agents
         self._kinds: list[str] | None = None
         self._ticks: np.ndarray | None = None
         self._pos: np.ndarray | None = None
-        #: The batch as columns when it came from the ``columns`` wire format (else ``None``).
+        #: The batch as columns (every batch ``/v1/act`` decodes; else ``None``).
         self.cols: ObservationColumns | None = None
 
     @classmethod
-    def from_columns(cls, cols: ObservationColumns) -> ObservationBatch:
-        """A batch over ``cols``: ``items[i]``/``batch[i]`` are Observations built on first access."""
-        out = cls(LazyRows(cols), agents=cols.agent)
+    def from_columns(cls, cols: ObservationColumns, rows: Sequence[Observation] | None = None) -> ObservationBatch:
+        """A batch over ``cols``: ``batch[i]`` is ``rows[i]`` when given (the observations ``cols``
+        were made of), else an Observation built on first access."""
+        out = cls(LazyRows(cols, rows), agents=cols.agent)
         out.cols = cols
         out._kinds = cols.kind
         out._ticks = cols.tick
         out._pos = cols.pos
         return out
+
+    @classmethod
+    def from_observations(cls, observations: Sequence[Observation]) -> ObservationBatch:
+        """Validated observations as a columnar batch (:meth:`ObservationColumns.of`), the very
+        objects as its rows; a plain batch of them when columns cannot hold them."""
+        cols = ObservationColumns.of(observations)
+        return cls(observations) if cols is None else cls.from_columns(cols, observations)
 
     @classmethod
     def of(cls, observations: Sequence[Observation]) -> ObservationBatch:
@@ -86,20 +78,12 @@ class ObservationBatch(Sequence[Observation]):
 
     @classmethod
     def concat(cls, batches: Sequence[ObservationBatch]) -> ObservationBatch:
-        """One batch of all rows of ``batches`` (in order); they must share how items materialise."""
+        """One batch of all rows of ``batches`` (in order): columnar when they all are."""
         if len(batches) == 1:
             return batches[0]
-        if not batches:
-            return cls([])
-        if all(b.cols is not None for b in batches):
+        if batches and all(b.cols is not None for b in batches):
             return cls.from_columns(ObservationColumns.concat([b.cols for b in batches]))  # type: ignore[misc]
-        mats = {b._materialize for b in batches if b.items}
-        if len(mats) > 1:
-            return cls([o for b in batches for o in b])  # mixed sources: typed observations
-        items: list[Any] = []
-        for b in batches:
-            items.extend(b.items if b.cols is None else list(b))
-        return cls(items, mats.pop() if mats else None)
+        return cls([o for b in batches for o in b])
 
     # ------------------------------------------------------------------ sequence of Observation
     def __len__(self) -> int:
@@ -114,39 +98,20 @@ class ObservationBatch(Sequence[Observation]):
     def __getitem__(self, i: int | slice) -> Observation | ObservationBatch:
         if isinstance(i, slice):
             return self.take(range(len(self.items))[i])
-        mat = self._materialize
-        if mat is None:
-            return self.items[i]  # type: ignore[no-any-return]
-        objects = self._objects
-        if objects is None:
-            objects = self._objects = [None] * len(self.items)
-        o = objects[i]
-        if o is None:
-            o = objects[i] = mat(self.items[i])
-        return o
+        return self.items[i]  # type: ignore[no-any-return]
 
     def __iter__(self) -> Iterator[Observation]:
-        if self._materialize is None:
-            return iter(self.items)
-        return (self[i] for i in range(len(self.items)))
-
-    @property
-    def typed(self) -> bool:
-        """Whether the items are ``Observation`` objects already (no materialisation needed)."""
-        return self._materialize is None
+        return iter(self.items)
 
     def take(self, idx: Sequence[int]) -> ObservationBatch:
         """The rows ``idx`` (in that order) as a new batch over the same items."""
         if self.cols is not None:
             return ObservationBatch.from_columns(self.cols.take(idx))
         items = self.items
-        out = ObservationBatch([items[i] for i in idx], self._materialize)
+        out = ObservationBatch([items[i] for i in idx])
         if self._agents is not None:
             agents = self._agents
             out._agents = [agents[i] for i in idx]
-        if self._objects is not None:
-            objs = self._objects
-            out._objects = [objs[i] for i in idx]
         return out
 
     # ------------------------------------------------------------------ columns (cached)

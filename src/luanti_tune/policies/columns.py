@@ -1,4 +1,4 @@
-"""Observations stored column by column: what the compact ``columns`` wire format decodes into.
+"""Observations stored column by column: what ``/v1/act`` requests decode into (both formats).
 
 One array (or list) per field for the whole batch, entities flattened with per-row offsets.
 :class:`~luanti_tune.policies.batch.ObservationBatch` wraps an :class:`ObservationColumns`
@@ -24,6 +24,9 @@ from luanti_tune.schemas.common import Vec3, trusted
 _VEC3_FIELDS = frozenset(Vec3.model_fields)
 _ENTITY_FIELDS = frozenset(schema.EntityView.model_fields)
 _OBS_FIELDS = frozenset(schema.Observation.model_fields)
+_ZERO = Vec3(x=0.0, y=0.0, z=0.0)
+#: The largest tick columns hold (the columnar format's limit: ticks travel as JSON numbers).
+MAX_TICK = 2**53 - 1
 
 
 def _vec3(x: float, y: float, z: float) -> Vec3:
@@ -32,6 +35,17 @@ def _vec3(x: float, y: float, z: float) -> Vec3:
 
 def _pick(values: list[Any] | None, idx: list[int]) -> list[Any] | None:
     return None if values is None else [values[i] for i in idx]
+
+
+def _xyz_of(vecs: Sequence[Vec3]) -> np.ndarray:
+    """``float64 [N, 3]`` of ``vecs``."""
+    return np.array([(v.x, v.y, v.z) for v in vecs], dtype=np.float64).reshape(len(vecs), 3)
+
+
+def _present(values: list[Any]) -> list[Any] | None:
+    """``values`` (one per row), or ``None`` when every one is empty or ``None`` (the field's
+    default: the column is left out, as a client leaves it out)."""
+    return values if any(values) else None
 
 
 def _join(parts: Sequence[list[Any] | None], sizes: Sequence[int], default: Any) -> list[Any] | None:
@@ -161,6 +175,55 @@ class ObservationColumns:
     def __len__(self) -> int:
         return len(self.agent)
 
+    @classmethod
+    def of(cls, observations: Sequence[schema.Observation]) -> ObservationColumns | None:
+        """The columns of validated observations: what the columnar decoder gives for the same
+        observations sent as columns (row ``i``'s :meth:`observation` equals ``observations[i]``).
+
+        ``None`` when a tick is beyond :data:`MAX_TICK`, which columns do not hold (the columnar
+        format refuses such ticks; a row may carry any non-negative integer).
+        """
+        n = len(observations)
+        ticks = [o.tick for o in observations]
+        if ticks and max(ticks) > MAX_TICK:
+            return None
+        vec = _xyz_of
+        ents = [e for o in observations for e in o.entities]
+        m = len(ents)
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        if m:
+            np.cumsum([len(o.entities) for o in observations], out=offsets[1:])
+        velocities = [e.velocity for e in ents]
+        has_v = np.fromiter((v is not None for v in velocities), dtype=bool, count=m)
+        entities = EntityColumns(
+            offsets,
+            [e.kind for e in ents],
+            [e.name for e in ents],
+            vec([e.rel for e in ents]),
+            vec([_ZERO if v is None else v for v in velocities]),
+            has_v,
+            [e.hp for e in ents],
+            [e.team for e in ents],
+        )
+        return cls(
+            agent=[o.agent for o in observations],
+            kind=[o.kind for o in observations],
+            tick=np.array(ticks, dtype=np.int64).reshape(n),
+            pos=vec([o.pos for o in observations]),
+            yaw=np.array([o.yaw for o in observations], dtype=np.float64).reshape(n),
+            pitch=np.array([o.pitch for o in observations], dtype=np.float64).reshape(n),
+            hp=np.array([o.hp for o in observations], dtype=np.float64).reshape(n),
+            velocity=vec([o.velocity for o in observations]),
+            entities=entities,
+            targets=_present([o.targets for o in observations]),
+            team=_present([o.team for o in observations]),
+            goal=_present([o.goal for o in observations]),
+            inventory=_present([o.inventory for o in observations]),
+            nearby=_present([o.nearby for o in observations]),
+            chat=_present([o.chat for o in observations]),
+            last_result=_present([o.last_result for o in observations]),
+        )
+
     def observation(self, i: int) -> schema.Observation:
         """Row ``i`` as an :class:`Observation` (equal to pydantic's for the same row)."""
         p = self.pos[i].tolist()
@@ -235,13 +298,15 @@ class ObservationColumns:
 
 
 class LazyRows(Sequence[schema.Observation]):
-    """``columns``' rows as :class:`Observation` objects, each built on first access (then kept)."""
+    """``columns``' rows as :class:`Observation` objects, each built on first access (then kept);
+    ``rows``: the observations the columns were made of (:meth:`ObservationColumns.of`), kept as
+    they are."""
 
     __slots__ = ("columns", "_rows")
 
-    def __init__(self, columns: ObservationColumns) -> None:
+    def __init__(self, columns: ObservationColumns, rows: Sequence[schema.Observation] | None = None) -> None:
         self.columns = columns
-        self._rows: list[schema.Observation | None] = [None] * len(columns)
+        self._rows: list[schema.Observation | None] = [None] * len(columns) if rows is None else list(rows)
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -259,4 +324,4 @@ class LazyRows(Sequence[schema.Observation]):
         return o
 
 
-__all__ = ["EntityColumns", "LazyRows", "ObservationColumns"]
+__all__ = ["MAX_TICK", "EntityColumns", "LazyRows", "ObservationColumns"]

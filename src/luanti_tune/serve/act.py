@@ -1,6 +1,9 @@
 """``POST /v1/act``: every agent's observation of one server step in, one action per agent out.
 
-Request ``{"observations": [...]}`` (JSON; ``application/msgpack`` accepted too). Response::
+Request: the columnar format the mod sends by default (``{"columns": {...}}``, decoded by
+:mod:`luanti_tune.serve.wire_columns` and answered with columns), or rows
+``{"observations": [...]}`` (validated by the pydantic models, then decided as columns too);
+JSON, or ``application/msgpack``. A rows response::
 
     {"actions": [{"agent", "type", "args", ...}, ...], "model": {"name", "version"}}
 
@@ -29,31 +32,23 @@ from starlette.requests import ClientDisconnect
 
 from luanti_tune.config.settings import Settings
 from luanti_tune.inference.batcher import MicroBatcher
-from luanti_tune.inference.engine import BatchResult, EngineConfig, InferenceEngine
+from luanti_tune.inference.engine import EngineConfig, InferenceEngine
+from luanti_tune.inference.result import BatchResult
 from luanti_tune.policies.batch import ObservationBatch
 from luanti_tune.schemas.agent import Observation
 from luanti_tune.schemas.common import Strict
-from luanti_tune.serve import wire_rows
+from luanti_tune.serve.answer import AGENT_AS_SENT, render, render_columns, render_json
 from luanti_tune.serve.state import get_state
-from luanti_tune.serve.wire import decode_observations
-from luanti_tune.serve.wire_columns import (
-    ColumnsError,
-    columns_to_rows,
-    decode_columns,
-    decode_untyped,
-    is_columns_body,
-    render_columns,
-)
+from luanti_tune.serve.wire_columns import ColumnsError, columns_to_rows, decode_untyped, is_columns_body, read_columns
 from luanti_tune.store.base import Store
 
 log = logging.getLogger(__name__)
 
 _OBS: TypeAdapter[Observation] = TypeAdapter(Observation)
-#: Bodies the fast decoder refused are validated by pydantic on the event loop up to this size
-#: (cheaper than a thread hop), in a worker thread above it. The fast decoder always runs inline.
+#: Rows bodies (validated by pydantic) are parsed on the event loop up to this size (cheaper than
+#: a thread hop), in a worker thread above it; so are columnar bodies in partial mode (validated
+#: row by row when invalid). A columnar body otherwise is always decoded inline.
 INLINE_PARSE_BYTES = 32 * 1024
-#: Key of a partial-mode row error holding the agent name the invalid row was sent with.
-AGENT_AS_SENT = "agent"
 MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack", "application/vnd.msgpack")
 
 
@@ -136,8 +131,6 @@ class ActService:
 
     def start(self) -> None:
         """Build the engine (load, export and check champions) and start polling for swaps."""
-        if self.settings.act_compiled_rows:
-            wire_rows.prepare()  # in the background: JSON rows take the struct decoder until it is ready
         self.engine.start()
         self.started = True
 
@@ -149,39 +142,24 @@ class ActService:
 
     # ------------------------------------------------------------------ parsing
     def parse(self, body: bytes, content_type: str, partial: bool) -> tuple[Sequence[Any], dict[int, dict[str, str]]]:
-        """``(observations, errors)``; in partial mode invalid observations are ``None`` + an error.
+        """``(observations, errors)`` of a request in either format (:meth:`parse_columns`,
+        :meth:`parse_rows`); in partial mode invalid observations are ``None`` + an error."""
+        if is_columns_body(body, _is_msgpack(content_type)):
+            return self.parse_columns(body, content_type, partial)
+        return self.parse_rows(body, content_type, partial)
 
-        Valid requests take the fast wire decoder (:mod:`luanti_tune.serve.wire`, a columnar
-        :class:`ObservationBatch`); anything it does not accept goes through the pydantic models,
-        which name every offending field (or accept what the fast path left to them).
-        """
-        fast = self.parse_fast(body, content_type)
-        if fast is not None:
-            return fast, {}
-        return self.parse_slow(body, content_type, partial)
-
-    def parse_fast(self, body: bytes, content_type: str) -> ObservationBatch | None:
-        """The observations of a valid request via the fast decoders, else ``None``: JSON rows are
-        scanned straight into columns when the compiled scan handles the body
-        (:mod:`luanti_tune.serve.wire_rows`), else (and msgpack) decoded into structs."""
-        msgpack = _is_msgpack(content_type)
-        if not msgpack and self.settings.act_compiled_rows:
-            batch = wire_rows.decode_rows(body, max_agents=self.max_agents)
-            if batch is not None:
-                return batch
-        return decode_observations(body, msgpack=msgpack, max_agents=self.max_agents)
-
-    def parse_slow(
+    def parse_rows(
         self, body: bytes, content_type: str, partial: bool
     ) -> tuple[Sequence[Any], dict[int, dict[str, str]]]:
-        """:meth:`parse` through the pydantic models only (every error named)."""
+        """``(observations, errors)`` of a rows request: validated by the pydantic models, which
+        name every offending field, then a columnar :class:`ObservationBatch` of them."""
         is_msgpack = _is_msgpack(content_type)
         try:
             if is_msgpack:
                 req = self.request_model.model_validate(self._unpack(body))
             else:
                 req = self.request_model.model_validate_json(body)
-            return ObservationBatch(list(req.observations)), {}
+            return ObservationBatch.from_observations(req.observations), {}
         except ValidationError as exc:
             errors = validation_errors(exc)
             if any(e["type"] == "too_long" and e["loc"] == "observations" for e in errors):
@@ -234,13 +212,13 @@ class ActService:
         """
         is_msgpack = _is_msgpack(content_type)
         try:
-            return decode_columns(body, msgpack=is_msgpack, max_agents=self.max_agents), {}
+            return read_columns(body, msgpack=is_msgpack, max_agents=self.max_agents), {}
         except ColumnsError as exc:
             if exc.status == 413:
                 raise Rejected(413, exc.msg) from None
             if not partial or exc.structural:
                 raise Rejected(422, "invalid act request", [_columns_error(exc)]) from None
-        try:  # the same parser as decode_columns: what it read, this reads
+        try:  # the same parser as read_columns: what it read, this reads
             raw = decode_untyped(body, msgpack=is_msgpack)
         except Exception as exc:  # noqa: BLE001 - any decode error is a client error
             raise Rejected(400, f"body is not valid {'msgpack' if is_msgpack else 'JSON'}: {exc}") from None
@@ -264,22 +242,18 @@ class ActService:
             raise Rejected(413, f"request body larger than {self.settings.max_batch_bytes} bytes")
         if is_columns_body(body, _is_msgpack(content_type)):
             return _answer(await self._act_columns(body, content_type, partial), as_json)
-        fast = self.parse_fast(body, content_type)
         obs: Sequence[Any]
         bad: dict[int, dict[str, str]]
-        if fast is not None:
-            obs, bad = fast, {}
-        elif len(body) > INLINE_PARSE_BYTES:
+        if len(body) > INLINE_PARSE_BYTES:
             # off the event loop: /v1/events and other requests keep being served meanwhile
-            obs, bad = await run_in_threadpool(self.parse_slow, body, content_type, partial)
+            obs, bad = await run_in_threadpool(self.parse_rows, body, content_type, partial)
         else:
-            obs, bad = self.parse_slow(body, content_type, partial)
+            obs, bad = self.parse_rows(body, content_type, partial)
         if not bad:
             result = await self.batcher.decide(obs)
             return render_json(result, obs) if as_json else render(result, obs)
-        good = ObservationBatch([o for o in obs if o is not None])
-        result = await self.batcher.decide(good) if len(good) else BatchResult.empty(0)
-        return _answer(render(_widen(result, obs, bad), obs), as_json)
+        result = await self._decide_valid(obs, bad)
+        return _answer(render(result, obs), as_json)
 
     async def _act_columns(self, body: bytes, content_type: str, partial: bool) -> dict[str, Any]:
         if len(body) > INLINE_PARSE_BYTES and partial:
@@ -289,71 +263,27 @@ class ActService:
         if not bad:
             batch = ObservationBatch.of(obs)
             return render_columns(await self.batcher.decide(batch), batch, batch.agents)
-        good = ObservationBatch([o for o in obs if o is not None])
-        result = await self.batcher.decide(good) if len(good) else BatchResult.empty(0)
+        result = await self._decide_valid(obs, bad)
         agents = [o.agent if o is not None else bad[i].get(AGENT_AS_SENT) for i, o in enumerate(obs)]
-        return render_columns(_widen(result, obs, bad), obs, agents)
+        return render_columns(result, obs, agents)
+
+    async def _decide_valid(self, obs: Sequence[Any], bad: dict[int, dict[str, str]]) -> BatchResult:
+        """The decisions of a partial request's valid observations (as columns), the refused
+        ones re-inserted as error entries (indices of the request)."""
+        good = ObservationBatch.from_observations([o for o in obs if o is not None])
+        result = await self.batcher.decide(good) if len(good) else BatchResult.empty(0)
+        out = result.spread(len(obs), [i for i in range(len(obs)) if i not in bad])
+        out.errors.update(bad)
+        return out
 
 
 def _columns_error(exc: ColumnsError) -> dict[str, str]:
     return {"loc": exc.loc, "msg": exc.msg, "type": "columns"}
 
 
-def _widen(result: BatchResult, obs: Sequence[Any], bad: dict[int, dict[str, str]]) -> BatchResult:
-    """Re-insert the agents refused in partial mode as error entries (indices of the request)."""
-    out = result.spread(len(obs), [i for i in range(len(obs)) if i not in bad])
-    out.errors.update(bad)
-    return out
-
-
-def _json(answer: dict[str, Any]) -> bytes:
-    """An answer's JSON text (the columnar answer holds numpy arrays)."""
-    return orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
-
-
 def _answer(answer: dict[str, Any], as_json: bool) -> Any:
-    """``answer``, or its JSON text when ``as_json``."""
-    return _json(answer) if as_json else answer
-
-
-def _one_model(result: BatchResult, main: Any) -> bool:
-    """Whether model ``main`` decided every row: no fallback, no error, no other model (then no
-    entry of the answer carries more than its action)."""
-    return not result.fallback and not result.errors and result.refs.count(main) == len(result.refs)
-
-
-def render(result: BatchResult, obs: Sequence[Any]) -> dict[str, Any]:
-    main = result.main_ref()
-    entries: list[Any] = result.wire()
-    fallback = result.fallback
-    refs = result.refs
-    if not _one_model(result, main):
-        items = obs.items if isinstance(obs, ObservationBatch) else obs
-        for i, (d, ref) in enumerate(zip(entries, refs, strict=True)):
-            if d is None:
-                o = items[i]
-                error = dict(result.errors.get(i) or {})
-                name = o.agent if o is not None else error.get(AGENT_AS_SENT)
-                error.pop(AGENT_AS_SENT, None)
-                entries[i] = {"agent": name, "error": error or None}
-                continue
-            if ref != main and ref is not None:
-                d["model"] = ref[0]
-                d["version"] = ref[1]
-            if fallback and i in fallback:
-                d["fallback"] = fallback[i]
-    return {"actions": entries, "model": {"name": main[0], "version": main[1]} if main else None}
-
-
-def render_json(result: BatchResult, obs: Sequence[Any]) -> bytes:
-    """``orjson.dumps(render(result, obs))``, byte for byte. The common answer (one model decided
-    every agent: no fallback, no errors) is written from the decision columns, without a dict
-    per agent (about 1 ms less at 1000 agents)."""
-    main = result.main_ref()
-    if main is None or not _one_model(result, main):
-        return _json(render(result, obs))
-    model = orjson.dumps({"name": main[0], "version": main[1]})
-    return b'{"actions":' + result.wire_json() + b',"model":' + model + b"}"
+    """``answer``, or its JSON text when ``as_json`` (the columnar answer holds numpy arrays)."""
+    return orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY) if as_json else answer
 
 
 def build_engine(settings: Settings, store: Store | None, registry: Any = None) -> InferenceEngine:

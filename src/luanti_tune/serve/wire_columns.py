@@ -1,8 +1,9 @@
 """The compact ``columns`` format of ``POST /v1/act``: one array per field instead of one object per agent.
 
-JSON rows (``{"observations": [...]}``) stay the default the mod speaks; a client that sends
-many agents per step can send the same observations as columns, which parse into numpy arrays
-without one Python object per agent and per field (JSON or msgpack, same shape)::
+The format the mod sends by default (``luanti_tune.act_format = columns``): every agent's
+observation of one step as columns, parsed into numpy arrays without one Python object per agent
+and per field (JSON or msgpack, same shape). This is the one fast decoder of ``/v1/act``; JSON rows
+(``{"observations": [...]}``) stay accepted through the pydantic models (``serve/act.py``)::
 
     {"columns": {
       "agent": ["enemy-0", "enemy-1"],
@@ -28,7 +29,7 @@ the same values are valid, and they decode to equal :class:`Observation` objects
 sent as integral floats (``42.0``, as Luanti's ``write_json`` writes numbers); ticks go up to
 ``2**53 - 1``.
 
-A columnar request is answered with columns (:func:`render_columns`)::
+A columnar request is answered with columns (:func:`~luanti_tune.serve.answer.render_columns`)::
 
     {"columns": {"agent": [...], "type": ["move", "wait", ...],
                  "dir": {"x": [...], "y": [...], "z": [...]}, "speed": [...]},
@@ -50,40 +51,73 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 from collections.abc import Sequence
 from itertools import chain
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import msgspec
 import numpy as np
 from msgspec import Meta
 
-from luanti_tune.inference.result import BatchResult
 from luanti_tune.policies.batch import ObservationBatch
-from luanti_tune.policies.columns import EntityColumns, ObservationColumns
-from luanti_tune.schemas.agent import MAX_CHAT_LINES, MAX_ENTITIES
-from luanti_tune.schemas.common import NAME_PATTERN
-from luanti_tune.serve import wire
-from luanti_tune.serve.wire import (
-    ChatLine,
-    LastResult,
-    Nearby,
-    Vec3,
-    WCoord,
-    WFloat,
-    WHp,
-    WItemName,
-    WName,
-    WNonNegInt,
-)
+from luanti_tune.policies.columns import MAX_TICK, EntityColumns, ObservationColumns
+from luanti_tune.schemas import agent as schema
+from luanti_tune.schemas.agent import MAX_CHAT_LINES, MAX_ENTITIES, MAX_MESSAGE_CHARS, MAX_NEARBY_RADIUS, AgentKind
+from luanti_tune.schemas.common import MAP_LIMIT, NAME_PATTERN, NODE_CODES, trusted
+from luanti_tune.schemas.common import Vec3 as PVec3
 
 log = logging.getLogger(__name__)
 
-AgentKind = Literal["pursuit", "navigation", "npc", "team"]
-EntityKind = Literal["player", "agent", "mob", "item"]
+# ----------------------------------------------------------------------------- the schema as structs
+# Types, kinds, unknown keys, list/string lengths and numeric bounds are checked by msgspec in C
+# (``Meta`` constraints, the schema's own constants and literals). Unbounded floats carry
+# ``+-DBL_MAX`` bounds so that NaN and infinities (msgpack can carry them; JSON ``1e999`` is
+# refused by msgspec) are refused like pydantic's ``allow_inf_nan=False``. Name characters are
+# checked for the whole request at once (:func:`names_ok`), grid sizes after decoding.
+
+_MAX = sys.float_info.max
+#: A finite float (ints accepted): the bounds refuse NaN and +-inf in C.
+WFloat = Annotated[float, Meta(ge=-_MAX, le=_MAX)]
+WCoord = Annotated[float, Meta(ge=-MAP_LIMIT, le=MAP_LIMIT)]
+WHp = Annotated[float, Meta(ge=0.0, le=1000.0)]
+#: Characters are checked for the whole request at once (see :func:`names_ok`).
+WName = Annotated[str, Meta(min_length=1, max_length=64)]
+WItemName = Annotated[str, Meta(max_length=128)]
+WNonNegInt = Annotated[int, Meta(ge=0)]
+WCode = Annotated[int, Meta(ge=0, le=max(NODE_CODES.values()))]
+WRadius = Annotated[int, Meta(ge=1, le=MAX_NEARBY_RADIUS)]
+WMessage = Annotated[str, Meta(max_length=MAX_MESSAGE_CHARS)]
 #: Ticks as numbers (integral floats accepted); checked integral after decoding.
-WTick = Annotated[float, Meta(ge=0, le=2**53 - 1)]
+WTick = Annotated[float, Meta(ge=0, le=MAX_TICK)]
 WCount = Annotated[float, Meta(ge=0, le=MAX_ENTITIES)]
+#: The schema's entity kinds (its ``Literal``, read from the model: not a copy).
+EntityKind = schema.EntityView.model_fields["kind"].annotation
+
+_NUMBER_TYPES = frozenset((int, float))
+_NAME_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:-"
+
+
+class Vec3(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
+    x: WCoord
+    y: WCoord
+    z: WCoord
+
+
+class Nearby(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
+    radius: WRadius
+    codes: list[WCode]
+
+
+class ChatLine(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
+    sender: WName = msgspec.field(name="from")
+    message: WMessage
+
+
+class LastResult(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
+    action: str
+    ok: bool
+    reason: str | None = None
 
 
 class XYZ(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
@@ -102,7 +136,7 @@ class OptXYZ(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
 
 class EntityCols(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
     count: list[WCount]
-    kind: list[EntityKind] | EntityKind
+    kind: list[EntityKind] | EntityKind  # type: ignore[valid-type]  # a Literal read at run time
     rel: XYZ
     name: list[WName | None] | None = None
     velocity: OptXYZ | None = None
@@ -165,7 +199,7 @@ def is_columns_body(body: bytes, msgpack: bool) -> bool:
 # ----------------------------------------------------------------------------- decoding
 
 
-def decode_columns(body: bytes, *, msgpack: bool, max_agents: int) -> ObservationBatch:
+def read_columns(body: bytes, *, msgpack: bool, max_agents: int) -> ObservationBatch:
     """The observations of a columnar request body; :class:`ColumnsError` when it is invalid."""
     try:
         req = (_MSGPACK if msgpack else _JSON).decode(body)
@@ -177,7 +211,7 @@ def decode_columns(body: bytes, *, msgpack: bool, max_agents: int) -> Observatio
 
 
 def decode_untyped(body: bytes, *, msgpack: bool) -> Any:
-    """``body`` as plain Python values, read by the same parser as :func:`decode_columns`."""
+    """``body`` as plain Python values, read by the same parser as :func:`read_columns`."""
     return (_MSGPACK_ANY if msgpack else _JSON_ANY).decode(body)
 
 
@@ -193,7 +227,7 @@ def _decode_lax(body: bytes, msgpack: bool, max_agents: int) -> ColumnsRequest:
         agents = cols.get("agent")
         if type(agents) is list and len(agents) > max_agents:
             raise ColumnsError("columns.agent", f"too many observations: at most {max_agents} per request", status=413)
-        for key, fix in (("inventory", wire.ints_of_floats_inventory), ("nearby", wire.ints_of_floats_nearby)):
+        for key, fix in (("inventory", _ints_of_floats_inventory), ("nearby", _ints_of_floats_nearby)):
             values = cols.get(key)
             if type(values) is list:
                 for value in values:
@@ -288,11 +322,11 @@ def build_columns(c: Columns, max_agents: int) -> ObservationColumns:
         entities=entities,
         targets=c.targets,
         team=c.team,
-        goal=None if c.goal is None else [None if g is None else wire._vec3(g) for g in c.goal],
+        goal=None if c.goal is None else [None if g is None else _vec3(g) for g in c.goal],
         inventory=c.inventory,
-        nearby=None if c.nearby is None else [None if nb is None else wire._nearby(nb) for nb in c.nearby],
-        chat=None if c.chat is None else [list(map(wire._chat, lines)) for lines in c.chat],
-        last_result=None if c.last_result is None else [None if r is None else wire._last(r) for r in c.last_result],
+        nearby=None if c.nearby is None else [None if nb is None else _nearby(nb) for nb in c.nearby],
+        chat=None if c.chat is None else [list(map(_chat, lines)) for lines in c.chat],
+        last_result=None if c.last_result is None else [None if r is None else _last(r) for r in c.last_result],
     )
 
 
@@ -373,19 +407,89 @@ def _check_names(c: Columns) -> None:
             (line.sender for lines in (c.chat or ()) for line in lines),
         )
     )
-    if wire.names_ok(names):
+    if names_ok(names):
         return
     for loc, values, nested in groups:
         for i, v in enumerate(values):
             for j, name in enumerate(v if nested else [v]):
-                if name is not None and not wire.names_ok([name]):
+                if name is not None and not names_ok([name]):
                     where = f"{loc}[{i}][{j}]" if nested else f"{loc}[{i}]"
                     raise ColumnsError(where, f"name {name!r} must match {NAME_PATTERN}")
     for i, lines in enumerate(c.chat or ()):
         for j, line in enumerate(lines):
-            if not wire.names_ok([line.sender]):
+            if not names_ok([line.sender]):
                 raise ColumnsError(f"columns.chat[{i}][{j}].from", f"name {line.sender!r} must match {NAME_PATTERN}")
     raise ColumnsError("columns", "a name does not match the name pattern")  # pragma: no cover - found above
+
+
+def _vec3(v: Vec3) -> PVec3:
+    return trusted(PVec3, {"x": v.x, "y": v.y, "z": v.z}, _VEC3_FIELDS)
+
+
+def _chat(c: ChatLine) -> schema.ChatLine:
+    return trusted(schema.ChatLine, {"sender": c.sender, "message": c.message}, _CHAT_FIELDS)
+
+
+def _nearby(nb: Nearby) -> schema.Nearby:
+    return trusted(schema.Nearby, {"radius": nb.radius, "codes": list(nb.codes)}, _NEARBY_FIELDS)
+
+
+def _last(lr: LastResult) -> schema.LastResult:
+    return trusted(schema.LastResult, {"action": lr.action, "ok": lr.ok, "reason": lr.reason}, _RESULT_FIELDS)
+
+
+_VEC3_FIELDS = frozenset(PVec3.model_fields)
+_NEARBY_FIELDS = frozenset(schema.Nearby.model_fields)
+_CHAT_FIELDS = frozenset(schema.ChatLine.model_fields)
+_RESULT_FIELDS = frozenset(schema.LastResult.model_fields)
+
+
+def names_ok(names: list[str]) -> bool:
+    """Whether every one of ``names`` is made of ``[A-Za-z0-9_.:-]`` only (one pass for all of them)."""
+    if not names:
+        return True
+    joined = "\n".join(names)
+    if not joined.isascii():
+        return False
+    rest = joined.encode("ascii").translate(None, _NAME_CHARS)
+    # only the separators may remain: a name holding "\n" (or any other character) shows up here
+    return len(rest) == len(names) - 1 and rest.count(b"\n") == len(rest)
+
+
+def _int(value: Any) -> Any:
+    """``value`` as an ``int`` if it is an integral finite float, else unchanged (refused later)."""
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return value
+
+
+def _ints_of_floats_inventory(inv: Any) -> None:
+    """In place: an untyped inventory's integral float counts become ``int`` (other shapes left alone)."""
+    if type(inv) is dict:
+        for k, v in inv.items():
+            inv[k] = _int(v)
+
+
+def _ints_of_floats_nearby(nb: Any) -> None:
+    """In place: an untyped nearby grid's integral float radius and codes become ``int``."""
+    if type(nb) is dict:
+        if "radius" in nb:
+            nb["radius"] = _int(nb["radius"])
+        codes = nb.get("codes")
+        if type(codes) is list:
+            nb["codes"] = _ints(codes)
+
+
+def _ints(values: list[Any]) -> list[Any]:
+    """``[_int(v) for v in values]``, vectorised when all are small integral numbers (voxel codes)."""
+    if values and set(map(type, values)) <= _NUMBER_TYPES:  # no bools, strings ... (left to msgspec)
+        try:
+            a = np.array(values, dtype=np.float64)
+        except OverflowError:  # an int beyond float range: refused later anyway
+            a = None
+        if a is not None and np.all((a == np.floor(a)) & (np.abs(a) <= 2.0**53)):
+            return a.astype(np.int64).tolist()  # type: ignore[no-any-return]
+    return [_int(v) for v in values]
 
 
 # ----------------------------------------------------------------------------- reference: rows
@@ -563,69 +667,14 @@ def _entity_rows(ents: dict[str, Any]) -> list[list[dict[str, Any]]]:
     return out
 
 
-# ----------------------------------------------------------------------------- answering
-
-
-def render_columns(result: BatchResult, obs: Sequence[Any], agents: Sequence[str | None]) -> dict[str, Any]:
-    """The columnar answer to a columnar request (see the module documentation).
-
-    ``obs``: the request's observations (``None`` for rows refused in partial mode) and
-    ``agents`` their names.
-    """
-    n = len(result)
-    main = result.main_ref()
-    typ = ["wait"] * n
-    dirs = np.zeros((n, 3))
-    speed = np.zeros(n)
-    covered = np.zeros(n, dtype=bool)
-    refs = result.refs
-    all_main = refs.count(main) == n and not result.fallback
-    for rows, cols in result.blocks:
-        if not all_main:
-            mine = np.fromiter((refs[i] == main for i in rows.tolist()), dtype=bool, count=len(rows))
-            if not mine.all():
-                rows, cols = rows[mine], cols.take(np.flatnonzero(mine))
-        if len(rows) == n:  # one block decided every row: rows are 0..n-1
-            typ = ["move" if m else "wait" for m in cols.move.tolist()]
-            dirs, speed = np.where(cols.move[:, None], cols.dir, 0.0), np.where(cols.move, cols.speed, 0.0)
-            covered[:] = True
-            continue
-        covered[rows] = True
-        dirs[rows] = np.where(cols.move[:, None], cols.dir, 0.0)
-        speed[rows] = np.where(cols.move, cols.speed, 0.0)
-        for i, m in zip(rows.tolist(), cols.move.tolist(), strict=True):
-            typ[i] = "move" if m else "wait"
-    extra: dict[str, Any] = {}
-    rest = np.flatnonzero(~covered).tolist()
-    if rest:
-        from luanti_tune.serve.act import render
-
-        entries = render(result, obs)["actions"]
-        for i in rest:
-            entry = entries[i]
-            extra[str(i)] = entry
-            typ[i] = entry.get("type", "error")
-    x, y, z = np.ascontiguousarray(dirs.T)  # contiguous columns: orjson writes them straight
-    return {
-        "columns": {
-            "agent": list(agents),
-            "type": typ,
-            "dir": {"x": x, "y": y, "z": z},
-            "speed": speed,
-        },
-        "rows": extra,
-        "model": {"name": main[0], "version": main[1]} if main else None,
-    }
-
-
 __all__ = [
     "Columns",
     "ColumnsError",
     "ColumnsRequest",
     "columns_to_rows",
-    "decode_columns",
     "decode_untyped",
     "is_columns_body",
-    "render_columns",
+    "names_ok",
+    "read_columns",
     "rows_to_columns",
 ]

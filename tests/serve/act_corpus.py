@@ -1,41 +1,41 @@
-"""The msgspec fast path of ``/v1/act`` (serve/wire.py) against the pydantic request model.
-
-Invariant under test: whenever ``decode_observations`` accepts a body, the pydantic path accepts it
-too and every materialised observation equals pydantic's (same ``repr``: same types, same float
-signs); whenever pydantic refuses, the fast path refuses (``None``). Checked on rich valid
-requests and on a seeded differential mutation fuzz (JSON and msgpack).
-"""
+"""The shared corpus of the ``/v1/act`` decoder tests: valid observations of every kind and field,
+a seeded mutation of request trees (wrong types, bounds, names, lengths, extra keys, number tokens
+of any length and exponent, integral floats), rows as the mod writes them, JSON and msgpack
+writers, and the pydantic verdict every decoded body is compared with (test_act_rows.py,
+test_act_columns.py): :func:`columns_differential` holds the columnar decoder's invariant."""
 
 from __future__ import annotations
 
 import copy
 import json
-import logging
 import math
 import random
 from typing import Any
 
 import msgpack
-import numpy as np
-import orjson
-import pytest
+import msgspec
 from pydantic import ValidationError
 
 from luanti_tune.config.settings import Settings
+from luanti_tune.policies.batch import ObservationBatch
+from luanti_tune.schemas.agent import Observation
 from luanti_tune.schemas.common import NODE_CODES
 from luanti_tune.serve.act import ActService
-from luanti_tune.serve.wire import WireObservation, decode_observations, to_observation, to_observation_validated
-
-log = logging.getLogger(__name__)
+from luanti_tune.serve.wire_columns import ColumnsError, columns_to_rows, read_columns
 
 MAX_AGENTS = 6
-_MODELS: dict[int, Any] = {}
+_SERVICES: dict[int, ActService] = {}
+
+
+def service(max_agents: int) -> ActService:
+    """An act service (no engine started) accepting at most ``max_agents`` observations."""
+    if max_agents not in _SERVICES:
+        _SERVICES[max_agents] = ActService(Settings(act_max_agents=max_agents), None)
+    return _SERVICES[max_agents]
 
 
 def request_model(max_agents: int) -> Any:
-    if max_agents not in _MODELS:
-        _MODELS[max_agents] = ActService(Settings(act_max_agents=max_agents), None).request_model
-    return _MODELS[max_agents]
+    return service(max_agents).request_model
 
 
 class Raw(str):
@@ -101,29 +101,6 @@ def pydantic_verdict(body: bytes, is_msgpack: bool, max_agents: int) -> list[Any
         return list(model.model_validate_json(body).observations)
     except ValidationError:
         return None
-
-
-def differential(body: bytes, is_msgpack: bool, max_agents: int) -> tuple[bool, bool]:
-    """``(pydantic accepts, fast path accepts)``, asserting the invariant."""
-    ref = pydantic_verdict(body, is_msgpack, max_agents)
-    fast = decode_observations(body, msgpack=is_msgpack, max_agents=max_agents)
-    if fast is None:
-        return ref is not None, False
-    assert ref is not None, f"fast path accepted a body pydantic refuses: {body[:400]!r}"
-    assert len(fast) == len(ref)
-    for item, want in zip(fast.items, ref, strict=True):
-        assert isinstance(item, WireObservation)
-        got = to_observation(item)
-        assert got == want and repr(got) == repr(want), f"{got!r} != {want!r}"
-        assert repr(to_observation_validated(item)) == repr(want)
-        assert type(item.tick) is int
-        if item.nearby is not None:
-            assert type(item.nearby.radius) is int and all(type(c) is int for c in item.nearby.codes)
-        assert all(type(v) is int for v in item.inventory.values())
-    return True, True
-
-
-# ----------------------------------------------------------------------------- valid requests
 
 
 def vec(rng: random.Random, scale: float = 30.0) -> dict[str, Any]:
@@ -195,102 +172,6 @@ def rich_observations(rng: random.Random) -> list[dict[str, Any]]:
             e.pop("name_", None)
     return out
 
-
-def test_rich_valid_requests_take_the_fast_path_and_equal_pydantic() -> None:
-    rng = random.Random(1)
-    observations = rich_observations(rng)
-    tree = {"observations": observations}
-    for body, is_msgpack in ((to_json(tree), False), (orjson.dumps(tree), False), (msgpack.packb(tree), True)):
-        assert differential(body, is_msgpack, MAX_AGENTS) == (True, True)
-        batch = decode_observations(body, msgpack=is_msgpack, max_agents=MAX_AGENTS)
-        assert batch is not None
-        ref = pydantic_verdict(body, is_msgpack, MAX_AGENTS)
-        assert ref is not None
-        assert batch.agents == [o.agent for o in ref]
-        assert batch.kinds == [o.kind for o in ref]
-        assert batch.ticks.tolist() == [o.tick for o in ref]
-        np.testing.assert_array_equal(batch.pos, np.array([o.pos.as_tuple() for o in ref]))
-        assert list(batch) == ref  # sequence of materialised Observations
-        assert batch[1].tick == 7 and type(batch.items[1].tick) is int
-        assert batch.items[2].chat[0].sender == "alice"
-        assert batch.items[4].velocity.x == 0.0 and batch.items[4].entities == []
-
-
-def test_empty_and_limit_sized_requests() -> None:
-    one = {"agent": "a", "kind": "npc", "pos": {"x": 0, "y": 0, "z": 0}}
-    assert differential(orjson.dumps({"observations": []}), False, MAX_AGENTS) == (True, True)
-    full = orjson.dumps({"observations": [one] * MAX_AGENTS})
-    assert differential(full, False, MAX_AGENTS) == (True, True)
-    over = orjson.dumps({"observations": [one] * (MAX_AGENTS + 1)})
-    assert differential(over, False, MAX_AGENTS) == (False, False)
-    big = dict(one, targets=["t"] * 64, entities=[{"kind": "mob", "rel": one["pos"]}] * 64)
-    big["chat"] = [{"from": "a", "message": "m"}] * 16
-    big["nearby"] = grid(random.Random(0), 8)
-    assert differential(orjson.dumps({"observations": [big]}), False, MAX_AGENTS) == (True, True)
-
-
-@pytest.mark.parametrize(
-    ("field", "value"),
-    [
-        ("tick", Raw("1e999")),
-        ("yaw", Raw("1e999")),
-        ("yaw", Raw("-1e999")),
-        ("hp", Raw("1e999")),
-        ("yaw", Raw("NaN")),
-        ("tick", 4.5),
-        ("tick", True),
-        ("yaw", "1"),
-        ("agent", "a\nb"),
-        ("agent", "a b"),
-        ("agent", "é"),
-        ("agent", "a" * 65),
-        ("agent", ""),
-        ("kind", "Pursuit"),
-        ("velocity", None),
-        ("hp", 1000.0000000000002),
-    ],
-)
-def test_refused_like_pydantic(field: str, value: Any) -> None:
-    obs = {"agent": "a", "kind": "npc", "pos": {"x": 0, "y": 0, "z": 0}, field: value}
-    assert differential(to_json({"observations": [obs]}), False, MAX_AGENTS) == (False, False)
-
-
-@pytest.mark.parametrize(
-    ("radius", "codes", "valid"),
-    [
-        (1.0, [1.0] * 27, True),
-        (1, [2.0] * 26 + [3], True),
-        (2.0, [0.0] * 124 + [-0.0], True),
-        (1, [1.0] * 26 + [True], False),
-        (1, [1.0] * 26 + [Raw("1" + "0" * 400)], False),
-        (1, [1.0] * 26 + [6.5], False),
-        (1, [1.0] * 26 + [7.0], False),
-        (1, [1.0] * 26 + [Raw("1e999")], False),
-        (1.5, [1.0] * 27, False),
-        (1.0, [1.0] * 26, False),
-    ],
-)
-def test_integral_float_grids(radius: Any, codes: list[Any], valid: bool) -> None:
-    """Integral floats for integers (Lua's write_json) take the second decode; the structs hold ints."""
-    obs = {"agent": "a", "kind": "npc", "pos": {"x": 0, "y": 0, "z": 0}, "nearby": {"radius": radius, "codes": codes}}
-    tree = {"observations": [obs]}
-    assert differential(to_json(tree), False, MAX_AGENTS) == (valid, valid)
-    packed = to_msgpack(tree)
-    if packed is not None:
-        assert differential(packed, True, MAX_AGENTS) == (valid, valid)
-
-
-def test_non_finite_msgpack_floats_refused() -> None:
-    for value in (math.nan, math.inf, -math.inf):
-        for obs in (
-            {"agent": "a", "kind": "npc", "pos": {"x": 0, "y": 0, "z": 0}, "yaw": value},
-            {"agent": "a", "kind": "npc", "pos": {"x": value, "y": 0, "z": 0}},
-            {"agent": "a", "kind": "npc", "pos": {"x": 0, "y": 0, "z": 0}, "tick": value},
-        ):
-            assert differential(msgpack.packb({"observations": [obs]}), True, MAX_AGENTS) == (False, False)
-
-
-# ----------------------------------------------------------------------------- mutation fuzz
 
 _NAN = float("nan")
 SPECIALS: list[Any] = [
@@ -403,6 +284,71 @@ def bodies(tree: Any, rng: random.Random) -> list[tuple[bytes, bool]]:
     return out
 
 
+def lua_number(x: float) -> Raw:
+    """``x`` as the mod writes it: Lua's ``%.14g`` (integers without a fraction, small ones with an exponent)."""
+    return Raw(f"{x:.14g}")
+
+
+def mod_row(rng: random.Random, i: int) -> dict[str, Any]:
+    """A row as ``act.observe`` of the mod builds it (numbers in Lua's format)."""
+
+    def lvec(scale: float) -> dict[str, Any]:
+        return {k: lua_number(rng.uniform(-scale, scale)) for k in "xyz"}
+
+    o: dict[str, Any] = {
+        "agent": f"pursuit-{i}",
+        "kind": rng.choice(("pursuit", "pursuit", "navigation", "team", "npc")),
+        "tick": rng.choice((i, float(i), Raw(f"{i}.0"), Raw(f"{i}e0"))),
+        "pos": lvec(300),
+        "yaw": lua_number(rng.uniform(-3.2, 3.2)),
+        "pitch": lua_number(0),
+        "hp": rng.choice((20, 7.5, 0, 1000)),
+        "velocity": lvec(4),
+        "entities": [
+            {"kind": "player", "name": rng.choice(("alice", "bob_2", "c.d:e-f")), "rel": lvec(30), "velocity": lvec(4)}
+            | ({"hp": lua_number(rng.uniform(0, 20))} if rng.random() < 0.5 else {})
+            for _ in range(rng.choice((0, 1, 1, 1, 2, 3)))
+        ],
+        "targets": [],
+    }
+    o["targets"] = [e["name"] for e in o["entities"] if rng.random() < 0.8]
+    if rng.random() < 0.7:
+        o["last_result"] = {
+            "action": rng.choice(("move", "wait", "dig", "")),
+            "ok": rng.random() < 0.7,
+            **({"reason": rng.choice(("blocked", "3 nodes away: too far", None))} if rng.random() < 0.6 else {}),
+        }
+    if rng.random() < 0.2:
+        o["last_result"] = None
+    if rng.random() < 0.3:
+        o["goal"] = rng.choice((lvec(100), None))
+    if rng.random() < 0.3:
+        o["team"] = rng.choice(("team", "red", None))
+    if rng.random() < 0.2:
+        o["entities"].append({"kind": rng.choice(("mob", "item", "agent")), "rel": lvec(5), "name": None, "team": None})
+    if rng.random() < 0.2:
+        o["entities"].append({"kind": "agent", "rel": vec(rng, 5), "team": "red", "velocity": None, "hp": None})
+    keys = list(o)
+    rng.shuffle(keys)
+    return {k: o[k] for k in keys}
+
+
+def spaced(text: bytes) -> bytes:
+    """``text`` with blanks around every structural character (outside strings)."""
+    out = bytearray()
+    in_string = escaped = False
+    for c in text:
+        if in_string:
+            in_string = escaped or c != ord('"')
+            escaped = not escaped and c == ord("\\")
+        elif c == ord('"'):
+            in_string = True
+        elif c in b",:{}[]":
+            out += b" \n\t\r"[: 1 + c % 4]
+        out.append(c)
+    return bytes(out)
+
+
 NOT_REQUESTS: list[bytes] = [
     b"", b"[]", b"null", b"1", b'"x"', b"{}", b'{"observations": null}', b'{"observations": {}}',
     b'{"observations": [null]}', b'{"observations": [[]]}', b"{", b'{"observations": []', b"\xff\xfe",
@@ -410,35 +356,89 @@ NOT_REQUESTS: list[bytes] = [
 ]  # fmt: skip
 
 
-def test_differential_mutation_fuzz() -> None:
-    rng = random.Random(20261126)
-    pool = rich_observations(rng)
-    checked = accepted_valid = slow_valid = refused = 0
-    for i in range(2400):
-        k = rng.randint(1, 4)
-        tree: dict[str, Any] = {"observations": copy.deepcopy(rng.sample(pool, k))}
-        for _ in range(rng.choice((1, 1, 1, 2, 3))):
-            mutate(tree, rng)
-        max_agents = rng.choice((MAX_AGENTS, MAX_AGENTS, k - 1 if k > 1 else 1, k))
-        for body, is_msgpack in bodies(tree, rng):
-            valid, fast = differential(body, is_msgpack, max_agents)
-            checked += 1
-            if valid:
-                accepted_valid += fast
-                slow_valid += not fast
-                if not fast:
-                    log.warning("valid body took the slow path (mutation %d): %r", i, body[:300])
-            else:
-                refused += 1
-    for body in NOT_REQUESTS:
-        for is_msgpack in (False, True):
-            assert differential(body, is_msgpack, MAX_AGENTS) == (False, False), body
-    log.warning(
-        "fuzz: %d bodies, %d refused by both, %d valid on the fast path, %d valid on the slow path",
-        checked,
-        refused,
-        accepted_valid,
-        slow_valid,
+# ----------------------------------------------------------------------------- columns vs pydantic
+
+#: Ticks columns hold (documented: a row may carry a larger one, a columnar request not).
+TICK_LIMIT = 2**53 - 1
+
+
+def columns_verdict(body: bytes, packed: bool, max_agents: int) -> ObservationBatch | ColumnsError:
+    try:
+        return read_columns(body, msgpack=packed, max_agents=max_agents)
+    except ColumnsError as exc:
+        return exc
+
+
+def rows_reference(body: bytes, packed: bool, max_agents: int) -> list[Observation] | str:
+    """What the rows a columnar body stands for (:func:`columns_to_rows`) are to pydantic: the
+    observations, ``"structural"`` (no rows to read) or ``"invalid"``."""
+    try:  # the JSON parser of read_columns (pydantic's own parser is compared on rows bodies)
+        raw = msgpack.unpackb(body, raw=False, strict_map_key=True) if packed else msgspec.json.decode(body)
+    except Exception:  # noqa: BLE001 - not decodable at all
+        return "structural"
+    if type(raw) is not dict or set(raw) != {"columns"}:
+        return "structural"
+    try:
+        rows = columns_to_rows(raw["columns"])
+    except ColumnsError:
+        return "structural"
+    if len(rows) > max_agents:
+        return "structural"
+    try:
+        return [Observation.model_validate(r) for r in rows]
+    except ValidationError:
+        return "invalid"
+
+
+def _no_entities(got: ColumnsError, tree: Any) -> bool:
+    """Documented exception: the entity columns are checked (``kind``/``rel`` required, a broadcast
+    ``kind`` valid) even when no row has an entity, so they stand for no row's value."""
+    ents = tree["columns"].get("entities")
+    return (
+        got.loc.startswith("columns.entities.")
+        and not got.loc.startswith("columns.entities.count")
+        and type(ents) is dict
+        and type(ents.get("count")) is list
+        and sum(ents["count"]) == 0
     )
-    assert checked >= 4000 and refused >= 1500 and accepted_valid >= 500
-    assert slow_valid <= checked // 100
+
+
+def _big_tick(tree: Any) -> bool:
+    tick = tree.get("columns", {}).get("tick") if type(tree) is dict and type(tree.get("columns")) is dict else None
+    values: list[Any] = tick if type(tick) is list else [tick]
+    return any(type(t) in (int, float) and t > TICK_LIMIT for t in values)
+
+
+def assert_same(got: Any, want: list[Observation]) -> None:
+    got = list(got)
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        assert g == w and repr(g) == repr(w), f"{g!r} != {w!r}"
+
+
+def columns_differential(tree: Any, body: bytes, packed: bool, max_agents: int = 64) -> str:
+    """The columnar decoder against pydantic on the rows ``body`` stands for (``tree``: what was
+    written): equal observations when both accept, a 422 naming a column when pydantic refuses.
+    Returns the outcome: ``both_accept``, ``both_refuse``, ``structural``, ``big_tick`` or
+    ``no_entities`` (the documented exceptions)."""
+    got = columns_verdict(body, packed, max_agents)
+    want = rows_reference(body, packed, max_agents)
+    if isinstance(got, ObservationBatch):
+        assert isinstance(want, list), f"columns accepted what the rows refuse ({want}): {body[:500]!r}"
+        assert got.cols is not None
+        assert_same(got, want)
+        return "both_accept"
+    assert got.status in (413, 422) and got.loc and got.msg
+    if isinstance(want, list):
+        parsed = json.loads(to_json(tree))
+        if _no_entities(got, parsed):
+            return "no_entities"
+        assert _big_tick(parsed), f"refused valid rows: {got.loc}: {got.msg}: {body[:500]!r}"
+        return "big_tick"
+    if want == "invalid":
+        assert not got.structural, f"per-row error reported as structural: {got.loc}: {got.msg}"
+        assert got.loc.startswith("columns."), (got.loc, got.msg)
+        return "both_refuse"
+    if not got.loc.startswith("columns."):  # nothing to answer row by row
+        assert got.structural, (got.loc, got.msg)
+    return "structural"
