@@ -1,7 +1,7 @@
 """The mod's columnar ``/v1/act`` request (``luanti_tune.act_format = columns``) is what the service
 reads: the Lua conversion (``act.to_columns`` in mods/luanti_tune/src/act.lua, run here by the real
 ``lua5.1`` interpreter) gives the same columns as the reference :func:`rows_to_columns`, and the
-service's :func:`decode_columns` reads them back into exactly the Observations of the rows."""
+service's :func:`read_columns` reads them back into exactly the Observations of the rows."""
 
 from __future__ import annotations
 
@@ -14,13 +14,15 @@ from typing import Any
 import pytest
 
 from luanti_tune.schemas.agent import Observation
-from luanti_tune.serve.wire_columns import decode_columns, rows_to_columns
+from luanti_tune.serve.wire_columns import read_columns, rows_to_columns
 
 MOD = Path(__file__).resolve().parents[2] / "mods" / "luanti_tune"
 
 # Runs the mod's modules outside the engine (as the busted specs do). Modes:
 #   convert: stdin = JSON list of observation lists -> JSON list of act.to_columns bodies
 #   observe: observations built by act.observe from a small fake world -> {rows, columns} bodies
+#   loop: the bodies the decision loop (act:step) sends in that world with the mod's default
+#         settings and with act_format = rows -> {default, rows, default_format, rows_format}
 DRIVER = r"""
 local src, mode = arg[1], arg[2]
 local loaded = {}
@@ -70,6 +72,43 @@ local ents = {
 	ent("team-1", "team", { x = 2, y = 8, z = -1 }, { team = "reds", _last_result = { action = "move", ok = true } }),
 	ent("team-2", "team", { x = 2, y = 8, z = 1 }),
 }
+if mode == "loop" then
+	-- the decision loop with the mod's own settings: its defaults, and act_format = rows
+	local config = luanti_tune.require("config")
+	core.get_connected_players = function()
+		local out = {}
+		for i, pl in ipairs(players) do
+			out[i] = {
+				get_player_name = function() return pl.name end,
+				get_pos = function() return pl.pos end,
+				get_velocity = function() return pl.vel end,
+				get_hp = function() return pl.hp end,
+			}
+		end
+		return out
+	end
+	local out = {}
+	for _, format in ipairs({ "default", "rows" }) do
+		local cfg = config.read({ get = function(_, k)
+			if k == "luanti_tune.act_format" and format ~= "default" then return format end
+			return nil
+		end })
+		local sent
+		local self = act.new({
+			fetch = function(req) sent = req.data end, cfg = cfg, now = function() return 0 end,
+			log = function() end, ratelog = { log_key = function() end }, tick = function() return 42 end,
+			emit = function() end,
+			agents = { any = function() return true end, each = function() return ipairs(ents) end },
+		})
+		for _ = 1, cfg.act_interval do
+			self:step()
+		end
+		out[format] = sent
+		out[format .. "_format"] = cfg.act_format
+	end
+	io.write(json.encode(out))
+	return
+end
 local obs = json.array()
 for i, e in ipairs(ents) do
 	obs[i] = act.observe(e, 42, players, { nearby_radius = 1 }, chat, {})
@@ -204,7 +243,7 @@ def _per_row(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _decoded(body: Any) -> list[Observation]:
-    return list(decode_columns(json.dumps(body).encode(), msgpack=False, max_agents=1000))
+    return list(read_columns(json.dumps(body).encode(), msgpack=False, max_agents=1000))
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -235,3 +274,23 @@ def test_mod_observations_sent_as_columns_decode_like_the_rows(tmp_path: Path) -
     assert all(o.nearby is not None for o in expected)
     assert _per_row(columns) == _per_row(rows_to_columns(rows))
     assert _decoded(columns) == expected
+
+
+def test_the_mod_sends_columns_by_default_and_the_service_reads_its_rows_observations(tmp_path: Path) -> None:
+    """The mod's default traffic: act:step with the mod's own default settings sends the columnar
+    format (nearby grids of radius 1 included), and the service reads it into exactly the
+    Observations of the same step sent as rows (act_format = rows), through its request parser."""
+    from luanti_tune.config.settings import Settings
+    from luanti_tune.serve.act import ActService
+
+    sent = _run_lua(tmp_path, "loop")
+    assert sent["default_format"] == "columns" and sent["rows_format"] == "rows"
+    default, rows = sent["default"].encode(), sent["rows"].encode()
+    assert default.startswith(b'{"columns":{') and rows.startswith(b'{"observations":[')
+    service = ActService(Settings(), None)
+    got, bad = service.parse(default, "application/json", False)
+    want, bad_rows = service.parse(rows, "application/json", False)
+    assert not bad and not bad_rows and got.cols is not None and want.cols is not None
+    expected = [Observation.model_validate(r) for r in json.loads(rows)["observations"]]
+    assert list(got) == list(want) == expected
+    assert all(o.nearby is not None and o.nearby.radius == 1 for o in expected)

@@ -1,6 +1,7 @@
--- The opt-in columnar /v1/act format (luanti_tune.act_format = columns): the request columns
--- (act.to_columns, mirroring rows_to_columns in luanti_tune.serve.wire_columns), the decoding of
--- the columnar answer (act.columns_actions) and the decision loop in both formats.
+-- The columnar /v1/act format the mod sends by default (luanti_tune.act_format = columns): the
+-- request columns (act.to_columns, mirroring rows_to_columns in luanti_tune.serve.wire_columns),
+-- the decoding of the columnar answer (act.columns_actions) and the decision loop in both formats
+-- (the default traffic round-trip: observations -> columns -> the answer's actions applied).
 local helper = require("spec.helper")
 local json = luanti_tune.require("json")
 local act = luanti_tune.require("act")
@@ -241,8 +242,8 @@ local function ok(body)
 end
 
 describe("decision loop formats", function()
-	it("reads act_format (rows by default) and falls back to rows with a warning for an unknown value", function()
-		assert.equals("rows", config.read({ get = function() end }).act_format)
+	it("reads act_format (columns by default) and falls back to columns with a warning for an unknown value", function()
+		assert.equals("columns", config.read({ get = function() end }).act_format)
 		local warned = {}
 		local function read(v)
 			return config.read({ get = function(_, k)
@@ -254,13 +255,13 @@ describe("decision loop formats", function()
 		assert.equals("columns", read("columns"))
 		assert.equals("rows", read("rows"))
 		assert.same({}, warned)
-		assert.equals("rows", read("colums"))
+		assert.equals("columns", read("colums"))
 		assert.equals(1, #warned)
-		assert.matches("luanti_tune.act_format must be one of rows, columns, got \"colums\"; using rows", warned[1])
+		assert.matches("luanti_tune.act_format must be one of rows, columns, got \"colums\"; using columns", warned[1])
 	end)
 
-	it("sends rows by default, exactly the JSON of the observations, and applies data.actions", function()
-		local self, rec = loop({ ["luanti_tune.act_interval"] = "1" })
+	it("sends rows with act_format = rows, exactly the JSON of the observations, and applies data.actions", function()
+		local self, rec = loop({ ["luanti_tune.act_interval"] = "1", ["luanti_tune.act_format"] = "rows" })
 		assert.is_true(self:step())
 		local body = rec.fetches[1].req.data
 		assert.equals('{"observations":[{', body:sub(1, 18))
@@ -285,10 +286,11 @@ describe("decision loop formats", function()
 		assert.equals(1, self.stats.failures)
 	end)
 
-	it("sends the same observations as columns and applies the decoded answer like rows", function()
-		local rows_self, rows_rec = loop({ ["luanti_tune.act_interval"] = "1" })
+	it("sends the same observations as columns by default and applies the decoded answer like rows", function()
+		local rows_self, rows_rec = loop({ ["luanti_tune.act_interval"] = "1", ["luanti_tune.act_format"] = "rows" })
 		rows_self:step()
-		local self, rec = loop({ ["luanti_tune.act_interval"] = "1", ["luanti_tune.act_format"] = "columns" })
+		local self, rec = loop({ ["luanti_tune.act_interval"] = "1" }) -- the defaults: columns
+		assert.equals("columns", self.c.cfg.act_format)
 		assert.is_true(self:step())
 		local body = rec.fetches[1].req.data
 		assert.equals('{"columns":{', body:sub(1, 12))
@@ -299,6 +301,10 @@ describe("decision loop formats", function()
 		assert.same({ {}, { { from = "bob", message = "hello npc-1" } }, {} }, cols.chat)
 		assert.same({ null, null, "team" }, cols.team)
 		assert.same({ 1, 1, 1 }, cols.entities.count)
+		for i = 1, 3 do -- the default grid: radius 1 around every agent
+			assert.equals(1, cols.nearby[i].radius)
+			assert.equals(27, #cols.nearby[i].codes)
+		end
 		rec.fetches[1].cb(ok(json.encode({
 			columns = { agent = { "pursuit-1", "npc-1", "team-1" }, type = { "move", "dig", "wait" },
 				dir = { x = { 1, 0, 0 }, y = { 0, 0, 0 }, z = { 0, 0, 0 } }, speed = { 1, 0, 0 } },

@@ -111,9 +111,10 @@ function act.observe(ent, tick, players, cfg, chat, cache)
 end
 
 -- ------------------------------------------------------------------ columnar format
--- With luanti_tune.act_format = columns the request is one array per field (the service's
--- compact format, documented in luanti_tune.serve.wire_columns; act.to_columns mirrors its
--- rows_to_columns) and the answer comes back as columns (act.columns_actions).
+-- By default (luanti_tune.act_format = columns) the request is one array per field (the service's
+-- columnar format, documented in luanti_tune.serve.wire_columns; act.to_columns mirrors its
+-- rows_to_columns) and the answer comes back as columns (act.columns_actions); act_format = rows
+-- sends {observations = [...]}, one object per agent, answered with an actions list.
 
 local NULL = json.null
 local ARRAY_MT = getmetatable(json.array())

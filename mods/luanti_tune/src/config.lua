@@ -14,7 +14,7 @@ config.SPEC = {
 	{ "queue_bound", "int", 10000, 10, 1000000 },
 	{ "act_interval", "int", 2, 1, 1000 },
 	{ "act_timeout", "float", 2, 0.1, 60 },
-	{ "act_format", "enum", "rows", { "rows", "columns" } },
+	{ "act_format", "enum", "columns", { "rows", "columns" } },
 	{ "http_timeout", "float", 5, 0.5, 120 },
 	{ "backoff_max", "float", 10, 0.1, 600 },
 	{ "nearby_radius", "int", 1, 0, 3 },
