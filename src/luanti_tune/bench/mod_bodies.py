@@ -4,9 +4,10 @@ The mod's own decision loop (``act:step`` in mods/luanti_tune/src/act.lua: ``act
 encoder and ``act.to_columns``, with the mod's settings and their defaults, e.g. a ``nearby`` grid
 of radius 1) runs in a ``lua5.1`` (or ``luajit``) subprocess over a small fake world: a flat floor,
 seven players walking circles, N pursuit agents around them, every agent seeing every player
-(seven entities and targets each), positions and velocities as floats rounded to 1/1000 node. Each
-body is one decision later than the previous one (the server tick advances by ``act_interval``,
-2), in either format, so an agent never goes back in time.
+(seven entities and targets each), positions and velocities as floats rounded to 1/1000 node, and
+the result of its last action (a move applied, as ``agents.apply`` records it) from its second
+decision on. Each body is one decision later than the previous one (the server tick advances by
+``act_interval``, 2), in either format, so an agent never goes back in time.
 """
 
 from __future__ import annotations
@@ -155,6 +156,10 @@ for line in io.lines() do
 		assert(l.self:step(), "the decision loop sent nothing")
 		io.write(l.sent[#l.sent], "\n")
 		l.sent[#l.sent] = nil
+		for _, ent in l.self.c.agents.each() do
+			-- what agents.apply records when the answer's move is applied (sent with the next step)
+			ent._last_result = { action = "move", ok = true }
+		end
 		tick = tick + interval
 	end
 	io.flush()

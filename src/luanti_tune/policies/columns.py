@@ -37,6 +37,35 @@ def _pick(values: list[Any] | None, idx: list[int]) -> list[Any] | None:
     return None if values is None else [values[i] for i in idx]
 
 
+_NEARBY_FIELDS = frozenset(schema.Nearby.model_fields)
+_CHAT_FIELDS = frozenset(schema.ChatLine.model_fields)
+_RESULT_FIELDS = frozenset(schema.LastResult.model_fields)
+
+
+def _goal(v: Any) -> Vec3 | None:
+    if v is None or type(v) is Vec3:
+        return v  # type: ignore[no-any-return]
+    return _vec3(v.x, v.y, v.z)
+
+
+def _nearby(nb: Any) -> schema.Nearby | None:
+    if nb is None or type(nb) is schema.Nearby:
+        return nb  # type: ignore[no-any-return]
+    return trusted(schema.Nearby, {"radius": nb.radius, "codes": list(nb.codes)}, _NEARBY_FIELDS)
+
+
+def _chat(line: Any) -> schema.ChatLine:
+    if type(line) is schema.ChatLine:
+        return line
+    return trusted(schema.ChatLine, {"sender": line.sender, "message": line.message}, _CHAT_FIELDS)
+
+
+def _last_result(r: Any) -> schema.LastResult | None:
+    if r is None or type(r) is schema.LastResult:
+        return r  # type: ignore[no-any-return]
+    return trusted(schema.LastResult, {"action": r.action, "ok": r.ok, "reason": r.reason}, _RESULT_FIELDS)
+
+
 def _xyz_of(vecs: Sequence[Vec3]) -> np.ndarray:
     """``float64 [N, 3]`` of ``vecs``."""
     return np.array([(v.x, v.y, v.z) for v in vecs], dtype=np.float64).reshape(len(vecs), 3)
@@ -150,9 +179,10 @@ class ObservationColumns:
 
     Numbers are numpy arrays (``tick`` int64 ``[N]``; ``pos``/``velocity`` float64 ``[N, 3]``;
     ``yaw``/``pitch``/``hp`` float64 ``[N]``); names are lists. Fields that are rare in a batch
-    are ``None`` when no row has them, else per-row lists of their validated schema objects
+    are ``None`` when no row has them, else per-row lists of their validated values
     (``inventory``: dicts, ``nearby``/``last_result``/``goal``: objects or ``None``, ``chat``:
-    lists of :class:`~luanti_tune.schemas.agent.ChatLine`).
+    lists of lines): the schema's objects, or any objects with their attribute names (the
+    columnar decoder's own structs), turned into the schema's when a row is built.
     """
 
     agent: list[str]
@@ -166,11 +196,11 @@ class ObservationColumns:
     entities: EntityColumns
     targets: list[list[str]] | None = None
     team: list[str | None] | None = None
-    goal: list[Vec3 | None] | None = None
+    goal: list[Any] | None = None
     inventory: list[dict[str, int]] | None = None
-    nearby: list[schema.Nearby | None] | None = None
-    chat: list[list[schema.ChatLine]] | None = None
-    last_result: list[schema.LastResult | None] | None = None
+    nearby: list[Any] | None = None
+    chat: list[list[Any]] | None = None
+    last_result: list[Any] | None = None
 
     def __len__(self) -> int:
         return len(self.agent)
@@ -238,12 +268,12 @@ class ObservationColumns:
             "hp": float(self.hp[i]),
             "velocity": _vec3(*v),
             "inventory": dict(self.inventory[i]) if self.inventory is not None else {},
-            "nearby": self.nearby[i] if self.nearby is not None else None,
+            "nearby": _nearby(self.nearby[i]) if self.nearby is not None else None,
             "entities": self.entities.views(i),
             "targets": list(self.targets[i]) if self.targets is not None else [],
-            "chat": list(self.chat[i]) if self.chat is not None else [],
-            "last_result": self.last_result[i] if self.last_result is not None else None,
-            "goal": self.goal[i] if self.goal is not None else None,
+            "chat": list(map(_chat, self.chat[i])) if self.chat is not None else [],
+            "last_result": _last_result(self.last_result[i]) if self.last_result is not None else None,
+            "goal": _goal(self.goal[i]) if self.goal is not None else None,
             "team": self.team[i] if self.team is not None else None,
         }
         return trusted(schema.Observation, values, _OBS_FIELDS)

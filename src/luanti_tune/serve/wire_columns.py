@@ -1,4 +1,4 @@
-"""The compact ``columns`` format of ``POST /v1/act``: one array per field instead of one object per agent.
+"""The ``columns`` format of ``POST /v1/act``: one array per field instead of one object per agent.
 
 The format the mod sends by default (``luanti_tune.act_format = columns``): every agent's
 observation of one step as columns, parsed into numpy arrays without one Python object per agent
@@ -64,8 +64,7 @@ from luanti_tune.policies.batch import ObservationBatch
 from luanti_tune.policies.columns import MAX_TICK, EntityColumns, ObservationColumns
 from luanti_tune.schemas import agent as schema
 from luanti_tune.schemas.agent import MAX_CHAT_LINES, MAX_ENTITIES, MAX_MESSAGE_CHARS, MAX_NEARBY_RADIUS, AgentKind
-from luanti_tune.schemas.common import MAP_LIMIT, NAME_PATTERN, NODE_CODES, trusted
-from luanti_tune.schemas.common import Vec3 as PVec3
+from luanti_tune.schemas.common import MAP_LIMIT, NAME_PATTERN, NODE_CODES
 
 log = logging.getLogger(__name__)
 
@@ -322,11 +321,11 @@ def build_columns(c: Columns, max_agents: int) -> ObservationColumns:
         entities=entities,
         targets=c.targets,
         team=c.team,
-        goal=None if c.goal is None else [None if g is None else _vec3(g) for g in c.goal],
+        goal=c.goal,  # the structs: the schema's objects are made when a row is built
         inventory=c.inventory,
-        nearby=None if c.nearby is None else [None if nb is None else _nearby(nb) for nb in c.nearby],
-        chat=None if c.chat is None else [list(map(_chat, lines)) for lines in c.chat],
-        last_result=None if c.last_result is None else [None if r is None else _last(r) for r in c.last_result],
+        nearby=c.nearby,
+        chat=c.chat,
+        last_result=c.last_result,
     )
 
 
@@ -420,28 +419,6 @@ def _check_names(c: Columns) -> None:
             if not names_ok([line.sender]):
                 raise ColumnsError(f"columns.chat[{i}][{j}].from", f"name {line.sender!r} must match {NAME_PATTERN}")
     raise ColumnsError("columns", "a name does not match the name pattern")  # pragma: no cover - found above
-
-
-def _vec3(v: Vec3) -> PVec3:
-    return trusted(PVec3, {"x": v.x, "y": v.y, "z": v.z}, _VEC3_FIELDS)
-
-
-def _chat(c: ChatLine) -> schema.ChatLine:
-    return trusted(schema.ChatLine, {"sender": c.sender, "message": c.message}, _CHAT_FIELDS)
-
-
-def _nearby(nb: Nearby) -> schema.Nearby:
-    return trusted(schema.Nearby, {"radius": nb.radius, "codes": list(nb.codes)}, _NEARBY_FIELDS)
-
-
-def _last(lr: LastResult) -> schema.LastResult:
-    return trusted(schema.LastResult, {"action": lr.action, "ok": lr.ok, "reason": lr.reason}, _RESULT_FIELDS)
-
-
-_VEC3_FIELDS = frozenset(PVec3.model_fields)
-_NEARBY_FIELDS = frozenset(schema.Nearby.model_fields)
-_CHAT_FIELDS = frozenset(schema.ChatLine.model_fields)
-_RESULT_FIELDS = frozenset(schema.LastResult.model_fields)
 
 
 def names_ok(names: list[str]) -> bool:
