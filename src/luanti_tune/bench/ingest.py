@@ -158,13 +158,17 @@ def start_server(
     extra_env: dict[str, str] | None = None,
     host: str = "127.0.0.1",
     validate_workers: int | None = None,
+    *,
+    worker: bool = False,
 ) -> tuple[subprocess.Popen[bytes], int]:
-    """Run ``luanti-tune serve`` in its own session on a free port; returns (process, port) once ready."""
+    """Run ``luanti-tune serve`` in its own session on a free port; returns (process, port) once ready.
+    ``worker``: with its training worker (benchmarks of serving alone run without)."""
     port = _free_port()
     env = dict(os.environ, LUANTI_TUNE_DATA_DIR=str(data_dir), **(extra_env or {}))
     cmd = [sys.executable, "-c", "from luanti_tune.cli.main import main; main()", "serve", "--db", db_url]
-    # no training worker: it would compete for the CPU and train on the benchmark's events
-    cmd += ["--host", host, "--port", str(port), "--log-level", "warning", "--no-worker"]
+    cmd += ["--host", host, "--port", str(port), "--log-level", "warning"]
+    if not worker:  # a training worker would compete for the CPU and train on the benchmark's events
+        cmd.append("--no-worker")
     if validate_workers is not None:
         cmd += ["--validate-workers", str(validate_workers)]
     log_path = data_dir / f"serve-{port}.log"

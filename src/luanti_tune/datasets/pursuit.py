@@ -47,7 +47,7 @@ class PursuitSpec:
     horizons: tuple[float, ...] = tuple(DEFAULT_ARCH["horizons"])
     stride_s: float = 0.25
     max_gap_s: float = 1.0
-    unit_s: float = 60.0
+    unit_s: float = 20.0
     val_fraction: float = 0.2
     players: tuple[str, ...] = ()
     exclude_players: tuple[str, ...] = ()

@@ -265,7 +265,12 @@ class Worker:
             self.state.cursors[family] = max_id
         if result.status == "promoted":
             self.state.probation[family] = max_id
-        self.state.last[family] = {"status": result.status, "reason": result.reason, "version": result.version}
+        self.state.last[family] = {
+            "status": result.status,
+            "reason": result.reason,
+            "version": result.version,
+            "until_id": max_id,  # the events this cycle looked at (a skipped one keeps its cursor)
+        }
         self.state.save(self.state_path)
         self.metrics.cycles.labels(family, result.status).inc()
         self.metrics.cycle_seconds.labels(family).set(result.timings.get("total_s", 0.0))
