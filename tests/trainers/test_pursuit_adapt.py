@@ -21,6 +21,7 @@ from luanti_tune.bench.adapt import (
     policy_decider,
     service_decider,
     wait_for_worker,
+    wait_until_served,
 )
 from luanti_tune.bench.common import stop_process
 from luanti_tune.bench.ingest import start_server
@@ -114,7 +115,8 @@ def test_the_service_adapts_to_a_player_nobody_scripted(base_registry_dir: Path,
         names = {c["name"] for c in gate["checks"]}
         assert {"heldout_error", "replay_time"} <= names and "sim_time" not in names  # judged on alice only
         assert reg.manifest("pursuit@alice")["dataset"]["new"]["track_sources"] == {"alice": "agent.track"}
-        decide, close = service_decider(url)  # the service routes agents chasing alice to her champion
+        assert wait_until_served(url, "alice", "pursuit@alice")  # agents chasing alice get her champion
+        decide, close = service_decider(url)
         try:
             served = float(np.mean(chase_times(decide, kind, player="alice", episodes=16, seed=7)))
         finally:

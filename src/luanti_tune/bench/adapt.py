@@ -298,6 +298,26 @@ def wait_for_worker(url: str, data_dir: Path, training_interval: int, timeout_s:
     return False
 
 
+def wait_until_served(url: str, player: str, family: str, timeout_s: float = 120.0) -> bool:
+    """Wait until the service decides for an agent chasing ``player`` with ``family``'s champion
+    (a promotion is served after the engine's next registry poll and export check)."""
+    obs = {
+        "agent": "probe-1",
+        "kind": "pursuit",
+        "tick": 0,
+        "pos": {"x": 0.0, "y": 0.0, "z": 0.0},
+        "entities": [{"kind": "player", "name": player, "rel": {"x": 3.0, "y": 0.0, "z": 0.0}}],
+        "targets": [player],
+    }
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        r = httpx.post(f"{url}/v1/act", json={"observations": [obs]}, timeout=30)
+        if r.status_code == 200 and (r.json().get("model") or {}).get("name") == family:
+            return True
+        time.sleep(0.5)
+    return False
+
+
 def _scope_promotions(registry: Any, player: str) -> list[str]:
     from luanti_tune.trainers.pursuit import scope_name
 
@@ -354,6 +374,7 @@ def adapt(n_patterns: int, minutes: float, episodes: int, seed: int, training_in
             row["play_wall_s"] = round(time.perf_counter() - t0, 1)
             row["game_minutes"] = round(play.game_s / 60.0, 2)
             row["minutes_to_promotion"] = promoted_at
+            row["served"] = promoted_at is not None and wait_until_served(url, "alice", "pursuit@alice")
             decide, close = service_decider(url)
             try:
                 served = chase_times(decide, pattern, episodes=episodes, seed=seed + 7)

@@ -1,12 +1,13 @@
 """Demo stages of the continuous fine-tuning loop (appended to :data:`luanti_tune.cli.demo.STAGES`).
 
 1. base model: pre-trained on simulated players of the training styles, promoted as champion;
-2. new players whose styles the base never saw (``HELDOUT_STYLES``) play, chased by an enemy,
-   and their events stream to the service;
+2. new players, alice and bob, play the way the base never saw (the simulator's held-out
+   styles; nothing in the data says so), chased by an enemy, and their events stream to the service;
 3. the worker (``luanti-tune worker --once``, its own process) builds the dataset, fine-tunes
-   from the champion with replay, runs the gate and promotes;
-4. before/after: prediction error and pursuit episodes of base vs fine-tuned vs pure pursuit
-   against the unseen styles, printed as a table and saved as a plot.
+   from the champion with replay, runs the gate (their recorded behaviour; the scripted population
+   as a guard), then adapts a champion per player (``pursuit@alice``, ``pursuit@bob``);
+4. before/after: prediction error and pursuit episodes of base vs fine-tuned vs the model served
+   to each player vs pure pursuit, printed as a table and saved as a plot.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ import click
 
 if TYPE_CHECKING:
     from luanti_tune.cli.demo import DemoContext
+
+
+#: The demo's new players; they play the simulator's held-out styles, in this order (only the demo knows).
+PLAYERS = ("alice", "bob")
 
 
 def _registry(ctx: DemoContext) -> Any:
@@ -55,14 +60,17 @@ def new_players(ctx: DemoContext) -> None:
     ctx.results["heldout_after_id"] = int(
         httpx.get(f"{ctx.base_url}/v1/events/stats", timeout=10).json().get("max_id") or 0
     )
-    events = tp.simulated_events(HELDOUT_STYLES, minutes=1.0, seed=ctx.seed + 50, sessions=3)
+    events = tp.simulated_events(HELDOUT_STYLES, minutes=1.0, seed=ctx.seed + 50, sessions=3, names=PLAYERS)
     report = to_service(events, ctx.base_url, batch_size=500)
     ctx.results["heldout_stream"] = {
-        "styles": list(HELDOUT_STYLES),
+        "players": dict(zip(PLAYERS, HELDOUT_STYLES, strict=True)),
         "events": report.events,
         "accepted": report.accepted,
     }
-    ctx.echo(f"unseen styles {', '.join(HELDOUT_STYLES)}: {report.accepted} new events stored")
+    ctx.echo(
+        f"new players {', '.join(PLAYERS)} (styles {', '.join(HELDOUT_STYLES)}, unseen by the base model):"
+        f" {report.accepted} new events stored"
+    )
 
 
 def worker_cycle(ctx: DemoContext) -> None:
@@ -95,6 +103,8 @@ def worker_cycle(ctx: DemoContext) -> None:
     results = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
     cycle: dict[str, Any] = next((r for r in results if r.get("family") == "pursuit"), {})
     ctx.results["cycle"] = {**cycle, "wall_s": round(time.perf_counter() - t0, 2)}
+    for scope, res in ((cycle.get("figures") or {}).get("scopes") or {}).items():
+        ctx.echo(f"  {scope}: {res['status']} {res.get('version') or ''} ({res['reason']})")
     gate_sim = (cycle.get("figures") or {}).get("sim", {})
     ctx.echo(f"worker cycle: {cycle.get('status')} {cycle.get('version') or ''} ({cycle.get('reason')})")
     gate_val = cycle.get("figures") or {}
@@ -128,21 +138,40 @@ def before_after(ctx: DemoContext) -> None:
     with open_store(ctx.db_url or f"sqlite:///{ctx.data_dir / 'events.db'}") as store:
         spec = PursuitSpec.from_arch(tuned.manifest["architecture"])
         val = build_from_store(store, spec, after_id=int(ctx.results.get("heldout_after_id") or 0)).val()
-    cfg = tp.SimEvalConfig(styles=HELDOUT_STYLES, episodes=12, max_steps=300, seed=ctx.seed + 7)
+    episodes = 6  # per player, fixed seeds
+
+    def chase(policy_of: Any) -> dict[str, float]:
+        """Mean over the players of episodes against each, ``policy_of(player)`` chasing."""
+        runs = [
+            tp.simulate(
+                policy_of(player),
+                tp.SimEvalConfig(styles=(style,), episodes=episodes, max_steps=300, seed=ctx.seed + 7),
+            )
+            for player, style in zip(PLAYERS, HELDOUT_STYLES, strict=True)
+        ]
+        return {k: sum(r[k] for r in runs) / len(runs) for k in ("catch_rate", "mean_time")}
+
+    # what each player meets: their own champion where one was promoted, else the population's
+    def served(player: str) -> Any:
+        scope = tp.scope_name((player,))
+        m = reg.load(scope, "champion") if reg.champion_version(scope) else tuned
+        return ModelPolicy(m.module, m.adapter, f"{m.family} {m.version}")
+
+    scopes = ", ".join(f"{p}: {served(p).name}" for p in PLAYERS)
     rows: list[dict[str, Any]] = []
     policies: list[tuple[str, Any, Any]] = [
-        ("pure pursuit (scripted)", PurePursuitPolicy(), None),
-        ("constant-velocity intercept (scripted)", InterceptPolicy(), None),
-        (f"base model {base.version}", ModelPolicy(base.module, base.adapter), base.module),
-        (f"fine-tuned {tuned.version}", ModelPolicy(tuned.module, tuned.adapter), tuned.module),
+        ("pure pursuit (scripted)", lambda _p: PurePursuitPolicy(), None),
+        ("constant-velocity intercept (scripted)", lambda _p: InterceptPolicy(), None),
+        (f"base model {base.version}", lambda _p: ModelPolicy(base.module, base.adapter), base.module),
+        (f"population model {tuned.version}", lambda _p: ModelPolicy(tuned.module, tuned.adapter), tuned.module),
+        (f"served per player ({scopes})", served, None),
     ]
-    for name, policy, module in policies:
-        sim = tp.simulate(policy, cfg)
+    for name, policy_of, module in policies:
         err = fam.evaluate(module, val)["ade"] if module is not None else None
-        rows.append({"policy": name, "prediction_error": err, **sim})
+        rows.append({"policy": name, "prediction_error": err, **chase(policy_of)})
     cv = fam.baseline_metrics(val, tuned.manifest["architecture"]["horizons"])["ade"]
     rows[1]["prediction_error"] = cv
-    table = Table(title=f"pursuit vs unseen styles {', '.join(HELDOUT_STYLES)} ({cfg.episodes} episodes, fixed seeds)")
+    table = Table(title=f"pursuit vs the new players {', '.join(PLAYERS)} ({episodes} episodes each, fixed seeds)")
     for col in ("policy", "mean error (nodes)", "catch rate", "mean time to catch (s)"):
         table.add_column(col)
     for r in rows:
@@ -164,7 +193,7 @@ def _plot(rows: list[dict[str, Any]], path: Any) -> None:
 
     names = [r["policy"].split(" (")[0] for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    axes[0].bar(names, [r["mean_time"] for r in rows], color=["#999", "#bbb", "#69c", "#2a7"])
+    axes[0].bar(names, [r["mean_time"] for r in rows], color=["#999", "#bbb", "#69c", "#2a7", "#c72"][: len(rows)])
     axes[0].set_ylabel("mean time to catch (s, lower is better)")
     errs = [(n, r["prediction_error"]) for n, r in zip(names, rows, strict=True) if r["prediction_error"] is not None]
     axes[1].bar([n for n, _ in errs], [e for _, e in errs], color=["#bbb", "#69c", "#2a7"][-len(errs) :])

@@ -58,9 +58,10 @@ def counter_totals(registry: CollectorRegistry) -> dict[str, dict[str, float]]:
 
 
 def registry_summary(reg: Registry) -> dict[str, Any]:
-    """Per family: aliases, versions with gate verdict and metrics, recent history rows."""
+    """Per family and per-player scope: aliases, versions with gate verdict and metrics (an adapted
+    player's time to catch per version among them), recent history rows."""
     families: dict[str, Any] = {}
-    for family in reg.families():
+    for family in reg.families(include_scopes=True):  # per-player champions too (pursuit@alice)
         try:
             versions = [
                 {

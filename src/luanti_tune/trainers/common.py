@@ -376,7 +376,11 @@ def finetune_cycle(
         verdict,
         parent=champ.version if champ.family == target else f"{champ.family}:{champ.version}",
         dataset=ds_manifest,
-        metrics={"val": verdict.figures.get("candidate", {}), "champion_val": verdict.figures.get("champion", {})},
+        metrics={
+            **verdict.figures.get("summary", {}),  # flat figures: charted per version on the dashboard
+            "val": verdict.figures.get("candidate", {}),
+            "champion_val": verdict.figures.get("champion", {}),
+        },
         training={**fit_cfg.to_dict(), **info, "gate": asdict(opts.gate)},
         timings=timings,
     )

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -198,6 +199,13 @@ def gate(
         checks.append(
             GateCheck("sim_catch_rate", ok, f"candidate {cs['catch_rate']:.3g} vs champion {hs['catch_rate']:.3g}")
         )
+    summary = {"heldout_error_nodes": cm.get("ade")}
+    if "replay" in figures and "candidate" in figures["replay"]:
+        summary["time_to_catch_s"] = figures["replay"]["candidate"]["mean_time"]
+        summary["catch_rate"] = figures["replay"]["candidate"]["catch_rate"]
+    if "sim" in figures:
+        summary["population_time_to_catch_s"] = figures["sim"]["candidate"]["mean_time"]
+    figures["summary"] = {k: v for k, v in summary.items() if isinstance(v, float) and math.isfinite(v)}
     return GateVerdict.decide(checks, figures)
 
 
@@ -240,12 +248,20 @@ def _replay_checks(
 
 
 def simulated_events(
-    styles: Sequence[Any], *, minutes: float, seed: int, sessions: int = 1, solo: bool = True, agent_every: int = 1
+    styles: Sequence[Any],
+    *,
+    minutes: float,
+    seed: int,
+    sessions: int = 1,
+    solo: bool = True,
+    agent_every: int = 1,
+    names: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """Events of simulated players of ``styles`` chased by the scripted enemy (fixed seeds).
 
     ``solo``: one session per style and seed, so the enemy always chases that player (as an
-    enemy would in the game); otherwise all styles share one world per seed.
+    enemy would in the game); otherwise all styles share one world per seed. ``names``: the
+    players' names, one per style (default ``p<i>-<style>``).
     """
     from luanti_tune.sim.session import SessionConfig, generate_events
     from luanti_tune.sim.world import WorldConfig
@@ -254,12 +270,14 @@ def simulated_events(
 
     events: list[dict[str, Any]] = []
     groups = [(s,) for s in styles] if solo else [tuple(styles)]
+    named = [(n,) for n in names] if solo else [tuple(names)]
     for i in range(sessions):
         for j, group in enumerate(groups):
             sd = seed + 1000 * i + j
             cfg = SessionConfig(
                 players=len(group),
                 styles=group,
+                names=named[j] if names else (),
                 minutes=minutes,
                 seed=sd,
                 enemy=True,
