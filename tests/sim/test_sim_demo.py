@@ -1,6 +1,6 @@
 """`make demo` end to end against the real service subprocess: every simulated event is stored,
-the worker fine-tunes on players of unseen styles, the gate promotes, and the fine-tuned model
-predicts those players better than the base model it started from."""
+the worker fine-tunes on new players (alice, bob) who play styles the base never saw, the gate
+promotes, and the fine-tuned model predicts them better than the base model it started from."""
 
 from __future__ import annotations
 
@@ -34,5 +34,8 @@ def test_demo_runs_the_loop_end_to_end(tmp_path: Path) -> None:
     assert champion["version"] != results["base"]["version"]
     assert champion["parent"] == results["base"]["version"]
     rows = {r["policy"].split(" ")[0]: r for r in results["before_after"]}
-    assert rows["fine-tuned"]["prediction_error"] < rows["base"]["prediction_error"]
+    assert rows["population"]["prediction_error"] < rows["base"]["prediction_error"]
+    # the new players are named like people; each got a cycle of their own
+    assert set(cycle["figures"]["scopes"]) == {"pursuit@alice", "pursuit@bob"}
+    assert rows["served"]["mean_time"] <= rows["base"]["mean_time"], rows
     assert Path(results["plot"]).stat().st_size > 10_000

@@ -126,9 +126,13 @@ class GateConfig:
 
     * ``heldout_error``: lower mean prediction error than the champion on the newest recorded
       episodes of the players in the new data (no horizon worse beyond ``tolerance``);
-    * ``replay_time``: faster catches than the champion in pursuit episodes against those
-      players' own held-out trajectories, replayed (:func:`luanti_tune.sim.replay.replay_pursuit`),
-      catch rate not lower beyond ``replay_catch_tolerance``;
+    * ``model_time``: faster catches than the champion in closed-loop episodes against a player
+      model fitted on the new data (:class:`luanti_tune.sim.player_model.NeighbourPlayer`), used
+      when it predicts the held-out windows better than constant velocity;
+    * ``replay_time``: in pursuit episodes against those players' own held-out trajectories,
+      replayed (:func:`luanti_tune.sim.replay.replay_pursuit`), faster catches than the champion
+      (no slower than ``replay_tolerance`` when the player model judged), catch rate not lower
+      beyond ``replay_catch_tolerance``;
     * ``sim_time``/``sim_catch_rate`` (``sim``): no regression beyond ``sim_tolerance`` against the
       simulator's scripted population (a guard for everyone else; a per-player scope skips it).
     """
@@ -138,6 +142,14 @@ class GateConfig:
     min_val_windows: int = 40
     replay: bool = True
     replay_catch_tolerance: float = 0.05
+    #: closed-loop episodes against a player model fitted on the new data (when it predicts their
+    #: held-out windows better than constant velocity): there the candidate must catch faster, and
+    #: on replays it may be at most ``replay_tolerance`` slower (a replayed player cannot react)
+    player_model: bool = True
+    replay_tolerance: float = 0.02
+    model_episodes: int = 12
+    model_max_steps: int = 220
+    min_model_windows: int = 200
     sim: bool = True
     sim_tolerance: float = 0.05
     sim_catch_tolerance: float = 0.1
@@ -158,13 +170,15 @@ def gate(
     cfg: GateConfig = GateConfig(),
     *,
     tracks: Sequence[Any] = (),
+    fit_rows: Mapping[str, np.ndarray] | None = None,
     replay_cfg: Any = None,
     sim_cfg: SimEvalConfig | None = None,
     simulate_fn: Callable[[Any, SimEvalConfig], dict[str, float]] = simulate,
     champion_key: str | None = None,
 ) -> GateVerdict:
     """Decide whether ``candidate`` may replace ``champion`` (both torch modules); ``tracks`` are
-    the held-out recorded trajectories (:func:`replay_tracks`) the replay check chases."""
+    the held-out recorded trajectories (:func:`replay_tracks`) the replay check chases, ``fit_rows``
+    the new training windows the player model is fitted on."""
     n_val = len(val["hist"])
     if n_val < cfg.min_val_windows:
         return GateVerdict.decide(
@@ -182,7 +196,9 @@ def gate(
             key = f"err_h{j}"
             checks.append(check_no_regression(f"heldout_{key}", cm[key], hm[key], tolerance=cfg.tolerance))
     if cfg.replay and all(c.passed for c in checks):
-        checks += _replay_checks(candidate, champion, arch, tracks, replay_cfg, cfg, figures)
+        model = _model_checks(candidate, champion, arch, fit_rows, val, cfg, figures, sim_cfg)
+        checks += model
+        checks += _replay_checks(candidate, champion, arch, tracks, replay_cfg, cfg, figures, strict=not model)
     if cfg.sim and all(c.passed for c in checks):
         sc = sim_cfg or SimEvalConfig()
         a = fam.PursuitAdapter(arch)
@@ -203,10 +219,56 @@ def gate(
     if "replay" in figures and "candidate" in figures["replay"]:
         summary["time_to_catch_s"] = figures["replay"]["candidate"]["mean_time"]
         summary["catch_rate"] = figures["replay"]["candidate"]["catch_rate"]
+    if (figures.get("player_model") or {}).get("candidate"):
+        summary["model_time_to_catch_s"] = figures["player_model"]["candidate"]["mean_time"]
     if "sim" in figures:
         summary["population_time_to_catch_s"] = figures["sim"]["candidate"]["mean_time"]
     figures["summary"] = {k: v for k, v in summary.items() if isinstance(v, float) and math.isfinite(v)}
     return GateVerdict.decide(checks, figures)
+
+
+def _model_checks(
+    candidate: Any,
+    champion: Any,
+    arch: Mapping[str, Any],
+    fit_rows: Mapping[str, np.ndarray] | None,
+    val: Mapping[str, np.ndarray],
+    cfg: GateConfig,
+    figures: dict[str, Any],
+    sim_cfg: SimEvalConfig | None,
+) -> list[GateCheck]:
+    """Candidate vs champion chasing a player model fitted on the new windows, if it validates."""
+    if not cfg.player_model or fit_rows is None or len(fit_rows["hist"]) < cfg.min_model_windows:
+        return []
+    from luanti_tune.sim import run_pursuit_episodes
+    from luanti_tune.sim.player_model import NeighbourPlayer
+
+    # the 1 s horizon: at 0.5 s constant velocity is hard to beat and says little about habits
+    h = min(1, len(arch["horizons"]) - 1)
+    pm = NeighbourPlayer.fit(
+        fit_rows, hist_dt=float(arch["hist_dt"]), horizon=float(arch["horizons"][h]), horizon_index=h
+    )
+    v = pm.validate(val)
+    valid = v.get("error", math.inf) < v.get("constant_velocity", 0.0)
+    figures["player_model"] = {**v, "valid": valid}
+    if not valid:
+        return []
+    seed = (sim_cfg or SimEvalConfig()).seed + 17
+    runs = {
+        role: run_pursuit_episodes(
+            ModelPolicy(module, fam.PursuitAdapter(arch), role),
+            styles=[pm],
+            n=cfg.model_episodes,
+            seed=seed,
+            max_steps=cfg.model_max_steps,
+        )
+        for role, module in (("candidate", candidate), ("champion", champion))
+    }
+    c, h = runs["candidate"], runs["champion"]
+    figures["player_model"].update(
+        {r: {"catch_rate": x["catch_rate"], "mean_time": x["mean_time_censored_s"]} for r, x in runs.items()}
+    )
+    return [check_better("model_time", c["mean_time_censored_s"], h["mean_time_censored_s"])]
 
 
 def _replay_checks(
@@ -217,6 +279,8 @@ def _replay_checks(
     replay_cfg: Any,
     cfg: GateConfig,
     figures: dict[str, Any],
+    *,
+    strict: bool,
 ) -> list[GateCheck]:
     """Candidate vs champion chasing the recorded players' held-out trajectories."""
     from luanti_tune.sim.replay import ReplayConfig, replay_pursuit
@@ -238,8 +302,13 @@ def _replay_checks(
         "champion": {k: hr[k] for k in ("catch_rate", "mean_time")},
     }
     ok = cr["catch_rate"] >= hr["catch_rate"] - cfg.replay_catch_tolerance
+    time_check = (
+        check_better("replay_time", cr["mean_time"], hr["mean_time"])
+        if strict
+        else check_no_regression("replay_time", cr["mean_time"], hr["mean_time"], tolerance=cfg.replay_tolerance)
+    )
     return [
-        check_better("replay_time", cr["mean_time"], hr["mean_time"]),
+        time_check,
         GateCheck("replay_catch_rate", ok, f"candidate {cr['catch_rate']:.3g} vs champion {hr['catch_rate']:.3g}"),
     ]
 
@@ -385,6 +454,7 @@ def _recipe(ctx: CycleContext, opts: CycleOptions, players: tuple[str, ...], pop
             arch,
             gate_cfg,
             tracks=replay_tracks(new),
+            fit_rows=new.train(),
             replay_cfg=opts.replay or ReplayConfig(seed=ctx.seed + 2000),
             sim_cfg=sim_cfg,
             champion_key=key,
