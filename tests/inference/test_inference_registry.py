@@ -149,3 +149,44 @@ def test_champion_exported_in_a_child_process_serves_the_same_actions(tmp_path: 
     assert cand is not None
     cand.meta["registry_root"] = str(tmp_path / "missing")
     assert child._export_elsewhere(cand, [a.adapter.example_inputs(4)], True) is None
+
+
+def test_agents_chasing_a_player_with_their_own_champion_are_decided_by_it(tmp_path: Path) -> None:
+    """``pursuit@alice`` decides for the agents whose target is alice, the population champion for
+    the rest, in one batch; alice's promotions and rollbacks are served like any champion's."""
+    reg = Registry(tmp_path / "models")
+    pop = save(reg, 1)
+    reg.promote("pursuit", pop, force=True)
+    torch.manual_seed(2)
+    arch = architecture(hidden=32)
+    alice = reg.save("pursuit@alice", module=build_module(arch), architecture=arch, name="pursuit@alice")
+    reg.promote("pursuit@alice", alice, force=True)
+    engine = InferenceEngine(RegistrySource(reg), fallbacks={})
+    assert set(engine.models.by_player["pursuit"]) == {"alice"}
+
+    rng = np.random.default_rng(3)
+    rows = []
+    for i in range(40):
+        o = obs_dict(i, rng)
+        name = "alice" if i % 3 == 0 else f"bob{i}"
+        o["entities"][0]["name"] = name
+        o["targets"] = [name]
+        rows.append(Observation.model_validate(o))
+    got = engine.decide(rows)
+    assert not got.errors and not got.fallback
+    assert [r[0] for r in got.refs] == ["pursuit@alice" if i % 3 == 0 else "pursuit-mlp" for i in range(40)]
+    # each agent gets exactly what its model decides offline
+    for family, idx in (("pursuit@alice", range(0, 40, 3)), ("pursuit", [i for i in range(40) if i % 3])):
+        m = reg.load(family, "champion")
+        want = m.decide([rows[i] for i in idx], {})
+        assert actions_match([got.actions[i] for i in idx], [d.action for d in want], tol=1e-5)
+
+    # a new champion of alice's is served at the next refresh; a rollback brings the old one back
+    torch.manual_seed(4)
+    alice2 = reg.save("pursuit@alice", module=build_module(arch), architecture=arch, name="pursuit@alice")
+    reg.promote("pursuit@alice", alice2, force=True)
+    engine.refresh()
+    assert {r for r in engine.decide(rows).refs if r[0] == "pursuit@alice"} == {("pursuit@alice", alice2)}
+    reg.rollback("pursuit@alice")
+    engine.refresh()
+    assert {r for r in engine.decide(rows).refs if r[0] == "pursuit@alice"} == {("pursuit@alice", alice)}
