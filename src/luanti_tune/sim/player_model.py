@@ -60,6 +60,8 @@ class NeighbourPlayer:
     ) -> None:
         self.feats = feats
         self.local = local  # displacement over ``horizon`` in the heading frame
+        #: recorded windows an episode starts from (its player arrives moving, as a player does)
+        self.starts: np.ndarray = np.zeros((0, history, 2), dtype=np.float32)
         self.history, self.hist_dt, self.k = history, hist_dt, k
         self.horizon, self.horizon_index = horizon, horizon_index
 
@@ -85,7 +87,7 @@ class NeighbourPlayer:
         t = rows["target"][take][:, horizon_index].astype(np.float64)
         c, s = frame[:, 0], frame[:, 1]
         local = np.stack([c * t[:, 0] + s * t[:, 1], -s * t[:, 0] + c * t[:, 1]], axis=1)
-        return cls(
+        model = cls(
             feats,
             local,
             history=hist.shape[1],
@@ -94,6 +96,8 @@ class NeighbourPlayer:
             horizon_index=horizon_index,
             k=min(k, len(feats)),
         )
+        model.starts = np.asarray(hist, dtype=np.float32)
+        return model
 
     def predict(self, hist: np.ndarray, vel: np.ndarray, threat: np.ndarray) -> np.ndarray:
         """Displacement over ``horizon`` in world x/z, ``[n, 2]``."""
@@ -114,15 +118,19 @@ class NeighbourPlayer:
         return {"windows": float(len(err)), "error": float(err.mean()), "constant_velocity": float(cv.mean())}
 
     def controller(self, rng: np.random.Generator, anchor: np.ndarray) -> _Controller:
-        return _Controller(self)
+        start = self.starts[int(rng.integers(len(self.starts)))] if len(self.starts) else None
+        return _Controller(self, start)
 
 
 class _Controller:
-    """Walks where the model says, re-deciding every other step from its own track and the chaser."""
+    """Walks where the model says, re-deciding every other step from its own track and the chaser;
+    its track starts with a recorded window (``start``: positions ``k * hist_dt`` ago relative to
+    now), so it enters the episode moving as some recorded player did."""
 
-    def __init__(self, model: NeighbourPlayer) -> None:
+    def __init__(self, model: NeighbourPlayer, start: np.ndarray | None) -> None:
         self.m = model
         self.t = 0.0
+        self.start = start
         self.track: list[tuple[float, float, float]] = []
         self.move = np.zeros(2)
         self.steps = 0
@@ -136,6 +144,9 @@ class _Controller:
         bounds: tuple[float, float] | None = None,
     ) -> tuple[np.ndarray, bool, float | None, list[Intent]]:
         m = self.m
+        if self.start is not None and not self.track:
+            for k in range(m.history - 1, 0, -1):
+                self.track.append((-k * m.hist_dt, float(pos[0] + self.start[k, 0]), float(pos[2] + self.start[k, 1])))
         self.t += dt
         self.track.append((self.t, float(pos[0]), float(pos[2])))
         keep = (m.history - 1) * m.hist_dt + 0.5

@@ -243,22 +243,36 @@ def _model_checks(
     from luanti_tune.sim import run_pursuit_episodes
     from luanti_tune.sim.player_model import NeighbourPlayer
 
+    # one model per player with enough windows (a mixture of players averages their habits away);
     # the 1 s horizon: at 0.5 s constant velocity is hard to beat and says little about habits
-    h = min(1, len(arch["horizons"]) - 1)
-    pm = NeighbourPlayer.fit(
-        fit_rows, hist_dt=float(arch["hist_dt"]), horizon=float(arch["horizons"][h]), horizon_index=h
-    )
-    v = pm.validate(val)
-    valid = v.get("error", math.inf) < v.get("constant_velocity", 0.0)
-    figures["player_model"] = {**v, "valid": valid}
-    if not valid:
+    hi = min(1, len(arch["horizons"]) - 1)
+    players = fit_rows.get("player", np.zeros(len(fit_rows["hist"]), np.int32))
+    held = val.get("player", np.zeros(len(val["hist"]), np.int32))
+    models, checked = [], []
+    for p in np.unique(players).tolist():
+        mine = players == p
+        if mine.sum() < cfg.min_model_windows or not (held == p).any():
+            continue
+        pm = NeighbourPlayer.fit(
+            {k: v[mine] for k, v in fit_rows.items()},
+            hist_dt=float(arch["hist_dt"]),
+            horizon=float(arch["horizons"][hi]),
+            horizon_index=hi,
+        )
+        v = pm.validate({k: x[held == p] for k, x in val.items()})
+        valid = v["error"] < v["constant_velocity"]
+        checked.append({**v, "valid": valid})
+        if valid:
+            models.append(pm)
+    figures["player_model"] = {"players": checked, "valid": len(models)}
+    if not models:
         return []
     seed = (sim_cfg or SimEvalConfig()).seed + 17
     runs = {
         role: run_pursuit_episodes(
             ModelPolicy(module, fam.PursuitAdapter(arch), role),
-            styles=[pm],
-            n=cfg.model_episodes,
+            styles=models,
+            n=max(cfg.model_episodes, len(models)),
             seed=seed,
             max_steps=cfg.model_max_steps,
         )
