@@ -93,13 +93,12 @@ def test_a_split_that_computes_something_else_is_refused_and_the_whole_graph_ser
     assert report.runtime == "onnx" and report.extra["graph"] == "rewritten"
 
 
-@pytest.mark.parametrize("case", ["numpy adapter", "other history", "not a PursuitNet"])
-def test_no_split_without_the_kernels_or_for_another_module(case: str) -> None:
+@pytest.mark.parametrize("case", ["other history", "not a PursuitNet"])
+def test_no_split_for_another_module(case: str) -> None:
     import torch
 
-    adapter = PursuitAdapter(architecture(), compiled=case != "numpy adapter")
+    adapter = PursuitAdapter(architecture())
     module = {
-        "numpy adapter": _pursuit(),
         "other history": build_module(architecture(history=5)),
         "not a PursuitNet": torch.nn.Linear(3, 3),
     }[case]

@@ -1,7 +1,7 @@
 """The compiled pursuit loops (``policies/pursuit_kernels.py``) against their definitions.
 
 The track update is checked end to end against the per-agent reference in
-``test_pursuit_batched.py`` (compiled and numpy paths alike); here the intercept search, whose
+``test_pursuit_batched.py``; here the intercept search, whose
 segment skipping must never skip the answer, is checked against the plain definition: the first
 point of the time grid, on the path through the predicted horizons, within the agent's reach.
 """
@@ -75,20 +75,6 @@ def test_intercept_kernel_finds_the_first_reachable_grid_point() -> None:
         assert (np.hypot(*rel.T) > 2 * (adapter.agent_speed * adapter._grid[-1] + adapter.catch_radius)).sum() > 300
 
 
-def test_compiled_and_numpy_intercepts_agree() -> None:
-    """The numpy path searches in float32: the same grid point (aim and std) but where a point is
-    within float32 rounding of the reach boundary (standing targets placed exactly at the reach
-    are left out: float32 and float64 may well round them to different sides)."""
-    rng = np.random.default_rng(1)
-    fast, slow = fam.PursuitAdapter(), fam.PursuitAdapter(compiled=False)
-    rel, mean, log_std = hard_cases(fast, rng, 5000)
-    keep = np.isfinite(mean).all(axis=(1, 2)) & (mean != 0).any(axis=(1, 2))
-    a1, s1 = fast.intercept(rel[keep], mean[keep], log_std[keep])
-    a2, s2 = slow.intercept(rel[keep], mean[keep], log_std[keep])
-    off = (np.abs(a1 - a2) > 1e-4 * (1 + np.abs(a1))).any(axis=1) | ~np.isclose(s1, s2, rtol=1e-6)
-    assert keep.sum() > 3500 and off.sum() <= 2, np.flatnonzero(off)
-
-
 def test_decide_rows_is_intercept_then_the_decision_rule() -> None:
     rng = np.random.default_rng(2)
     adapter = fam.PursuitAdapter()
@@ -109,11 +95,10 @@ def test_decide_rows_is_intercept_then_the_decision_rule() -> None:
     assert 0 < move.sum() < has.sum()  # both rules are exercised
 
 
-@pytest.mark.parametrize("compiled", [True, False])
-def test_outputs_of_the_wrong_shape_are_refused(compiled: bool) -> None:
+def test_outputs_of_the_wrong_shape_are_refused() -> None:
     """A model with fewer horizons than the adapter's architecture: an error (the engine then
     answers with the fallback policy), never a read past the end of the outputs."""
-    adapter = fam.PursuitAdapter(compiled=compiled)
+    adapter = fam.PursuitAdapter()
     rel = np.full((4, 2), 50.0)
     mean, log_std = np.ones((4, 2, 2), np.float32), np.zeros((4, 2), np.float32)
     with pytest.raises(ValueError):

@@ -279,9 +279,10 @@ class _TrackTable:
     first). Knots are at integer ticks, so a slot stores it densely: ``x/z[slot, tick % width]``
     hold the knot values and, between two knots, the linear interpolation at every integer tick
     (``knot`` marks which cells are knots); the track spans ``first..last``. Linear interpolation
-    of that dense row at any time equals interpolation of the knots, without searching. Tracks
-    whose times stop increasing strictly (ticks going back a little over an older knot) are kept
-    as plain lists (``lists[slot]``) and updated one by one.
+    of that dense row at any time equals interpolation of the knots, without searching. A tick at
+    or a little before the last knot (a retried request) replaces that knot in the ring; tracks
+    whose times would stop increasing strictly (a tick going back over an earlier knot too) are
+    kept as plain lists (``lists[slot]``) and updated one by one.
 
     ``index[(agent, key)]`` is the slot of a track; the :class:`_AgentTracks` in
     ``memory[agent]`` owns the agent's slots and queues them in ``dead`` when it dies (the engine
@@ -521,16 +522,13 @@ class PursuitAdapter(FamilyAdapter):
     input_names = INPUTS
     output_names = ("mean", "log_std")
 
-    def __init__(self, arch: Mapping[str, Any] | None = None, *, compiled: bool = True) -> None:
-        """``compiled``: run the track update and the decoding as compiled loops
-        (:mod:`~luanti_tune.policies.pursuit_kernels`); else as whole-batch numpy operations
-        (the same results, several times slower at 1000 agents)."""
-        self.arch = architecture(**dict(arch or {}))
-        self._kernels: Any = None
-        if compiled:
-            from luanti_tune.policies import pursuit_kernels
+    def __init__(self, arch: Mapping[str, Any] | None = None) -> None:
+        """The track update and the decoding run as compiled loops
+        (:mod:`~luanti_tune.policies.pursuit_kernels`, imported here: numba loads with them)."""
+        from luanti_tune.policies import pursuit_kernels
 
-            self._kernels = pursuit_kernels
+        self.arch = architecture(**dict(arch or {}))
+        self._kernels: Any = pursuit_kernels
         self.history = int(self.arch["history"])
         self.hist_dt = float(self.arch["hist_dt"])
         self.horizons = np.asarray(self.arch["horizons"], dtype=np.float32)
@@ -550,25 +548,12 @@ class PursuitAdapter(FamilyAdapter):
         self._grid = np.linspace(0.0, float(knots_t[-1]), 41)
         idx = np.clip(np.searchsorted(knots_t, self._grid, side="right") - 1, 0, len(knots_t) - 2)
         w = (self._grid - knots_t[idx]) / (knots_t[idx + 1] - knots_t[idx])
-        self._seg_idx, self._seg_w, self._seg_w0 = idx, w, 1 - w
         reach = self.agent_speed * self._grid + self.catch_radius
-        self._reach2 = np.where(reach >= 0, reach * reach, -1.0)  # |p| <= reach  <=>  |p|^2 <= reach^2
+        reach2 = np.where(reach >= 0, reach * reach, -1.0)  # |p| <= reach  <=>  |p|^2 <= reach^2
         # the kernels' grid arguments; seg_end[g]: where the run of grid points on g's segment ends
         ends = np.flatnonzero(np.diff(idx)) + 1
         seg_end = np.append(ends, len(idx))[np.searchsorted(ends, np.arange(len(idx)), side="right")]
-        self._segments = (idx.astype(np.intp), w, 1 - w, self._reach2, seg_end.astype(np.intp))
-        weights = np.zeros((len(knots_t) - 1, len(self._grid)))
-        for col, (j, wj) in enumerate(zip(idx.tolist(), w.tolist(), strict=True)):
-            weights[j, col] += wj
-            if j > 0:
-                weights[j - 1, col] += 1 - wj
-        self._path_weights = weights
-        # the grid search runs in float32 (half the memory traffic; the model's outputs are float32)
-        self._path_weights32 = weights.astype(np.float32)
-        self._reach2_32 = self._reach2.astype(np.float32)
-        self._scratch_lock = threading.Lock()
-        self._scratch = np.empty((3, 0, len(self._grid)), dtype=np.float32)
-        self._reach_buf = np.empty((0, len(self._grid)), dtype=bool)
+        self._segments = (idx.astype(np.intp), w, 1 - w, reach2, seg_end.astype(np.intp))
 
     def example_inputs(self, batch: int = 4) -> dict[str, np.ndarray]:
         rng = np.random.default_rng(0)
@@ -840,9 +825,8 @@ class PursuitAdapter(FamilyAdapter):
             tk, axz, rows = ticks_all[part], axz_all[part], ri_all[part]
             vgiven = None if vgiven_all is None else vgiven_all[part]
         slots = self._slots(table, memory, agents, keys)
-        ring = self._ring_compiled if self._kernels is not None else self._ring_numpy
-        slow = ring(table, slots, tk, axz, vgiven, rows, hist, vel)
-        # list tracks, ticks back by less than keep_s: one by one (slots are distinct: any order)
+        slow = self._ring(table, slots, tk, axz, vgiven, rows, hist, vel)
+        # list tracks, ticks back over an earlier knot: one by one (slots are distinct: any order)
         for j in np.flatnonzero(slow).tolist():
             need_v = vgiven is not None and not vgiven[j]
             x, z = axz[j].tolist()
@@ -850,7 +834,7 @@ class PursuitAdapter(FamilyAdapter):
         if table.crowded:
             self._forget(table, memory, agents, keys, tk)
 
-    def _ring_compiled(
+    def _ring(
         self,
         table: _TrackTable,
         slots: np.ndarray,
@@ -861,7 +845,8 @@ class PursuitAdapter(FamilyAdapter):
         hist: np.ndarray,
         vel: np.ndarray,
     ) -> np.ndarray:
-        """:meth:`_ring_rows` as one compiled loop over the rows it can do; returns the others."""
+        """The update of every dense track as one compiled loop (``pursuit_kernels.ring_update``);
+        returns which rows it left to :meth:`_scalar_row`."""
         vg = np.ones(len(slots), dtype=bool) if vgiven is None else vgiven
         self._kernels.touch_rows(table.xz, table.knot, slots)
         return self._kernels.ring_update(  # type: ignore[no-any-return]
@@ -882,37 +867,6 @@ class PursuitAdapter(FamilyAdapter):
             hist,
             vel,
         )
-
-    def _ring_numpy(
-        self,
-        table: _TrackTable,
-        slots: np.ndarray,
-        tk: np.ndarray,
-        axz: np.ndarray,
-        vgiven: np.ndarray | None,
-        rows: np.ndarray,
-        hist: np.ndarray,
-        vel: np.ndarray,
-    ) -> np.ndarray:
-        """:meth:`_ring_rows` on the rows it can do, as whole-batch numpy; returns the others."""
-        keep_s = self.keep_s
-        last = table.last[slots]
-        ts = tk * TICK_S
-        ls = last * TICK_S
-        # new slot, a gap longer than keep_s, or a tick far back (new episode): the track restarts
-        reset = (ls < ts - keep_s) | (ts < ls - keep_s)
-        # a tick back by less than keep_s replaces the last knot, list tracks: one by one
-        slow = table.listmode[slots] | ((tk <= last) & ~reset)
-        if not slow.any():
-            self._ring_rows(table, slots, tk, axz, reset, last, rows, vgiven, hist, vel)
-            return slow
-        fast = np.flatnonzero(~slow)
-        if len(fast):
-            vfast = None if vgiven is None else vgiven[fast]
-            self._ring_rows(
-                table, slots[fast], tk[fast], axz[fast], reset[fast], last[fast], rows[fast], vfast, hist, vel
-            )
-        return slow
 
     @staticmethod
     def _keys(table: _TrackTable, agents: list[str], names: Sequence[str | None]) -> tuple[list[str], bool]:
@@ -981,93 +935,6 @@ class PursuitAdapter(FamilyAdapter):
             if len(slots) <= MAX_TRACKS:
                 table.crowded.discard(agent)
 
-    def _ring_rows(
-        self,
-        table: _TrackTable,
-        s: np.ndarray,
-        tk: np.ndarray,
-        axz: np.ndarray,
-        reset: np.ndarray,
-        last: np.ndarray,
-        rows: np.ndarray,
-        vgiven: np.ndarray | None,
-        hist: np.ndarray,
-        vel: np.ndarray,
-    ) -> None:
-        """Append ``(tk, x, z)`` after each slot's last knot and resample, for all rows at once."""
-        width = table.width
-        msk = width - 1
-        xzf, kf = table.xz.reshape(-1), table.knot.reshape(-1)
-        ac = np.ascontiguousarray(axz).view(np.complex128)[:, 0]
-        base = s * width
-        ts = tk * TICK_S
-        thr = ts - self.keep_s
-        pl = xzf[base + (last & msk)]  # the last knot (meaningless where the track restarts)
-        cont = ~reset
-        g = tk - last
-        fill = cont & (g > 1)
-        if fill.any():  # skipped ticks: linear between the last knot and this one
-            q = np.flatnonzero(fill)
-            gq = g[q][:, None]
-            j = np.arange(1, int(g[q].max()))[None, :]
-            ok = j < gq
-            frac = j / gq
-            cells = (base[q][:, None] + ((last[q][:, None] + j) & msk))[ok]
-            p0 = pl[q][:, None]
-            xzf[cells] = (p0 + (ac[q][:, None] - p0) * frac)[ok]
-            kf[cells] = False
-        cell = base + (tk & msk)
-        xzf[cell] = ac
-        kf[cell] = True
-        # first kept knot: the first knot at or after keep_s ago
-        first = tk.copy()
-        every = bool(cont.all())  # the common case: every track continues (no gathers needed)
-        if every or cont.any():
-            cq = None if every else np.flatnonzero(cont)
-            tq_ = thr if cq is None else thr[cq]
-            c = np.ceil(tq_ / TICK_S).astype(np.int64)
-            c -= (c - 1) * TICK_S >= tq_
-            c += c * TICK_S < tq_
-            c = np.maximum(c, table.first[s if cq is None else s[cq]])
-            bq = base if cq is None else base[cq]
-            while True:
-                miss = ~kf[bq + (c & msk)]
-                if not miss.any():
-                    break
-                c[miss] += 1  # ends at the knot just written
-            if cq is None:
-                first = c
-            else:
-                first[cq] = c
-        table.first[s] = first
-        table.last[s] = tk
-        # resample at t - k * hist_dt (k >= 1; k = 0 is the last knot itself)
-        # t - k * hist_dt is tick tk + da[k] + dw[k] (0 <= dw < 1): between cells a and a + 1
-        a = tk[:, None] + self._da[None, :]
-        below = a < first[:, None]  # before the first knot: its value
-        b2 = base[:, None]
-        f0 = xzf[b2 + (a & msk)]
-        f1 = xzf[b2 + ((a + 1) & msk)]
-        ff = xzf[base + (first & msk)][:, None]
-        out = np.zeros((len(s), self.history, 2), dtype=np.float32)
-        with np.errstate(invalid="ignore", over="ignore"):
-            d = np.where(below, ff, f0 + self._dw[None, :] * (f1 - f0)) - ac[:, None]
-        out[:, 1:] = d.view(np.float64).reshape(len(s), self.history - 1, 2)
-        if len(rows) == len(hist):  # every row, in order
-            hist[:] = out
-        else:
-            hist[rows] = out
-        # velocity from the last two knots where the observation has none
-        if vgiven is None:
-            return  # every target's velocity was observed
-        need = cont & ~vgiven
-        if need.any():
-            q = np.flatnonzero(need)
-            dt = ts[q] - last[q] * TICK_S
-            dv = ac[q] - pl[q]
-            vel[rows[q], 0] = dv.real / dt
-            vel[rows[q], 1] = dv.imag / dt
-
     def _scalar_row(
         self,
         table: _TrackTable,
@@ -1114,43 +981,8 @@ class PursuitAdapter(FamilyAdapter):
         point of a 41-point time grid on it the agent can reach in time at ``agent_speed`` (else
         the last horizon's point).
         """
-        if self._kernels is not None:
-            rel, mean, log_std = self._kernel_inputs(rel, mean, log_std)
-            return self._kernels.intercept_rows(rel, mean, log_std, self._segments)  # type: ignore[no-any-return]
-        n = len(rel)
-        g = len(self._grid)
-        mean = np.asarray(mean, dtype=np.float32)
-        rel32 = rel.astype(np.float32)
-        w, w0 = self._seg_w, self._seg_w0
-        rows = np.arange(n)
-        with self._scratch_lock:  # [N, G] work arrays reused across calls (fresh ones cost page faults)
-            if self._scratch.shape[1] < n:
-                cap = max(n, 2 * self._scratch.shape[1])
-                self._scratch = np.empty((3, cap, g), dtype=np.float32)
-                self._reach_buf = np.empty((cap, g), dtype=bool)
-            px, pz, d2 = self._scratch[:, :n]
-            # the path at every grid time: [N, H] @ [H, G] (interpolation weights; two per column)
-            np.matmul(mean[:, :, 0], self._path_weights32, out=px)
-            np.matmul(mean[:, :, 1], self._path_weights32, out=pz)
-            px += rel32[:, 0, None]
-            pz += rel32[:, 1, None]
-            if not np.isfinite(mean).all():  # a non-finite horizon spoils only the segments that touch it
-                bad = ~np.isfinite(mean).all(axis=(1, 2))
-                for i in np.flatnonzero(bad).tolist():
-                    for c, out in ((0, px), (1, pz)):
-                        d = np.concatenate([[0.0], mean[i, :, c].astype(np.float64)])
-                        out[i] = rel[i, c] + (d[self._seg_idx] * w0 + d[self._seg_idx + 1] * w)
-            np.multiply(px, px, out=d2)
-            d2 += pz * pz
-            reach = np.less_equal(d2, self._reach2_32[None, :], out=self._reach_buf[:n])
-            first = reach.argmax(1)
-            first[~reach[rows, first]] = g - 1
-            aim = np.stack([px[rows, first], pz[rows, first]], axis=1).astype(np.float64)
-        std = np.exp(log_std.astype(np.float64))
-        fi = self._seg_idx[first]
-        s0 = np.where(fi > 0, std[rows, np.maximum(fi - 1, 0)], 0.0)
-        path_std = s0 * w0[first] + std[rows, fi] * w[first]
-        return aim, path_std
+        rel, mean, log_std = self._kernel_inputs(rel, mean, log_std)
+        return self._kernels.intercept_rows(rel, mean, log_std, self._segments)  # type: ignore[no-any-return]
 
     def _kernel_inputs(self, rel: Any, mean: Any, log_std: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The intercept kernels' arrays, their shapes checked (the loops do not check bounds)."""
@@ -1167,8 +999,7 @@ class PursuitAdapter(FamilyAdapter):
 
     def warm_up(self) -> None:
         """Compile (or load from the disk cache) the compiled loops now, not in the first batch."""
-        if self._kernels is not None:
-            self._kernels.warm_up()
+        self._kernels.warm_up()
 
     def split_forward(self, module: Any) -> SplitForward | None:
         """``PursuitNet`` as heading-frame features -> MLP (ONNX) -> world-frame outputs.
@@ -1176,13 +1007,12 @@ class PursuitAdapter(FamilyAdapter):
         About 100 of the whole graph's 115 ONNX nodes are the elementwise ends (the rotation into
         the heading frame, the features, the rotation back and the clamp); at 1000 agents they take
         0.12 ms of its 0.30 ms, as compiled loops (:func:`~luanti_tune.policies.pursuit_kernels.frame_features`,
-        :func:`~luanti_tune.policies.pursuit_kernels.world_outputs`) about 0.02 ms. ``None`` without
-        the compiled kernels or for a module that is not this architecture's ``PursuitNet``.
+        :func:`~luanti_tune.policies.pursuit_kernels.world_outputs`) about 0.02 ms. ``None`` for a
+        module that is not this architecture's ``PursuitNet``.
         """
         kernels, mlp = self._kernels, getattr(module, "mlp", None)
         if (
-            kernels is None
-            or mlp is None
+            mlp is None
             or getattr(module, "history", None) != self.history
             or getattr(module, "hist_dt", None) != self.hist_dt
             or getattr(module, "n_h", None) != len(self.horizons)
@@ -1255,22 +1085,9 @@ class PursuitAdapter(FamilyAdapter):
         batch = ObservationBatch.of(observations)
         n = len(batch)
         rel, has = self._targets(observations)
-        if self._kernels is not None:
-            rel, mean, log_std = self._kernel_inputs(rel, outputs["mean"], outputs["log_std"])
-            has = np.ascontiguousarray(has, dtype=bool)
-            move, d, conf = self._kernels.decide_rows(rel, has, mean, log_std, self._segments)
-            return DecisionColumns(batch.agents, move, d, np.ones(n), conf)
-        aim, std = self.intercept(rel, np.asarray(outputs["mean"]), np.asarray(outputs["log_std"]))
-        use_aim = np.hypot(aim[:, 0], aim[:, 1]) > 1e-6
-        vec = np.where(use_aim[:, None], aim, rel)
-        norm = np.hypot(vec[:, 0], vec[:, 1])
-        d = np.zeros((n, 3))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            move = has & np.isfinite(norm) & ~(norm < 1e-9)
-            dist = np.hypot(rel[:, 0], rel[:, 1])
-            conf = np.where(move, 1.0 / (1.0 + std / (1.0 + dist)), np.where(has, 0.5, 0.0))
-            d[:, 0] = np.where(move, vec[:, 0] / norm, 0.0)
-            d[:, 2] = np.where(move, vec[:, 1] / norm, 0.0)
+        rel, mean, log_std = self._kernel_inputs(rel, outputs["mean"], outputs["log_std"])
+        has = np.ascontiguousarray(has, dtype=bool)
+        move, d, conf = self._kernels.decide_rows(rel, has, mean, log_std, self._segments)
         return DecisionColumns(batch.agents, move, d, np.ones(n), conf)
 
     def decode(self, observations: Sequence[Observation], outputs: dict[str, np.ndarray]) -> list[Decision]:

@@ -1,12 +1,10 @@
 """Compiled (numba) loops of the pursuit adapter's hot path: one pass over the batch each.
 
-The numpy implementation in :mod:`luanti_tune.policies.pursuit` does the same work as about forty
-whole-batch numpy operations, each a few microseconds of fixed cost plus a pass over memory; at
-1000 agents that fixed cost, not the arithmetic, is most of the time. These loops visit each agent
-once. The track update computes exactly what the numpy path computes, in the same order of
-floating-point operations (the tests hold both to the per-agent reference). The intercept search
-runs in float64 where the numpy path uses float32 (the same grid point but within float32 rounding
-of the reach boundary) and ``math.exp`` may differ from ``np.exp`` by an ulp.
+As whole-batch numpy operations the same work took about forty operations, each a few
+microseconds of fixed cost plus a pass over memory; at 1000 agents that fixed cost, not the
+arithmetic, was most of the time. These loops visit each agent once. The track update is held to
+the per-agent algorithm by ``tests/policies/test_pursuit_batched.py``; the intercept search to its
+plain definition (every grid point of every row) by ``tests/policies/test_pursuit_kernels.py``.
 
 :func:`frame_features` and :func:`world_outputs` are the model's own fixed input and output
 stages (``PursuitAdapter.split_forward``), so that ONNX Runtime runs only the MLP between them.
@@ -41,7 +39,7 @@ Grid = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 @njit(cache=True, nogil=True)
-def ring_update(  # noqa: C901 - one loop, the steps of _ring_rows in order
+def ring_update(  # noqa: C901 - one loop, the steps of the per-agent update in order
     xz: np.ndarray,
     knot: np.ndarray,
     first: np.ndarray,
@@ -59,14 +57,17 @@ def ring_update(  # noqa: C901 - one loop, the steps of _ring_rows in order
     hist: np.ndarray,
     vel: np.ndarray,
 ) -> np.ndarray:
-    """``PursuitAdapter._ring_rows`` for every row ``j`` that continues or restarts its dense ring.
+    """The track update of every row ``j`` whose track is a dense ring (the per-agent algorithm,
+    ``PursuitAdapter._scalar_row``, on the ring).
 
     Appends the knot ``(tk[j], axz[j])`` to track slot ``slots[j]`` of the table arrays
     (``xz``/``knot`` rings, ``first``/``last`` ticks), interpolates skipped ticks, moves the first
     kept knot, and writes the resampled window to ``hist[rows[j]]`` (and the velocity from the last
-    two knots to ``vel[rows[j]]`` where ``vgiven[j]`` is false). Rows whose track is a plain list,
-    or whose tick goes back less than ``keep_s``, are left untouched and flagged in the returned
-    mask: the caller updates those one by one.
+    two knots to ``vel[rows[j]]`` where ``vgiven[j]`` is false). A tick at or a little before the
+    track's last one (a client retrying a request) replaces the last knot, as the per-agent
+    algorithm does: the track continues from the knot before it. Rows whose track is a plain list,
+    or whose tick is not after that earlier knot (the track's times would stop increasing), are
+    left untouched and flagged in the returned mask: the caller updates those one by one.
     """
     m = len(slots)
     width = xz.shape[1]
@@ -80,9 +81,21 @@ def ring_update(  # noqa: C901 - one loop, the steps of _ring_rows in order
         ts = t * tick_s
         ls = lt * tick_s
         reset = (ls < ts - keep_s) or (ts < ls - keep_s)
-        if listmode[s] or (t <= lt and not reset):
+        if listmode[s]:
             slow[j] = True
             continue
+        if t <= lt and not reset:  # the last knot is replaced: continue from the one before it
+            p = lt - 1
+            while p >= first[s] and not knot[s, p & msk]:
+                p -= 1
+            if p < first[s]:
+                reset = True  # it was the only knot: the track starts again
+            elif p >= t:
+                slow[j] = True  # not after the earlier knot: a plain list
+                continue
+            else:
+                knot[s, lt & msk] = False
+                lt = p
         ac = complex(axz[j, 0], axz[j, 1])
         pl = xz[s, lt & msk]  # the last knot (meaningless where the track restarts)
         if not reset:
