@@ -93,7 +93,10 @@ def test_columns_rows_and_typed_batches_decide_and_log_the_same(registry_dir: Pa
         for eng in engines:
             eng.close()
         logged = [
-            [(e["actor"], e["pos"], e["time"]["tick"], e["payload"]) for e in s.iter_events(EventQuery())]
+            [
+                (e["actor"], e["pos"], e["time"]["tick"], e["payload"])
+                for e in s.iter_events(EventQuery(types=("agent.act",)))
+            ]
             for s in stores
         ]
         assert len(logged[0]) > 100 and logged[0] == logged[1] == logged[2]  # same seed: same sample

@@ -388,3 +388,38 @@ def test_swapped_out_models_are_released() -> None:
         del cand
     alive = [i for i, (m, a) in enumerate(refs) if m() is not None or a() is not None]
     assert alive == [6, 7]
+
+
+def test_engine_defaults_are_the_settings_defaults() -> None:
+    """One declaration: an engine built without a configuration runs as the service's would."""
+    from luanti_tune.config.settings import Settings
+
+    settings = Settings()
+    default, mapped = EngineConfig(), EngineConfig.from_settings(settings)
+    assert default == mapped
+    assert (default.session_max_agents, default.session_ttl_s, default.export_process) == (
+        settings.act_session_max_agents,
+        settings.act_session_ttl_s,
+        settings.act_export_process,
+    )
+    custom = Settings(act_session_max_agents=7, act_session_ttl_s=9.0, act_onnx=False, seed=3)
+    config = EngineConfig.from_settings(custom, keep_prepared=1)
+    assert (config.session_max_agents, config.session_ttl_s, config.onnx, config.seed) == (7, 9.0, False, 3)
+    assert config.keep_prepared == 1
+
+
+def test_adapter_hooks_have_defaults_the_engine_calls() -> None:
+    """An adapter with only featurize/decode (the toy family) serves: every optional hook is
+    declared on FamilyAdapter with a default, none is looked up by name."""
+    adapter = ToyAdapter()
+    assert adapter.decode_columns([], {}) is None
+    assert adapter.example_inputs(4) is None
+    assert adapter.split_forward(make_module(1)) is None
+    assert adapter.warm_up() is None
+    assert adapter.target_names([]) is None and adapter.sightings() is None
+    eng = InferenceEngine(StaticModelSource([make_candidate(1)]), config=EngineConfig(onnx=False), fallbacks={})
+    try:
+        result = eng.decide(observations(10))
+        assert result.refs == [("toy-pursuit", "v1")] * 10 and not result.blocks
+    finally:
+        eng.close()

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from luanti_tune.config.settings import Settings
 from luanti_tune.inference.decision_log import DecisionLogger, LogItem
 from luanti_tune.inference.fallback import ChaseOrWait, default_fallbacks
 from luanti_tune.inference.metrics import metrics
@@ -53,18 +54,26 @@ LOW_CONFIDENCE = "low_confidence"
 RECENT_EVERY = 64
 
 
+def _setting(name: str) -> Any:
+    """The default of :class:`Settings` field ``name`` (the engine's defaults are the service's)."""
+    return Settings.model_fields[name].default
+
+
 @dataclass(frozen=True)
 class EngineConfig:
-    min_confidence: float = 0.0
-    session_max_agents: int = 10_000
-    session_ttl_s: float = 300.0
-    onnx: bool = True
-    threads: int = 1
+    """How the engine serves; the fields that are settings default to :class:`Settings`' defaults
+    (:meth:`from_settings` maps a whole settings object)."""
+
+    min_confidence: float = _setting("act_min_confidence")
+    session_max_agents: int = _setting("act_session_max_agents")
+    session_ttl_s: float = _setting("act_session_ttl_s")
+    onnx: bool = _setting("act_onnx")
+    threads: int = _setting("act_threads")
     atol: float = 1e-4
     rtol: float = 1e-3
     check_samples: int = 256
-    poll_interval_s: float = 1.0
-    seed: int = 0
+    poll_interval_s: float = _setting("act_poll_s")
+    seed: int = _setting("seed")
     #: Move everything alive after a model load into the GC's permanent generation: with torch
     #: and onnxruntime imported, a full collection otherwise stalls a batch for ~100 ms.
     freeze_gc: bool = True
@@ -72,7 +81,22 @@ class EngineConfig:
     keep_prepared: int = 4
     #: Export registry champions to ONNX in a child process: ``torch.onnx.export`` holds the GIL
     #: for tens of milliseconds at a time, which stalls the batches decided during a swap.
-    export_process: bool = False
+    export_process: bool = _setting("act_export_process")
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> EngineConfig:
+        """The engine configuration of ``settings`` (``overrides``: other fields)."""
+        values: dict[str, Any] = {
+            "min_confidence": settings.act_min_confidence,
+            "session_max_agents": settings.act_session_max_agents,
+            "session_ttl_s": settings.act_session_ttl_s,
+            "onnx": settings.act_onnx,
+            "threads": settings.act_threads,
+            "poll_interval_s": settings.act_poll_s,
+            "seed": settings.seed,
+            "export_process": settings.act_export_process,
+        }
+        return cls(**{**values, **overrides})
 
 
 @dataclass(frozen=True)
@@ -248,9 +272,7 @@ class InferenceEngine:
 
     def _prepare(self, cand: ModelCandidate) -> ServedModel:
         adapter = cand.adapter
-        warm_up = getattr(adapter, "warm_up", None)
-        if callable(warm_up):  # e.g. compile the family's loops now rather than in the first batch
-            warm_up()
+        adapter.warm_up()  # e.g. compile the family's loops now rather than in the first batch
         kinds = cand.served_kinds
         obs_samples = list(cand.sample_observations) or list(self._recent.get(kinds[0], [])[:64])
         rng = np.random.default_rng(self.config.seed)
@@ -270,13 +292,13 @@ class InferenceEngine:
             noisy = {k: (v + rng.normal(0, 1, v.shape)).astype(np.float32) for k, v in feats.items()}
             samples.append(noisy)
             sample_obs.append(obs_samples)
-        example = getattr(adapter, "example_inputs", None)
-        if callable(example):
-            try:
-                samples.append({k: np.asarray(v, dtype=np.float32) for k, v in example(32).items()})
+        try:
+            example = adapter.example_inputs(32)
+            if example is not None:
+                samples.append({k: np.asarray(v, dtype=np.float32) for k, v in example.items()})
                 sample_obs.append([])
-            except Exception as exc:  # noqa: BLE001 - optional extra check data
-                log.debug("example_inputs of %s failed: %s", cand.family, exc)
+        except Exception as exc:  # noqa: BLE001 - optional extra check data
+            log.debug("example_inputs of %s failed: %s", cand.family, exc)
 
         def decisions_match(i: int, ref: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> bool:
             obs = sample_obs[i]
@@ -486,9 +508,8 @@ class InferenceEngine:
                 outputs = served.runner(feats)
                 t2 = time.perf_counter()
                 finite = _row_finite(outputs, m)
-                decode_columns = getattr(served.adapter, "decode_columns", None)
-                if decode_columns is not None:
-                    columns = decode_columns(obs, outputs)
+                columns = served.adapter.decode_columns(obs, outputs)
+                if columns is not None:
                     count = len(columns)
                 else:
                     decisions = served.adapter.decode(obs, outputs)

@@ -33,7 +33,7 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
-from luanti_tune.policies.base import SplitForward
+from luanti_tune.policies.base import FamilyAdapter, SplitForward
 
 log = logging.getLogger(__name__)
 
@@ -459,14 +459,10 @@ class RegistryExport:
     split: bool = False  # also export the core of the adapter's split_forward
 
 
-def split_of(adapter: Any, module: Any) -> SplitForward | None:
+def split_of(adapter: FamilyAdapter, module: Any) -> SplitForward | None:
     """``adapter.split_forward(module)``, ``None`` when the adapter has none or it fails."""
-    split_forward = getattr(adapter, "split_forward", None)
-    if not callable(split_forward):
-        return None
     try:
-        split: SplitForward | None = split_forward(module)
-        return split
+        return adapter.split_forward(module)
     except Exception as exc:  # noqa: BLE001 - no split only costs speed
         log.info("split_forward failed (%s: %s); serving the whole graph", type(exc).__name__, exc)
         return None

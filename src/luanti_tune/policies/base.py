@@ -9,18 +9,20 @@ A learned model family is split in three so that the engine can batch and swap r
 * :class:`FamilyAdapter.decode` turns output rows back into typed actions with a confidence.
 
 For large batches the engine passes an :class:`~luanti_tune.policies.batch.ObservationBatch`
-(still a ``Sequence[Observation]``; its ``items`` and cached columns avoid building an object per
-agent) and, when the adapter has it, calls ``decode_columns(observations, outputs)`` returning
-:class:`~luanti_tune.policies.batch.DecisionColumns` instead of ``decode`` (see the pursuit family).
-An adapter may also have ``warm_up()``, which the engine calls while preparing a model, before it
-serves (e.g. to compile the family's loops then rather than in the first batch), and
-``split_forward(module) -> SplitForward | None``: the module's forward as fixed pre-processing,
-a learned core and fixed post-processing, so that ONNX Runtime runs only the core and the
-(cheap, elementwise) ends run as compiled loops instead of dozens of tiny graph nodes; the engine
-checks the split runner against the whole PyTorch module like any export.
+(still a ``Sequence[Observation]``; its columns avoid building an object per agent). The optional
+hooks of an adapter are declared on :class:`FamilyAdapter` with defaults that do nothing, and the
+engine calls them all: :meth:`~FamilyAdapter.decode_columns` (the decisions as
+:class:`~luanti_tune.policies.batch.DecisionColumns` instead of ``decode``'s objects),
+:meth:`~FamilyAdapter.warm_up` (called while a model is prepared, before it serves),
+:meth:`~FamilyAdapter.example_inputs` (made-up inputs for the export checks),
+:meth:`~FamilyAdapter.split_forward` (the module's forward as fixed pre-processing, a learned core
+and fixed post-processing, so that ONNX Runtime runs only the core and the cheap elementwise ends
+run as compiled loops; the engine checks the split runner against the whole PyTorch module like
+any export), :meth:`~FamilyAdapter.target_names` and :meth:`~FamilyAdapter.sightings`.
 
 Scripted policies implement :class:`Policy` directly and serve as baselines and as the
-fallback when no model exists, the model errors, or its confidence is low.
+fallback when no model exists, the model errors, or its confidence is low; a policy that decides
+a whole batch with array operations overrides :meth:`Policy.decide_columns`.
 """
 
 from __future__ import annotations
@@ -28,11 +30,14 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from luanti_tune.schemas.agent import Action, Observation
+
+if TYPE_CHECKING:
+    from luanti_tune.policies.batch import DecisionColumns
 
 #: Per-agent memory handed to adapters: ``memory[agent_id]`` is a dict the adapter owns.
 #: The engine bounds it (LRU/TTL); adapters must tolerate a missing or fresh entry.
@@ -91,6 +96,11 @@ class Policy(abc.ABC):
     def decide(self, observations: Sequence[Observation], memory: AgentMemory) -> list[Decision]:
         """One decision per observation, in order."""
 
+    def decide_columns(self, observations: Sequence[Observation], memory: AgentMemory) -> DecisionColumns | None:
+        """:meth:`decide`'s decisions as columns, one row per observation; ``None`` (the default):
+        the policy decides with :meth:`decide` only."""
+        return None
+
 
 class FamilyAdapter(abc.ABC):
     """Observation <-> tensor translation of one learned model family."""
@@ -106,6 +116,28 @@ class FamilyAdapter(abc.ABC):
     @abc.abstractmethod
     def decode(self, observations: Sequence[Observation], outputs: dict[str, np.ndarray]) -> list[Decision]:
         """One decision per observation from the forward outputs."""
+
+    def decode_columns(
+        self, observations: Sequence[Observation], outputs: dict[str, np.ndarray]
+    ) -> DecisionColumns | None:
+        """:meth:`decode`'s decisions as columns (no object per agent); ``None`` (the default): the
+        engine calls :meth:`decode`."""
+        return None
+
+    def warm_up(self) -> None:
+        """Prepare what the first batch would otherwise wait for (e.g. compile the family's loops);
+        the engine calls it while preparing a model, before the model serves. Default: nothing."""
+        return None
+
+    def example_inputs(self, batch: int = 4) -> dict[str, np.ndarray] | None:
+        """``batch`` rows of made-up model inputs (named as :attr:`input_names`) for export checks;
+        ``None`` (the default): the family has none."""
+        return None
+
+    def split_forward(self, module: Any) -> SplitForward | None:
+        """``module``'s forward split into fixed ends around a learned core (see
+        :class:`SplitForward`); ``None`` (the default): the whole module is exported."""
+        return None
 
     def target_names(self, observations: Sequence[Observation]) -> Sequence[str | None] | None:
         """Each observation's target player (``None``: no named target), so the engine can hand an
