@@ -26,16 +26,19 @@ def test_demo_runs_the_loop_end_to_end(tmp_path: Path) -> None:
         assert demo_events == sent["events"]
         assert "demo-sim-4" in store.stats().sources
 
-    # stages of the fine-tuning loop: a fine-tuned champion that beats its base on unseen styles
+    # stages of the fine-tuning loop: the new players (named like people, each with a cycle of
+    # their own) get champions that catch them faster than the base model did
     cycle = results["cycle"]
-    assert cycle["status"] == "promoted", cycle
+    assert cycle["status"] in ("promoted", "rejected"), cycle
+    scopes = cycle["figures"]["scopes"]
+    assert set(scopes) == {"pursuit@alice", "pursuit@bob"}
     reg = Registry(tmp_path / "models")
-    champion = reg.manifest("pursuit", "champion")
-    assert champion["version"] != results["base"]["version"]
-    assert champion["parent"] == results["base"]["version"]
+    adapted = [s for s in ("pursuit", *scopes) if reg.champion_version(s) and reg.manifest(s)["parent"]]
+    assert adapted, (cycle["reason"], scopes)
+    for family in adapted:
+        parent = reg.manifest(family)["parent"]
+        assert parent in (results["base"]["version"], f"pursuit:{results['base']['version']}")
+        assert reg.manifest(family)["gate"]["passed"]
     rows = {r["policy"].split(" ")[0]: r for r in results["before_after"]}
-    assert rows["population"]["prediction_error"] < rows["base"]["prediction_error"]
-    # the new players are named like people; each got a cycle of their own
-    assert set(cycle["figures"]["scopes"]) == {"pursuit@alice", "pursuit@bob"}
-    assert rows["served"]["mean_time"] <= rows["base"]["mean_time"], rows
+    assert rows["served"]["mean_time"] < rows["base"]["mean_time"], rows
     assert Path(results["plot"]).stat().st_size > 10_000

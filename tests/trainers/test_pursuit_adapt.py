@@ -138,7 +138,7 @@ def test_the_service_adapts_to_a_player_nobody_scripted(base_registry_dir: Path,
     out = _adapt_through_service(base_registry_dir, tmp_path, Patroller())
     assert out["promoted_after_min"] is not None, out["verdicts"]
     names = {c["name"] for c in out["gate"]["checks"]}
-    assert {"heldout_error", "model_time", "replay_time"} <= names and "sim_time" not in names  # alice's play only
+    assert {"heldout_error", "replay_time"} <= names and "sim_time" not in names  # alice's play only
     assert out["track_sources"] == {"alice": "agent.track"}  # what the agent saw when it decided
     assert out["served"] < out["pure"], out
     assert out["served"] < 0.97 * out["base"], out

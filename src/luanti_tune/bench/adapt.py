@@ -171,13 +171,23 @@ def chase_times(
     seed: int = 7,
     act_every: int = 2,
     max_steps: int = 300,
+    watch_s: float = 1.5,
 ) -> list[float]:
     """Time to catch (s; uncaught: ``max_steps`` steps) in fixed-seed episodes, deciding every
-    ``act_every`` steps like the mod. Ticks keep increasing across episodes (one agent's memory)."""
+    ``act_every`` steps like the mod. Ticks keep increasing across episodes (one agent's memory).
+
+    For ``watch_s`` before the chase the agent sees the player (its decisions are not carried
+    out), as an agent in the game sees a player coming before it engages; the chase is timed from
+    its end. ``0``: the agent sees the player first when the chase starts (a spawned agent)."""
     times = []
     tick0 = 10_000
     for ep in range(episodes):
         sc = PursuitScenario(kind, seed * 100_003 + ep, max_steps=max_steps, player_name=player)
+        for step in range(int(round(watch_s / DT))):
+            if step % act_every == 0:
+                obs = sc.observe()
+                decide(obs.model_copy(update={"tick": tick0 + obs.tick}))
+            sc.sim.step()
         done = False
         while not done:
             if sc.steps % act_every == 0:

@@ -99,12 +99,17 @@ class NeighbourPlayer:
         model.starts = np.asarray(hist, dtype=np.float32)
         return model
 
-    def predict(self, hist: np.ndarray, vel: np.ndarray, threat: np.ndarray) -> np.ndarray:
-        """Displacement over ``horizon`` in world x/z, ``[n, 2]``."""
+    def predict(self, hist: np.ndarray, vel: np.ndarray, threat: np.ndarray, *, keep_speed: bool = False) -> np.ndarray:
+        """Displacement over ``horizon`` in world x/z, ``[n, 2]``: the neighbours' mean (the best
+        guess), or with ``keep_speed`` their mean direction at their mean distance (a player to
+        chase: averaging directions must not slow them down)."""
         q, frame = _frame(hist, vel, threat, self.hist_dt)
         d2 = (q * q).sum(1)[:, None] - 2.0 * q @ self.feats.T + (self.feats * self.feats).sum(1)[None, :]
         near = np.argpartition(d2, self.k - 1, axis=1)[:, : self.k]
         loc = self.local[near].mean(axis=1)
+        if keep_speed:
+            dist = np.hypot(*self.local[near].transpose(2, 0, 1)).mean(axis=1)
+            loc = loc / np.maximum(np.hypot(*loc.T), 1e-9)[:, None] * dist[:, None]
         c, s = frame[:, 0], frame[:, 1]
         return np.stack([c * loc[:, 0] - s * loc[:, 1], s * loc[:, 0] + c * loc[:, 1]], axis=1)
 
@@ -161,7 +166,7 @@ class _Controller:
                 rel = threat[[0, 2]] - pos[[0, 2]]
                 if float(np.hypot(*rel)) <= THREAT_RANGE:
                     th[0, :2], th[0, 2] = rel, 1.0
-            d = m.predict(hist, vel.astype(np.float32), th)[0] / m.horizon / WALK_SPEED
+            d = m.predict(hist, vel.astype(np.float32), th, keep_speed=True)[0] / m.horizon / WALK_SPEED
             n = float(np.hypot(*d))
             self.move = d / n if n > 1.0 else d
         self.steps += 1
