@@ -16,6 +16,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "team": ("luanti_tune.bench.team:team", "Team model vs independent greedy agents."),
     "navigation": ("luanti_tune.bench.navigation:navigation", "Learned terrain costs vs geometry-only A*."),
     "chase": ("luanti_tune.bench.chase:chase", "Pursuit agent vs a mobs_redo mob chasing a real client."),
+    "adapt": ("luanti_tune.bench.adapt:adapt", "Adaptation to unscripted players through the service and worker."),
 }
 
 
