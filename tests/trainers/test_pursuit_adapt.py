@@ -141,7 +141,7 @@ def test_the_service_adapts_to_a_player_nobody_scripted(base_registry_dir: Path,
     assert {"heldout_error", "replay_time"} <= names and "sim_time" not in names  # alice's play only
     assert out["track_sources"] == {"alice": "agent.track"}  # what the agent saw when it decided
     assert out["served"] < out["pure"], out
-    assert out["served"] < 0.97 * out["base"], out
+    assert out["served"] < 0.95 * out["base"], out  # measured 0.90 (target 0.9); margin for the worker's timing
 
 
 @pytest.mark.slow
