@@ -613,18 +613,21 @@ class InferenceEngine:
     def _fallback(
         self, kind: str, idxs: Sequence[int], obs: Sequence[Observation], reason: str, result: BatchResult
     ) -> None:
+        """Rows ``idxs`` (increasing) decided by the kind's scripted policy (else the last resort),
+        as one columnar block when the policy decides in columns."""
         policy = self.fallbacks.get(kind, self.last_resort)
+        batch = ObservationBatch.of(obs)
         sessions = self._session(self._fb_sessions, kind)
-        sessions.touch(ObservationBatch.of(obs).agents)
+        sessions.touch(batch.agents)
         try:
             try:
-                decisions = policy.decide(obs, sessions)
-            except Exception as exc:  # noqa: BLE001 - last resort, agent by agent
+                columns, decisions = self._scripted(policy, batch, sessions)
+            except Exception as exc:  # noqa: BLE001 - the last resort answers
                 if policy is self.last_resort:
                     raise
                 log.warning("fallback policy %s failed: %s", policy.name, exc)
                 policy = self.last_resort
-                decisions = policy.decide(obs, sessions)
+                columns, decisions = self._scripted(policy, batch, sessions)
         except Exception as exc:  # noqa: BLE001
             for i in idxs:
                 self._error(result, i, kind, f"no policy could decide: {exc}")
@@ -632,12 +635,34 @@ class InferenceEngine:
         finally:
             sessions.enforce()
         ref = (f"scripted:{policy.name}", str(policy.version))
-        for i, d in zip(idxs, decisions, strict=True):
-            result.typed[i] = d.action
-            result.refs[i] = ref
-            result.fallback[i] = reason
+        if columns is not None:
+            result.blocks.append((np.asarray(idxs, dtype=np.intp), columns))
+        else:
+            for i, d in zip(idxs, decisions, strict=True):
+                result.typed[i] = d.action
+        if len(idxs) == len(result.refs):
+            result.refs = [ref] * len(idxs)
+        else:
+            for i in idxs:
+                result.refs[i] = ref
+        result.fallback.update(dict.fromkeys(idxs, reason))
         self.fallback_counts[reason] = self.fallback_counts.get(reason, 0) + len(idxs)
-        self._m.fallback.labels(reason=reason, family=kind).inc(len(idxs))
+        self._child(self._m.fallback, reason, kind).inc(len(idxs))
+
+    @staticmethod
+    def _scripted(
+        policy: Policy, batch: ObservationBatch, sessions: SessionStore
+    ) -> tuple[DecisionColumns | None, list[Decision]]:
+        """``policy``'s decisions for ``batch``: columns when it decides in columns, else objects."""
+        columns = policy.decide_columns(batch, sessions)
+        if columns is not None:
+            if len(columns) != len(batch):
+                raise ValueError(f"{policy.name} decided {len(columns)} of {len(batch)} agents")
+            return columns, []
+        decisions = policy.decide(batch, sessions)
+        if len(decisions) != len(batch):
+            raise ValueError(f"{policy.name} decided {len(decisions)} of {len(batch)} agents")
+        return None, decisions
 
     def _log(self, batch: ObservationBatch, result: BatchResult) -> None:
         assert self.decision_log is not None
