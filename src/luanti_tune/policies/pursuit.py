@@ -36,7 +36,8 @@ from luanti_tune.policies.base import AgentMemory, Decision, FamilyAdapter, Sigh
 from luanti_tune.policies.batch import DecisionColumns, ObservationBatch
 from luanti_tune.policies.columns import ObservationColumns
 from luanti_tune.policies.families import FamilySpec
-from luanti_tune.schemas.agent import TICK_S, EntityView, Observation
+from luanti_tune.policies.targets import columns_of, pick_targets
+from luanti_tune.schemas.agent import TICK_S, Observation
 
 FAMILY = "pursuit"
 DEFAULT_ARCH: dict[str, Any] = {
@@ -230,24 +231,6 @@ def baseline_metrics(data: Mapping[str, np.ndarray], horizons: Sequence[float]) 
 # ----------------------------------------------------------------------------- adapter
 
 
-def select_target(obs: Observation) -> EntityView | None:
-    """The first named target visible in ``entities``, else the nearest player."""
-    entities = obs.entities
-    if len(entities) == 1:  # the common case, same answer without building the name map
-        e = entities[0]
-        if e.name and e.name in obs.targets:
-            return e
-        return e if e.kind == "player" else None
-    by_name = {e.name: e for e in entities if e.name}
-    for name in obs.targets:
-        if name in by_name:
-            return by_name[name]
-    players = [e for e in entities if e.kind == "player"]
-    if not players:
-        return None
-    return min(players, key=lambda e: e.rel.x**2 + e.rel.z**2)
-
-
 #: ``memory[agent][MEMORY_KEY]`` holds the agent's :class:`_AgentTracks` (its target tracks).
 MEMORY_KEY = "tracks"
 #: Track key of an unnamed target (the nearest player).
@@ -256,16 +239,6 @@ NEAREST = "_nearest"
 MAX_TRACKS = 8
 #: ``last`` tick of a fresh slot: its first observation starts the track.
 _NEW = -(1 << 40)
-
-_ENTITIES = operator.attrgetter("entities")
-_POS = operator.attrgetter("pos")
-_KIND = operator.attrgetter("kind")
-_NAME = operator.attrgetter("name")
-_REL = operator.attrgetter("rel")
-_VEL = operator.attrgetter("velocity")
-_X = operator.attrgetter("x")
-_Z = operator.attrgetter("z")
-_FIRST = operator.itemgetter(0)
 
 
 def _strictly_increasing(values: Sequence[float]) -> bool:
@@ -463,17 +436,6 @@ def _register_table(memory: AgentMemory, table: _TrackTable) -> None:
         _TABLES[key] = (ref, table)
 
 
-class _Targets:
-    """Each row's target: ``rows`` (indices with a target, ``None`` = all) and their entities."""
-
-    __slots__ = ("rows", "entities", "rel")
-
-    def __init__(self, rows: np.ndarray | None, entities: list[Any], rel: np.ndarray) -> None:
-        self.rows = rows
-        self.entities = entities
-        self.rel = rel
-
-
 class _Gathered(NamedTuple):
     """What featurize reads of each targeted row (``rows``; ``None`` = every row, in order)."""
 
@@ -486,35 +448,13 @@ class _Gathered(NamedTuple):
     vgiven: np.ndarray | None  # which targets carried a velocity (None: all)
 
 
-def _target_index(
-    kinds: list[str], names: list[str | None], relxz: list[list[float]], lo: int, hi: int, targets: Sequence[str]
-) -> int:
-    """:func:`select_target` over entities ``lo:hi`` of flattened columns: the index, or -1."""
-    if hi - lo == 1:
-        nm = names[lo]
-        if nm and nm in targets:
-            return lo
-        return lo if kinds[lo] == "player" else -1
-    by_name: dict[str, int] = {}
-    for k in range(lo, hi):
-        nm = names[k]
-        if nm:
-            by_name[nm] = k
-    for name in targets:
-        if name in by_name:
-            return by_name[name]
-    players = [k for k in range(lo, hi) if kinds[k] == "player"]
-    if not players:
-        return -1
-    return min(players, key=lambda k: relxz[k][0] ** 2 + relxz[k][1] ** 2)
-
-
 class PursuitAdapter(FamilyAdapter):
     """Observations + per-agent target tracks <-> ``hist``/``vel`` arrays; intercept decoding.
 
-    Columnar: a few C-level passes over the batch's items read ticks, positions and each
-    agent's target; every track of the memory lives in a :class:`_TrackTable` (dense rings found
-    by ``(agent, target key)``), updated and resampled for the whole batch with numpy. Results
+    Columnar: the batch's columns (computed once for a batch of Observation objects) give ticks,
+    positions and each agent's target (:func:`~luanti_tune.policies.targets.pick_targets`);
+    every track of the memory lives in a :class:`_TrackTable` (dense rings found by
+    ``(agent, target key)``), updated and resampled for the whole batch by compiled loops. Results
     equal the per-agent algorithm (see ``tests/policies/test_pursuit_batched.py``).
     """
 
@@ -562,31 +502,6 @@ class PursuitAdapter(FamilyAdapter):
         threat = np.concatenate([rng.normal(0, 6, (batch, 2)), np.ones((batch, 1))], axis=1).astype(np.float32)
         return {"hist": hist, "vel": rng.normal(0, 2, (batch, 2)).astype(np.float32), "threat": threat}
 
-    # ------------------------------------------------------------------ targets
-    def _select(self, items: Sequence[Any]) -> _Targets:
-        """Each item's target (:func:`select_target`), in C-level passes for one-player views."""
-        n = len(items)
-        ents = list(map(_ENTITIES, items))
-        chosen: list[Any] | None = None
-        if list(map(len, ents)).count(1) == n:
-            first = list(map(_FIRST, ents))
-            if list(map(_KIND, first)).count("player") == n:
-                chosen = first  # the common case: one player in view, always the target
-        rows: np.ndarray | None = None
-        if chosen is None:
-            picked = [select_target(o) for o in items]
-            keep = [i for i, e in enumerate(picked) if e is not None]
-            if len(keep) < n:
-                rows = np.asarray(keep, dtype=np.intp)
-                picked = [picked[i] for i in keep]
-            chosen = picked
-        m = len(chosen)
-        rel = np.empty((m, 2))
-        rels = list(map(_REL, chosen))
-        rel[:, 0] = np.fromiter(map(_X, rels), dtype=np.float64, count=m)
-        rel[:, 1] = np.fromiter(map(_Z, rels), dtype=np.float64, count=m)
-        return _Targets(rows, chosen, rel)
-
     # ------------------------------------------------------------------ featurize
     def featurize(self, observations: Sequence[Observation], memory: AgentMemory) -> dict[str, np.ndarray]:
         batch = ObservationBatch.of(observations)
@@ -601,7 +516,7 @@ class PursuitAdapter(FamilyAdapter):
             self._last = self._seen = None
             return {"hist": hist, "vel": vel, "threat": threat}
         # everything is read (and may fail) before any memory is touched
-        g = self._gather_columns(batch.cols) if batch.cols is not None else self._gather(batch)
+        g = self._gather_columns(columns_of(batch)[1])
         rows, rel, names, axz, vx, vz, vgiven = g.rows, g.rel, g.names, g.axz, g.vx, g.vz, g.vgiven
         m = len(names)
         agents = batch.agents
@@ -661,21 +576,12 @@ class PursuitAdapter(FamilyAdapter):
         return {"hist": hist, "vel": vel, "threat": threat}
 
     def target_names(self, observations: Sequence[Observation]) -> list[str | None]:
-        """Each observation's target (:func:`select_target`) by name; ``None`` where unnamed or none."""
-        batch = ObservationBatch.of(observations)
-        names: list[str | None] = [None] * len(batch)
-        if not len(batch):
-            return names
-        if batch.cols is not None:
-            rows, ent = self._select_columns(batch.cols)
-            e = batch.cols.entities
-            chosen = e.name if ent is None else [e.name[k] for k in ent.tolist()]
-        else:
-            sel = self._select(batch.items)
-            rows, chosen = sel.rows, [x.name for x in sel.entities]
-        for i, nm in zip(range(len(batch)) if rows is None else rows.tolist(), chosen, strict=True):
-            names[i] = nm
-        return names
+        """Each observation's target (:func:`~luanti_tune.policies.targets.pick_targets`) by name;
+        ``None`` where unnamed or none."""
+        _, cols = columns_of(observations)
+        chosen = pick_targets(cols)
+        names = cols.entities.name
+        return [names[k] if k >= 0 else None for k in chosen.tolist()]
 
     def sightings(self) -> Sightings | None:
         """The last featurize's named targets: where each was and the velocity the model got."""
@@ -705,32 +611,8 @@ class PursuitAdapter(FamilyAdapter):
             axz - rel,
         )
 
-    def _gather(self, batch: ObservationBatch) -> _Gathered:
-        """Each targeted row's target: from the batch's items (Observations or wire structs)."""
-        items = batch.items
-        sel = self._select(items)
-        rows, ents, rel = sel.rows, sel.entities, sel.rel
-        m = len(ents)
-        if rows is not None:
-            items = [items[i] for i in rows.tolist()]
-        pos = list(map(_POS, items))
-        axz = np.empty((m, 2))  # the target's absolute position
-        axz[:, 0] = np.fromiter(map(_X, pos), dtype=np.float64, count=m)
-        axz[:, 1] = np.fromiter(map(_Z, pos), dtype=np.float64, count=m)
-        axz += rel
-        vels = list(map(_VEL, ents))
-        vgiven: np.ndarray | None = None  # None: every target has a velocity
-        try:
-            vx = np.fromiter(map(_X, vels), dtype=np.float64, count=m)
-            vz = np.fromiter(map(_Z, vels), dtype=np.float64, count=m)
-        except AttributeError:  # some velocities missing: estimated from the track
-            vgiven = np.fromiter((v is not None for v in vels), dtype=bool, count=m)
-            vx = np.array([0.0 if v is None else v.x for v in vels], dtype=np.float64)
-            vz = np.array([0.0 if v is None else v.z for v in vels], dtype=np.float64)
-        return _Gathered(rows, rel, list(map(_NAME, ents)), axz, vx, vz, vgiven)
-
     def _gather_columns(self, cols: ObservationColumns) -> _Gathered:
-        """:meth:`_gather` from columns: array indexing, no Python object per agent."""
+        """Each targeted row's target (``rows``: those with one): array indexing, no Python object per agent."""
         rows, ent = self._select_columns(cols)
         e = cols.entities
         if ent is None:  # entity k is row k's target: no gathers
@@ -746,23 +628,19 @@ class PursuitAdapter(FamilyAdapter):
         return _Gathered(rows, rel, names, axz, vel[:, 0].copy(), vel[:, 2].copy(), vgiven)
 
     def _select_columns(self, cols: ObservationColumns) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """``(rows, entity)``: :func:`select_target` of each row (``rows``: those with one, ``None`` = all;
-        ``entity``: the index of each one's target, ``None``: entity ``k`` for row ``k``)."""
+        """``(rows, entity)``: each row's target (:func:`~luanti_tune.policies.targets.pick_targets`;
+        ``rows``: those with one, ``None`` = all; ``entity``: the index of each one's target,
+        ``None``: entity ``k`` for row ``k``)."""
         e = cols.entities
         n = len(cols)
-        m = len(e.kind)
-        if m == n and e.kind.count("player") == n and bool((e.offsets == np.arange(n + 1)).all()):
+        if len(e.kind) == n and e.kind.count("player") == n and bool((e.offsets == np.arange(n + 1)).all()):
             return None, None  # the common case: one player in view, always the target
-        offsets = e.offsets.tolist()
-        relxz = e.rel[:, ::2].tolist()
-        targets = cols.targets
-        chosen = [
-            _target_index(e.kind, e.name, relxz, offsets[i], offsets[i + 1], targets[i] if targets else ())
-            for i in range(n)
-        ]
-        keep = [i for i, k in enumerate(chosen) if k >= 0]
-        ent = np.asarray([chosen[i] for i in keep], dtype=np.intp)
-        return (None if len(keep) == n else np.asarray(keep, dtype=np.intp)), ent
+        chosen = pick_targets(cols)
+        has = chosen >= 0
+        if has.all():
+            return None, chosen
+        rows = np.flatnonzero(has)
+        return rows, chosen[rows]
 
     def _table(self, memory: AgentMemory, agents: Sequence[str]) -> _TrackTable:
         """The track table of ``memory`` (shared by every adapter that uses the same memory)."""
@@ -1068,13 +946,10 @@ class PursuitAdapter(FamilyAdapter):
         rel = np.zeros((n, 2))
         has = np.zeros(n, dtype=bool)
         if n:
-            if batch.cols is not None:
-                sel_rows, ent = self._select_columns(batch.cols)
-                erel = batch.cols.entities.rel
-                sel_rel = (erel if ent is None else erel[ent])[:, ::2]
-            else:
-                sel = self._select(batch.items)
-                sel_rows, sel_rel = sel.rows, sel.rel
+            cols = columns_of(batch)[1]
+            sel_rows, ent = self._select_columns(cols)
+            erel = cols.entities.rel
+            sel_rel = (erel if ent is None else erel[ent])[:, ::2]
             ri = np.arange(n) if sel_rows is None else sel_rows
             rel[ri] = sel_rel
             has[ri] = True
