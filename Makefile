@@ -43,7 +43,7 @@ test: install system-deps lint typecheck lua-test pytest
 demo: install
 	$(VENV)/bin/luanti-tune -v demo
 
-BENCHES ?= ingest sim train act navigation team dialogue luanti
+BENCHES ?= ingest sim train act navigation team dialogue luanti adapt chase
 
 # Every benchmark prints one JSON line (figures + ratio to a baseline measured in the same run).
 bench: install system-deps
