@@ -24,6 +24,7 @@ import pytest
 from luanti_tune.errors import ConfigError
 from luanti_tune.luanti.server import LuantiServer, find_server_bin
 from luanti_tune.luanti.service import ServiceProcess
+from luanti_tune.serve.wire_columns import columns_to_rows
 from luanti_tune.store import EventQuery, open_store
 
 
@@ -60,6 +61,33 @@ def build_actions(obs: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def observations(request: dict[str, Any]) -> list[dict[str, Any]]:
+    """The observations of a ``/v1/act`` request as rows, whichever format the mod sent (columns
+    by default, ``{"observations": [...]}`` with ``act_format = rows``)."""
+    if "columns" in request:
+        return columns_to_rows(request["columns"])
+    return list(request.get("observations", []))
+
+
+def actions(answer: dict[str, Any]) -> list[dict[str, Any]]:
+    """The action entries of a ``/v1/act`` answer, in row order, whichever format it came in (a
+    columnar answer's move/wait columns spelled out as the rows format gives them)."""
+    if "columns" not in answer:
+        return list(answer.get("actions", []))
+    cols, whole = answer["columns"], answer.get("rows") or {}
+    out = []
+    for i, agent in enumerate(cols["agent"]):
+        entry = whole.get(str(i))
+        if entry is None:
+            if cols["type"][i] == "move":
+                d = {a: cols["dir"][a][i] for a in "xyz"}
+                entry = {"agent": agent, "type": "move", "args": {"dir": d, "speed": cols["speed"][i]}}
+            else:
+                entry = {"agent": agent, "type": cols["type"][i], "args": {"ticks": 1}}
+        out.append(entry)
+    return out
+
+
 class PolicyServer:
     def __init__(self) -> None:
         self.mode = "none"
@@ -89,7 +117,7 @@ class PolicyServer:
                     self._answer(answer)
                     return
                 actions: list[dict[str, Any]] = []
-                for obs in data.get("observations", []):
+                for obs in observations(data):  # answered with rows: the mod reads them in both formats
                     if mode == "plus_x":
                         actions.append(
                             {"agent": obs["agent"], "type": "move", "args": {"dir": {"x": 1, "y": 0, "z": 0}}}

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from luanti_harness import Harness, HeadlessClient
+from luanti_harness import Harness, HeadlessClient, actions, observations
 
 from luanti_tune.schemas import Observation
 
@@ -124,10 +124,10 @@ def test_pursuit_agent_driven_by_the_real_service_closes_distance(harness: Harne
     alice.stop()
     assert d0 > 7
     assert closest < 0.5 * d0, f"pursuit agent did not close in: {d0:.1f} -> {closest:.1f}"
-    answered = [r for r in h.policy.requests if any(o["agent"] == agent_id for o in r["observations"])]
-    assert answered and any("alice" in o.get("targets", []) for r in answered for o in r["observations"])
+    answered = [r for r in h.policy.requests if any(o["agent"] == agent_id for o in observations(r))]
+    assert answered and any("alice" in o.get("targets", []) for r in answered for o in observations(r))
     # the decisions came from the pursuit champion, not from the scripted fallback
-    served = [a for ans in h.policy.answers for a in ans["actions"] if a.get("agent") == agent_id]
+    served = [a for ans in h.policy.answers for a in actions(ans) if a.get("agent") == agent_id]
     by_model = [a for a in served if "fallback" not in a]
     assert len(by_model) >= 0.8 * len(served), served[:5]
     assert any((ans.get("model") or {}).get("name", "").startswith("pursuit") for ans in h.policy.answers)
@@ -145,7 +145,7 @@ def test_agent_moves_as_the_policy_decides(harness: Harness) -> None:
     dx, dz = end["x"] - start["x"], end["z"] - start["z"]
     assert dx > 6 and abs(dz) < 0.2 * dx, (start, end)
     # the observations the mod sent are valid Observations, and outcomes are stored as agent.result
-    obs = [o for r in harness.policy.requests for o in r["observations"] if o["agent"] == agent_id]
+    obs = [o for r in harness.policy.requests for o in observations(r) if o["agent"] == agent_id]
     assert obs and all(Observation.model_validate(o) for o in obs[:20])
     results = harness.wait_events(
         lambda evs: any(e["actor"]["name"] == agent_id and e["payload"]["ok"] for e in evs), "agent.result"

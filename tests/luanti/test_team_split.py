@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from luanti_harness import Harness, HeadlessClient
+from luanti_harness import Harness, HeadlessClient, actions, observations
 
 pytestmark = pytest.mark.luanti
 
@@ -133,7 +133,7 @@ def test_two_team_agents_split_two_players(team_harness: Harness, tmp_path: Path
     finally:
         for c in clients:
             c.stop()
-    served = [a for ans in h.policy.answers for a in ans["actions"] if a.get("agent") in ids]
+    served = [a for ans in h.policy.answers for a in actions(ans) if a.get("agent") in ids]
     fallbacks: dict[str, int] = {}
     for a in served:
         fallbacks[str(a.get("fallback"))] = fallbacks.get(str(a.get("fallback")), 0) + 1
@@ -142,5 +142,5 @@ def test_two_team_agents_split_two_players(team_harness: Harness, tmp_path: Path
     assert served and sum("fallback" not in a for a in served) >= 0.8 * len(served)
     assert any((ans.get("model") or {}).get("name", "").startswith("team") for ans in h.policy.answers)
     # the observations carried the team, so the service could pool them on one blackboard
-    team_obs: list[dict[str, Any]] = [o for r in h.policy.requests for o in r["observations"] if o["agent"] in ids]
+    team_obs: list[dict[str, Any]] = [o for r in h.policy.requests for o in observations(r) if o["agent"] in ids]
     assert team_obs and all(o.get("team") == "team" for o in team_obs)
