@@ -13,7 +13,12 @@
 -- Commands (new lines of WORLD/luanti_tune_chase_cmd.txt, read every 0.2 s):
 --   arena <x> <y> <z> <radius>     slippery floor nodes at height y within radius of x, z (air above)
 --   episode <id> <agent|mob> <player> <dx> <dz> <limit_s> <seed>   queue an episode
--- Every finished episode is appended as one JSON line to WORLD/luanti_tune_chase_episodes.jsonl;
+--   play <id> <player> <seconds> <limit_s> <seed> <min_offset> <max_offset>   queue continuous play:
+--       one pursuit agent chases the steered player for <seconds>; whenever it catches the player
+--       (or after <limit_s>) it reappears min..max_offset nodes away (seeded) and chases on, as on
+--       a live server (one agent, one continuous track of what it saw: what the service records
+--       and its training worker learns from)
+-- Every finished episode (or play) is appended as one JSON line to WORLD/luanti_tune_chase_episodes.jsonl;
 -- WORLD/luanti_tune_chase_state.json holds the players, the arena, the queue and the decision stats.
 
 -- luacheck: read globals mobs
@@ -233,7 +238,38 @@ local function sample(e, t, d, ppos, pvel, cpos, cvel)
 		round3(cpos.x), round3(cpos.z), round3(cvel.x), round3(cvel.z) })
 end
 
+--- The model of the service's last /v1/act answer (with one agent: the one that decided it).
+local function served_model()
+	local ok, status = pcall(luanti_tune.status)
+	local m = ok and status.act and status.act.model
+	return type(m) == "table" and { name = m.name, version = m.version } or json.null
+end
+
+local function finish_play(e, err)
+	remove_chaser(e)
+	local rec = {
+		id = e.id, kind = "play", chaser = "agent", player = e.player, seed = e.seed, seconds = e.seconds,
+		limit_s = e.limit, catch_radius = CFG.catch_radius, player_speed = CFG.player_speed,
+		chaser_speed = SPEED, duration_s = e.t0 and round3(now_s() - e.t0) or 0, chases = e.chases,
+		reversals = e.reversals, dodges = e.dodges, model = served_model(), error = err,
+	}
+	local f = io.open(OUT_PATH, "a")
+	if f then
+		f:write(json.encode(rec) .. "\n")
+		f:close()
+	end
+	done = done + 1
+	ep = nil
+	if err then
+		core.log("warning", "[luanti_tune_chase] play " .. tostring(e.id) .. ": " .. err)
+	end
+end
+
 local function finish(e, err)
+	if e.play then
+		return finish_play(e, err)
+	end
+	local model = e.chaser == "agent" and served_model() or json.null
 	remove_chaser(e)
 	local rec = {
 		id = e.id, chaser = e.chaser, seed = e.seed, dx = e.dx, dz = e.dz, limit_s = e.limit,
@@ -241,7 +277,7 @@ local function finish(e, err)
 		orbit_radius = CFG.orbit_radius, dodge_range = CFG.dodge_range, mob_reach = CFG.mob_reach,
 		spawn_pos = e.spawn_pos, appear_s = e.appear_s, start_s = e.start_s, caught = e.caught or false,
 		time_s = e.time_s, d0 = e.d0, min_d = e.min_d, reversals = e.reversals, dodges = e.dodges,
-		samples = e.samples, error = err,
+		samples = e.samples, error = err, model = model,
 		sample_fields = json.array({ "t", "d", "px", "pz", "pvx", "pvz", "cx", "cz", "cvx", "cvz" }),
 	}
 	local f = io.open(OUT_PATH, "a")
@@ -305,6 +341,57 @@ local function chase_step(e, t_now, ppos, pvel, cobj)
 	end
 end
 
+--- A point ``offset`` nodes from the player at a seeded angle, inside the arena (2 nodes from its rim).
+local function reappear_pos(e, ppos)
+	local reach = arena.r - 2
+	local pos
+	for _ = 1, 50 do
+		local a, d = e.place(0, 2 * math.pi), e.place(e.min_offset, e.max_offset)
+		pos = { x = ppos.x + d * math.cos(a), y = arena.y + 1, z = ppos.z + d * math.sin(a) }
+		if (pos.x - arena.x) ^ 2 + (pos.z - arena.z) ^ 2 <= reach * reach then
+			return pos
+		end
+	end
+	return pos
+end
+
+local function new_chase(e, t_now, cpos)
+	e.chase_t0 = t_now
+	e.cur = { origin = { x = cpos.x, y = cpos.y, z = cpos.z } }
+end
+
+--- Continuous play: the agent chases on; a catch (or the time limit) sends it away again.
+local function play_step(e, t_now, ppos, cobj)
+	local cpos = cobj:get_pos()
+	if not e.cur then
+		new_chase(e, t_now, cpos)
+	end
+	local cur = e.cur
+	local t, ct = t_now - e.t0, t_now - e.chase_t0
+	local d = hdist(ppos, cpos)
+	cur.d0 = cur.d0 or round3(d)
+	if not cur.start_s then
+		local cv = cobj:get_velocity() or { x = 0, z = 0 }
+		if hdist(cpos, cur.origin) >= CFG.start_move or math.sqrt(cv.x * cv.x + cv.z * cv.z) > 0.5 then
+			cur.start_s = round3(ct)
+		end
+	end
+	local caught = d < CFG.catch_radius
+	if caught or ct >= e.limit or t >= e.seconds then
+		e.chases[#e.chases + 1] = {
+			t = round3(t - ct), time_s = round3(ct), caught = caught, d0 = cur.d0, start_s = cur.start_s,
+			cut = not caught and ct < e.limit, -- the play ended during this chase
+		}
+		if t >= e.seconds then
+			return finish_play(e)
+		end
+		local pos = reappear_pos(e, ppos)
+		cobj:set_pos(pos)
+		cobj:set_velocity({ x = 0, y = 0, z = 0 })
+		new_chase(e, t_now, pos)
+	end
+end
+
 local function episode_step(e)
 	local player = core.get_player_by_name(e.player)
 	if not player then
@@ -347,6 +434,9 @@ local function episode_step(e)
 		return spawn_chaser(e, ppos)
 	end
 	if e.phase == "chase" then
+		if e.play then
+			return play_step(e, t_now, ppos, cobj)
+		end
 		return chase_step(e, t_now, ppos, pvel, cobj)
 	end
 end
@@ -368,6 +458,26 @@ local function new_episode(w)
 	return e
 end
 
+local function new_play(w)
+	local e = {
+		id = w[2], chaser = "agent", player = w[3], seconds = tonumber(w[4]), limit = tonumber(w[5]),
+		seed = tonumber(w[6]) or 1, min_offset = tonumber(w[7]), max_offset = tonumber(w[8]), play = true,
+		phase = "settle", sgn = 1, reversals = 0, dodges = 0, dodge_until = -1, dodge_ready = 0,
+		chases = json.array(), samples = json.array(),
+	}
+	if not (e.player and e.seconds and e.limit and e.min_offset and e.max_offset) then
+		core.log("error", "[luanti_tune_chase] bad play command: " .. table.concat(w, " "))
+		return nil
+	end
+	e.rand = rng(e.seed)
+	e.place = rng(e.seed + 7919) -- where the agent (re)appears; the steering schedule keeps its own
+	e.sgn = e.rand(0, 1) < 0.5 and -1 or 1
+	e.next_reverse = e.rand(CFG.reverse_min_s, CFG.reverse_max_s)
+	local a, d = e.place(0, 2 * math.pi), e.place(e.min_offset, e.max_offset)
+	e.dx, e.dz = d * math.cos(a), d * math.sin(a)
+	return e
+end
+
 -- ------------------------------------------------------------------ commands and state
 
 local function words(line)
@@ -384,6 +494,8 @@ local function run(line)
 		build_arena({ x = tonumber(w[2]), y = tonumber(w[3]), z = tonumber(w[4]) }, tonumber(w[5]))
 	elseif w[1] == "episode" then
 		queue[#queue + 1] = new_episode(w)
+	elseif w[1] == "play" then
+		queue[#queue + 1] = new_play(w)
 	elseif w[1] then
 		core.log("warning", "[luanti_tune_chase] unknown command " .. w[1])
 	end

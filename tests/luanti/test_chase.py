@@ -1,6 +1,8 @@
 """``luanti-tune bench chase`` for real: the pursuit agent (decided by the real service) and a
 mobs_redo dogfight mob chase a real headless client steered with real velocity on a real server;
-and Ctrl-C stops every process the benchmark started. Plus the pure parts (plan, summary)."""
+with ``--adapt-minutes`` the service's worker first trains on what the agent saw while chasing the
+client; and Ctrl-C stops every process the benchmark started. Plus the pure parts (plans, summary,
+comparison)."""
 
 from __future__ import annotations
 
@@ -114,6 +116,50 @@ def test_summary_counts_censored_episodes_at_the_limit() -> None:
     assert s["ratio_agent_vs_mob"]["catch_rate_delta"] == round(2 / 3 - 1 / 3, 3)
 
 
+def test_play_chunks_are_game_minutes_with_seeds_of_their_own() -> None:
+    cfg = chase.ChaseConfig(episodes=8, seed=7, adapt_minutes=2.5)
+    chunks = chase.play_plan(cfg)
+    assert [c["seconds"] for c in chunks] == [60.0, 60.0, 30.0]
+    assert [c["id"] for c in chunks] == ["adapt-0", "adapt-1", "adapt-2"]
+    # the adaptation never plays a measured episode's steering schedule
+    measured = {p["seed"] for p in chase.episode_plan(cfg)}
+    assert len({c["seed"] for c in chunks}) == 3 and not measured & {c["seed"] for c in chunks}
+    assert chase.play_plan(cfg) == chunks and chase.play_plan(chase.ChaseConfig()) == []
+
+
+def test_comparison_pairs_the_same_episodes_of_base_adapted_and_mob() -> None:
+    cfg = chase.ChaseConfig(episodes=2, limit_s=10.0)
+
+    def phase(agent: list[tuple[bool, float]], mob: list[tuple[bool, float]]) -> dict[str, Any]:
+        recs = [_record("agent", c, t, 0.2) for c, t in agent] + [_record("mob", c, t, 1.0) for c, t in mob]
+        return chase.summarize(recs, cfg)
+
+    base = phase([(True, 6.0), (False, 10.0)], [(True, 5.0), (True, 7.0)])
+    adapted = phase([(True, 3.0), (True, 4.0)], [(True, 5.0), (False, 10.0)])
+    cmp = chase.compare(base, adapted)
+    assert cmp["pairs"] == [
+        {"pair": 0, "base": 6.0, "adapted": 3.0, "mob": 5.0, "mob_base_phase": 5.0},
+        {"pair": 1, "base": None, "adapted": 4.0, "mob": None, "mob_base_phase": 7.0},
+    ]
+    assert cmp["ratio_adapted_vs_mob"]["restricted_mean"] == round(3.5 / 7.5, 3)
+    assert cmp["ratio_adapted_vs_base"]["restricted_mean"] == round(3.5 / 8.0, 3)
+    assert cmp["ratio_adapted_vs_base"]["chase_after_start"] == round(3.3 / 5.8, 3)
+    assert cmp["ratio_base_vs_mob"]["catch_rate_delta"] == -0.5
+    assert cmp["pairs_adapted_faster_than_mob"] == 2 and cmp["pairs_adapted_faster_than_base"] == 2
+    assert cmp["target"]["met"] and cmp["target"]["adapted_vs_mob_at_most"] == 0.9
+    slow = chase.compare(base, phase([(True, 9.0), (True, 9.0)], [(True, 5.0), (True, 7.0)]))
+    assert not slow["target"]["met"] and slow["ratio_adapted_vs_mob"]["restricted_mean"] == 1.5
+
+
+def test_server_errors_count_refused_deliveries_during_restarts_apart() -> None:
+    log = (
+        "2026-12-07 21:42:27: ERROR[CurlFetch]: HTTPFetch for http://127.0.0.1:425/v1/events failed "
+        "(Couldn't connect to server)\n"
+        "2026-12-07 21:42:28: ERROR[Server]: something else\n"
+    )
+    assert chase.server_errors(log) == {"server_errors": 1, "deliveries_refused_while_restarting": 1}
+
+
 def test_world_mt_enables_the_mobs_mod_once(tmp_path: Path) -> None:
     world = tmp_path / "w"
     chase.enable_world_mod(world, "mobs")
@@ -184,6 +230,76 @@ def test_agent_and_mob_catch_a_steered_real_client(tmp_path: Path) -> None:
         assert sum(v > 1.0 for v in speeds) >= 0.8 * len(speeds), (r["id"], speeds)
     assert 3.0 < summary["agent"]["player_speed_mean"] < 5.0
     assert png.stat().st_size > 10_000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert report["server_errors"] == 0
+    assert not _left_over(work)
+
+
+@pytest.mark.luanti
+def test_adaptation_trains_on_what_the_agent_saw_of_the_client_and_reports_both_agents(tmp_path: Path) -> None:
+    """A game minute of adaptation: what the agent saw of the real client is stored as agent.track
+    events, the service's worker trains a pursuit cycle on them, and the report has the base and
+    the adapted agent on the same episodes, and the mob."""
+    _need_real_game()
+    from luanti_tune.store import EventQuery, open_store
+
+    work, records_path = tmp_path / "run", tmp_path / "episodes.jsonl"
+    args = ["chase", "--episodes", "1", "--limit", "10", "--train-minutes", "0.2", "--adapt-minutes", "1"]
+    args += ["--work-dir", str(work), "--records", str(records_path)]
+    out = CliRunner().invoke(bench, args, catch_exceptions=False)
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.output.strip().splitlines()[-1])
+    ad = report["adaptation"]
+    # what the agent saw of the client while it played, in the adaptation's store
+    store = open_store(f"sqlite:///{work / 'events-adapt.db'}")
+    try:
+        tracks = [
+            e
+            for e in store.iter_events(EventQuery(types=("agent.track",)))
+            if e["payload"]["target"] == "runner" and e["actor"]["name"].startswith("pursuit")
+        ]
+    finally:
+        store.close()
+    knots = sum(len(e["payload"]["tick"]) for e in tracks)
+    assert len(tracks) >= 5 and knots >= 150, (len(tracks), knots)  # a minute of decisions, ~5 a second
+    assert (ad["track_events"], ad["track_knots"]) == (len(tracks), knots)
+    assert ad["game_minutes"] == pytest.approx(1.0, abs=0.05) and len(ad["chunks"]) == 1
+    assert ad["chunks"][0]["chases"] >= 3 and ad["chunks"][0]["worker_settled"]
+    # the service's worker ran a pursuit cycle over them: trained on the client's decision track
+    state = json.loads((work / "data" / "worker" / "state.json").read_text())
+    last = state["last"]["pursuit"]
+    assert state["cycles"] >= 1 and last["status"] in ("promoted", "rejected"), state
+    assert state["cursors"]["pursuit"] >= min(e["_id"] for e in tracks) and ad["track_events_trained"] >= 5
+    manifest = json.loads((work / "models" / "pursuit" / last["version"] / "manifest.json").read_text())
+    counts = manifest["dataset"]["new"]["counts"]
+    assert counts["decisions"] > 0 and counts["per_player"].get("runner", 0) >= 200, counts
+    # the client's own champion was judged (its verdicts are in the report), or the reason it was not
+    scope = work / "models" / "pursuit@runner" / "history.jsonl"
+    history = [json.loads(line) for line in scope.read_text().splitlines()] if scope.exists() else []
+    assert [h["action"] for h in ad["scope_history"]] == [h["action"] for h in history]
+    # base and adapted agent on the same episode, and the mob; the adapted one decided by what is served now
+    records = [json.loads(line) for line in records_path.read_text().splitlines()]
+    assert [(r["phase"], r["chaser"]) for r in records] == [
+        ("base", "agent"),
+        ("base", "mob"),
+        ("adapted", "agent"),
+        ("adapted", "mob"),
+    ]
+    assert len({(r["dx"], r["dz"], r["seed"]) for r in records}) == 1 and not any(r.get("error") for r in records)
+    base_agent, adapted_agent = records[0], records[2]
+    assert base_agent["model"] == report["base"]["served"] == {"name": "pursuit", "version": "v0001"}
+    assert adapted_agent["model"] == ad["after"]["model"] == report["model"]["served"]
+    if ad["after"]["scope_champion"]:
+        assert ad["after"]["scope_served"] and adapted_agent["model"]["name"] == "pursuit@runner"
+    cmp = report["comparison"]
+    for key in ("base", "adapted", "mob", "mob_base_phase"):
+        assert cmp[key]["episodes"] == 1 and cmp[key]["restricted_mean_s"] is not None, cmp[key]
+    assert cmp["adapted"]["times_s"] == [adapted_agent["time_s"] if adapted_agent["caught"] else None]
+    for key in ("ratio_adapted_vs_mob", "ratio_adapted_vs_base", "ratio_base_vs_mob"):
+        assert cmp[key]["restricted_mean"] is not None, cmp[key]
+    assert isinstance(cmp["target"]["met"], bool)
+    assert report["summary"]["agent"]["times_s"] == cmp["adapted"]["times_s"]
+    assert report["base"]["summary"]["agent"]["times_s"] == cmp["base"]["times_s"]
+    assert report["act"]["failures"] == 0 and report["base"]["act"]["failures"] == 0
     assert report["server_errors"] == 0
     assert not _left_over(work)
 
