@@ -519,3 +519,15 @@ def test_the_default_fallbacks_decide_in_columns() -> None:
     for policy in [*table.values(), ChaseOrWait()]:
         cols = policy.decide_columns(obs, {})
         assert cols is not None and len(cols) == len(obs)
+
+
+def test_many_target_names_take_the_sorted_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows x target names beyond the dense table: each name's position in a row's targets is
+    found by sorting instead, with the same choices."""
+    from luanti_tune.policies import targets
+
+    monkeypatch.setattr(targets, "_TABLE_CELLS", 0)
+    for raw in raw_batches(4, steps=2):
+        typed = [Observation.model_validate(o) for o in raw]
+        for new, ref in ((PurePursuitPolicy(), RefPurePursuitPolicy()), (ChaseOrWait(), RefChaseOrWait())):
+            assert_same(new.decide(typed, {}), ref.decide(typed, {}), new.name)

@@ -14,7 +14,7 @@ returns, per row, the index of the chosen entity in ``cols.entities`` (``-1``: n
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import chain
+from itertools import chain, repeat
 
 import numpy as np
 
@@ -23,6 +23,8 @@ from luanti_tune.policies.columns import ObservationColumns
 from luanti_tune.schemas.agent import Observation
 
 _NONE = np.iinfo(np.intp).max
+#: Rows x target names up to which a dense table finds each name's position in a row's targets.
+_TABLE_CELLS = 1 << 22
 
 
 def columns_of(observations: Sequence[Observation]) -> tuple[ObservationBatch, ObservationColumns]:
@@ -90,19 +92,24 @@ def _target_ranks(cols: ObservationColumns, rows: np.ndarray) -> np.ndarray | No
     names = cols.entities.name
     n, m = len(cols), len(names)
     flat = list(chain.from_iterable(targets))
-    ids = {name: i for i, name in enumerate(dict.fromkeys(chain(flat, names)))}  # None included
+    ids: dict[str | None, int] = {name: i for i, name in enumerate(dict.fromkeys(flat))}
     width = len(ids)
     counts = np.fromiter(map(len, targets), dtype=np.intp, count=n)
-    t_rows = np.repeat(np.arange(n, dtype=np.intp), counts)
     starts = np.zeros(n, dtype=np.intp)
     np.cumsum(counts[:-1], out=starts[1:])
     t_pos = np.arange(len(flat), dtype=np.intp) - np.repeat(starts, counts)
-    t_key = t_rows * width + np.fromiter(map(ids.__getitem__, flat), dtype=np.intp, count=len(flat))
+    t_key = np.repeat(np.arange(n, dtype=np.intp), counts) * width
+    t_key += np.fromiter(map(ids.__getitem__, flat), dtype=np.intp, count=len(flat))
+    e_id = np.fromiter(map(ids.get, names, repeat(-1)), dtype=np.intp, count=m)  # unnamed: -1
+    e_key = rows * width + e_id
+    if n * width <= _TABLE_CELLS:  # each (row, name)'s first position, in a table
+        table = np.full(n * width, _NONE, dtype=np.intp)
+        np.minimum.at(table, t_key, t_pos)
+        rank = table[np.where(e_id >= 0, e_key, 0)]
+        return np.where((e_id >= 0) & (rank != _NONE), rank, -1)
     keys, first = np.unique(t_key, return_index=True)  # first: each (row, name)'s first position
-    e_key = rows * width + np.fromiter(map(ids.__getitem__, names), dtype=np.intp, count=m)
     at = np.minimum(np.searchsorted(keys, e_key), len(keys) - 1)
-    found = keys[at] == e_key  # never for an unnamed entity: no target is None
-    return np.where(found, t_pos[first[at]], -1)
+    return np.where((e_id >= 0) & (keys[at] == e_key), t_pos[first[at]], -1)
 
 
 def pick_targets(cols: ObservationColumns) -> np.ndarray:
@@ -113,16 +120,17 @@ def pick_targets(cols: ObservationColumns) -> np.ndarray:
     if m == n and bool((e.offsets == np.arange(n + 1)).all()) and e.kind.count("player") == n:
         return np.arange(n, dtype=np.intp)  # the common case: one player in view, always the target
     rows = entity_rows(cols)
-    out = nearest(cols, "player", rows)
     ranks = _target_ranks(cols, rows)
-    if ranks is not None:
-        listed = ranks >= 0
-        best = _per_row_min(n, rows[listed], ranks[listed], _NONE)
-        hit = np.flatnonzero(listed & (ranks == best[rows]))
-        chosen = np.full(n, -1, dtype=np.intp)
-        np.maximum.at(chosen, rows[hit], hit)
-        out = np.where(chosen >= 0, chosen, out)
-    return out
+    if ranks is None:
+        return nearest(cols, "player", rows)
+    listed = ranks >= 0
+    best = _per_row_min(n, rows[listed], ranks[listed], _NONE)
+    hit = np.flatnonzero(listed & (ranks == best[rows]))
+    chosen = np.full(n, -1, dtype=np.intp)
+    np.maximum.at(chosen, rows[hit], hit)
+    if (chosen < 0).any():  # no listed target in view: the nearest player
+        chosen = np.where(chosen >= 0, chosen, nearest(cols, "player", rows))
+    return chosen
 
 
 def first_listed(cols: ObservationColumns) -> np.ndarray:
