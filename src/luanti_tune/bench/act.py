@@ -414,7 +414,7 @@ def _breakdown(n: int, seed: int, engine: Any, reps: int = 30) -> dict[str, floa
     memory = SessionStore(1_000_000)  # featurize's own tracks, fed consecutive ticks like the engine
     feats = adapter.featurize(parsed, {})
     outputs = runner(feats)
-    decode = getattr(adapter, "decode_columns", adapter.decode)
+    decode = adapter.decode_columns
     figures = {
         "json_parse_only_ms": med(lambda: orjson.loads(body)),
         "json_validate_ms": med(lambda: service.parse(body, "application/json", False)),
