@@ -161,6 +161,7 @@ def test_decision_logger_writes_tracks_into_the_store(tmp_path: Any) -> None:
             assert seen is not None
             logger.offer_sightings(seen)
         logger.close()
+        assert (logger.written, logger.tracks_written) == (0, 1)  # agent.act and agent.track counted apart
         stored = list(store.iter_events())
         assert [e["type"] for e in stored] == ["agent.track"]
         assert stored[0]["payload"]["tick"] == list(range(0, 40, 2))

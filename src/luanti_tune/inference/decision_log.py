@@ -160,7 +160,8 @@ class DecisionLogger:
         self._np_rng: Any = None  # numpy Generator for large batches, made on first use
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
-        self.written = 0
+        self.written = 0  # agent.act events
+        self.tracks_written = 0  # agent.track events
         self.dropped = 0
         self.metrics: Metrics | None = None  # set by the engine (its registry)
         #: what agents saw of their targets, written as ``agent.track`` events by the same thread
@@ -263,25 +264,28 @@ class DecisionLogger:
                 events.append(parse_event(raw))
             except Exception as exc:  # noqa: BLE001 - a bad sighting must not kill the logger
                 log.warning("dropping unrecordable track of %s: %s", raw["actor"]["name"], exc)
-        self._append([event_row(e) for e in events] if isinstance(self.store, RowStore) else [], events)
+        rows = [event_row(e) for e in events] if isinstance(self.store, RowStore) else []
+        self.tracks_written += self._append(rows, events)
 
-    def _append(self, rows: list[EventRow], events: list[Any]) -> None:
-        """Store ``rows`` (a row store) or ``events``; a store error is counted, never raised."""
+    def _append(self, rows: list[EventRow], events: list[Any]) -> int:
+        """Store ``rows`` (a row store) or ``events``; how many were stored (a store error is
+        counted as dropped, never raised)."""
         rows_store = isinstance(self.store, RowStore)
         count = len(rows) if rows_store else len(events)
         if count == 0:
-            return
+            return 0
         try:
             if rows_store:
                 result = self.store.append_rows(rows)  # type: ignore[attr-defined]
             else:
                 result = self.store.append(events)
-            self.written += result.accepted
+            return int(result.accepted)
         except Exception as exc:  # noqa: BLE001 - store down: count and move on
             log.warning("could not log %d agent events: %s", count, exc)
             with self._cond:
                 self.dropped += count
             (self.metrics or metrics()).log_dropped.inc(count)
+            return 0
 
     def _write(self, items: list[LogItem]) -> None:
         if not items:
@@ -328,7 +332,7 @@ class DecisionLogger:
                 rows.append(event_row(event))
             else:
                 events.append(event)
-        self._append(rows, events)
+        self.written += self._append(rows, events)
 
     def close(self, timeout: float = 5.0) -> None:
         """Flush what is queued and stop the writer thread; later offers are dropped (counted)."""
