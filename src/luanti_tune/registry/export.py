@@ -22,12 +22,11 @@ def export_onnx(model: LoadedModel, out: Path | str, *, opset: int = 17, check: 
     """
     import torch
 
-    example = getattr(model.adapter, "example_inputs", None)
-    if example is None or not hasattr(model.module, "forward"):
+    inputs = model.adapter.example_inputs(4)
+    if inputs is None or not hasattr(model.module, "forward"):
         raise ModelError(f"model family {model.family!r} does not support ONNX export")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    inputs = example(4)
     names_in = list(model.adapter.input_names)
     names_out = list(model.adapter.output_names)
     args = tuple(torch.from_numpy(inputs[n]) for n in names_in)

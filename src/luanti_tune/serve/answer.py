@@ -80,7 +80,9 @@ def render_columns(result: BatchResult, obs: Sequence[Any], agents: Sequence[str
     all_main = refs.count(main) == n and not result.fallback
     for rows, cols in result.blocks:
         if not all_main:
-            mine = np.fromiter((refs[i] == main for i in rows.tolist()), dtype=bool, count=len(rows))
+            # a fallback row is given whole (with its reason), even when the fallback is the main model
+            fb = result.fallback
+            mine = np.fromiter((refs[i] == main and i not in fb for i in rows.tolist()), dtype=bool, count=len(rows))
             if not mine.all():
                 rows, cols = rows[mine], cols.take(np.flatnonzero(mine))
         if len(rows) == n:  # one block decided every row: rows are 0..n-1
